@@ -1,0 +1,76 @@
+"""Shared pieces of the HTTP doors: dependency aliases, bearer-token checks, error mapping."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app.config import Settings
+from app.errors import ServiceError, SourceError
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def check_bearer(request: Request, expected: SecretStr | None, variable: str) -> None:
+    """401 unless the request carries `Authorization: Bearer <expected>` (constant-time compare)."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if expected is None:
+        raise HTTPException(401, f"disabled: {variable} is not set on the server", challenge)
+    presented = _bearer(request)
+    if presented is None:
+        raise HTTPException(401, "missing bearer token", challenge)
+    if not hmac.compare_digest(presented.encode("utf-8"), expected.get_secret_value().encode("utf-8")):
+        raise HTTPException(401, "invalid bearer token", challenge)
+
+
+def require_api_token(request: Request, settings: SettingsDep) -> None:
+    check_bearer(request, settings.api_token, "SLOGUARD_API_TOKEN")
+
+
+def require_webhook_token(request: Request, settings: SettingsDep) -> None:
+    check_bearer(request, settings.webhook_token, "SLOGUARD_WEBHOOK_TOKEN")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def service_error(_request: Request, exc: Exception) -> JSONResponse:
+        status = exc.status_code if isinstance(exc, ServiceError) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    async def source_error(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"source unavailable: {exc}"}, status_code=503)
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(SourceError, source_error)

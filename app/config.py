@@ -1,0 +1,267 @@
+"""Settings: environment variables prefixed `SLOGUARD_`, secrets also from `*_FILE`, plus sloguard.yaml.
+
+Nothing here is read at import time: `load_settings()` is called by the CLI and the tests build their
+own `Settings(...)`, so each app has exactly the configuration it was given.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.errors import ConfigError
+
+ENV_PREFIX = "SLOGUARD_"
+SECRET_FIELDS = (
+    "slack_bot_token",
+    "slack_signing_secret",
+    "webhook_token",
+    "api_token",
+    "elasticsearch_api_key",
+)
+# Values people paste from examples; a service that accepts them is open to anyone who read the docs.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "changethis",
+        "secret",
+        "password",
+        "token",
+        "placeholder",
+        "todo",
+        "xxx",
+        "xoxb-your-token",
+        "your-token-here",
+        "xoxb-xxx",
+    }
+)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration_seconds(value: object) -> float:
+    """`90`, `90s`, `1.5m`, `2h` -> seconds."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"not a duration like 60s, 5m or 1h (got {value!r})")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"must be positive (got {value!r})")
+    return seconds
+
+
+class ModelEnvironment(BaseModel):
+    """One environment (dev, test, prod) a model is served in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(BaseModel):
+    """A model in the ML catalogue of sloguard.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry_name: str | None = None
+    alias: str | None = None
+    version_label: str = "model_version"
+    environments: dict[str, ModelEnvironment] = Field(default_factory=dict)
+
+
+class FileConfig(BaseModel):
+    """What sloguard.yaml holds: everything that is not a secret and is more than one value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """Reads `SLOGUARD_<SECRET>_FILE`: the secret is the file's content, trailing newline stripped."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name in SECRET_FIELDS:
+            variable = f"{ENV_PREFIX}{name.upper()}_FILE"
+            path = self._environ.get(variable)
+            if not path:
+                continue
+            try:
+                found[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+        return found
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    env: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    database_url: str = "sqlite:///./sloguard.db"
+
+    prometheus_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:9090")
+    prometheus_tenant: str | None = None
+    source_timeout: float = Field(default=10.0, gt=0)
+    elasticsearch_url: AnyHttpUrl | None = None
+    elasticsearch_api_key: SecretStr | None = None
+    mlflow_url: AnyHttpUrl | None = None
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api/")
+    slack_channel: str | None = None
+
+    webhook_token: SecretStr | None = None
+    api_token: SecretStr | None = None
+
+    slo_dir: Path = Path("./slo")
+    runbook_dir: Path = Path("./runbooks")
+    postmortem_dir: Path = Path("./postmortems")
+    config_file: Path = Path("./sloguard.yaml")
+
+    eval_interval: float = 60.0
+    scheduler_enabled: bool = True
+
+    @field_validator("eval_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration_seconds(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL ({exc})") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
+        if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+            # psycopg (3) is the driver we ship; SQLAlchemy would otherwise look for psycopg2.
+            url = url.set(drivername="postgresql+psycopg")
+        return url.render_as_string(hide_password=False)
+
+    @field_validator(*SECRET_FIELDS)
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if not raw.strip():
+            raise ValueError("is set but empty")
+        if raw.strip().lower() in PLACEHOLDER_SECRETS or len(set(raw)) == 1:
+            raise ValueError("is a placeholder value; set a real secret")
+        return value
+
+    @model_validator(mode="after")
+    def _features_have_their_secrets(self) -> Settings:
+        if self.slack_bot_token is not None and self.slack_signing_secret is None:
+            raise ValueError(
+                "SLOGUARD_SLACK_SIGNING_SECRET: required when SLOGUARD_SLACK_BOT_TOKEN is set "
+                "(Slack requests cannot be verified without it)"
+            )
+        if self.slack_signing_secret is not None and self.slack_bot_token is None:
+            raise ValueError("SLOGUARD_SLACK_BOT_TOKEN: required when SLOGUARD_SLACK_SIGNING_SECRET is set")
+        return self
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit values win, then the variable itself, then its *_FILE twin.
+        return (init_settings, env_settings, _SecretFileSource(settings_cls, os.environ))
+
+
+def _known_variables() -> set[str]:
+    names = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    names |= {f"{ENV_PREFIX}{name.upper()}_FILE" for name in SECRET_FIELDS}
+    return names
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = error.get("loc") or ()
+    message = str(error.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    if not location:
+        return message  # model-level checks already name their variables
+    name = f"{ENV_PREFIX}{str(location[0]).upper()}"
+    got = error.get("input")
+    shown = "" if location[0] in SECRET_FIELDS or isinstance(got, dict) else f" (got {got!r})"
+    return f"{name}: {message}{shown}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the environment; any problem becomes one ConfigError line."""
+    environ = os.environ if environ is None else environ
+    unknown = sorted(key for key in environ if key.startswith(ENV_PREFIX) and key not in _known_variables())
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown setting (typo? see README 'Settings')")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def load_file_config(path: Path) -> FileConfig:
+    """Read sloguard.yaml; a missing file is an empty configuration."""
+    if not path.exists():
+        return FileConfig()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping at the top level")
+    try:
+        return FileConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{path}: {field}: {first['msg']}") from None

@@ -1,0 +1,108 @@
+"""Engine, sessions and migrations.
+
+The schema changes only through Alembic (`alembic/versions`); start-up and `sloguard db upgrade` apply
+the migrations. SQLite is the embedded default (WAL, busy timeout, foreign keys on); PostgreSQL is for
+anything shared.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session, create_engine
+
+log = logging.getLogger(__name__)
+
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware timestamps on every backend: stored as UTC, read back with tzinfo=UTC.
+
+    SQLite has no time zones, so without this a value written aware would come back naive and
+    compare wrongly with `datetime.now(UTC)`.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for `database_url`, configured for concurrent use by the web server and the jobs."""
+    if database_url.startswith("sqlite"):
+        engine = create_engine(
+            database_url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to `revision` on `engine`'s database."""
+    command.upgrade(alembic_config(engine), revision)
+    log.info("database migrated", extra={"revision": revision})
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database does not answer a trivial query."""
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))

@@ -1,0 +1,8 @@
+"""Every table, imported in one place so that Alembic and the tests see the whole schema."""
+
+from __future__ import annotations
+
+from app.incidents.models import Incident, TimelineEvent
+from app.slo.models import SloStatus
+
+__all__ = ["Incident", "SloStatus", "TimelineEvent"]

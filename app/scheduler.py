@@ -1,0 +1,36 @@
+"""The one list of background jobs, run by APScheduler in a thread pool.
+
+Every job runs one instance at a time and coalesces missed runs: a slow Prometheus must not pile up
+evaluation cycles behind each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    func: Callable[[], object]
+    every_seconds: float
+
+
+def build_scheduler(jobs: list[Job]) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(max_workers=4)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+        timezone="UTC",
+    )
+    for job in jobs:
+        scheduler.add_job(
+            job.func, "interval", seconds=job.every_seconds, id=job.id, name=job.id, replace_existing=True
+        )
+    return scheduler

@@ -1,0 +1,25 @@
+"""The SloStatus table: one row per SLO per evaluation cycle."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime
+
+
+class SloStatus(SQLModel, table=True):
+    __tablename__ = "slo_status"
+    __table_args__ = (sa.Index("ix_slo_status_slo_evaluated", "slo_id", "evaluated_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    slo_id: str = Field(max_length=200)
+    evaluated_at: datetime = Field(sa_type=UTCDateTime)
+    # {"5m": {"error_ratio": 0.0004, "burn_rate": 0.4}, ...}; null values where a window had no data.
+    windows: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    budget_remaining: float | None = None
+    state: str = Field(max_length=24)
+    detail: str | None = Field(default=None, sa_type=sa.Text)

@@ -1,0 +1,192 @@
+"""Logging, the /metrics registry, request ids and optional OpenTelemetry tracing.
+
+Each app owns its own Prometheus registry (no process-global metrics), so tests can build many apps in
+one process and read exact counts from each.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from pythonjsonlogger.json import JsonFormatter
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import compile_path
+
+import app
+
+log = logging.getLogger(__name__)
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        # uvicorn adds an ANSI-coloured copy of each message; in JSON it is noise.
+        record.__dict__.pop("color_message", None)
+        return True
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """Configure the root logger once: JSON lines (or text) on stderr, each with the request id."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RequestIdFilter())
+    if fmt == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                timestamp=False,
+            )
+        )
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # uvicorn's access log repeats what our middleware logs, without the request id.
+    logging.getLogger("uvicorn.access").disabled = True
+    # urllib3 logs each retry with the full URL; our sources log one line per failure themselves.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+
+class Metrics:
+    """The metrics one app exposes on /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "sloguard_http_requests",
+            "HTTP requests handled, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "sloguard_http_request_duration_seconds",
+            "Time to handle an HTTP request, by method and route template.",
+            ["method", "route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.build_info = Info("sloguard_build", "sloguard build information.", registry=self.registry)
+        self.build_info.info({"version": app.__version__, "python": sys.version.split()[0]})
+        self.slo_burn_rate = Gauge(
+            "sloguard_slo_burn_rate",
+            "Error budget burn rate of an SLO over a window (1 spends the budget in one period).",
+            ["slo", "window"],
+            registry=self.registry,
+        )
+        self.slo_error_budget_remaining = Gauge(
+            "sloguard_slo_error_budget_remaining",
+            "Fraction of the SLO period's error budget left (negative when overspent).",
+            ["slo"],
+            registry=self.registry,
+        )
+        self.slo_state = Gauge(
+            "sloguard_slo_state",
+            "1 for the SLO's current state, 0 for the others.",
+            ["slo", "state"],
+            registry=self.registry,
+        )
+        self.slo_evaluations = Counter(
+            "sloguard_slo_evaluation_cycles",
+            "SLO evaluation cycles run, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+
+class RouteTemplates:
+    """Maps a request path to its route template (`/api/v1/incidents/{incident_id}`), to bound labels.
+
+    Built from the OpenAPI paths, which are the full templates whatever the router nesting, so it relies
+    on FastAPI's public schema rather than on how a version of it stores nested routers.
+    """
+
+    def __init__(self) -> None:
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def _build(self, fastapi_app: Any) -> list[tuple[re.Pattern[str], str]]:
+        templates = sorted(fastapi_app.openapi().get("paths", {}), key=lambda path: path.count("{"))
+        return [(compile_path(template)[0], template) for template in templates]
+
+    def lookup(self, request: Request) -> str:
+        if self._compiled is None:
+            self._compiled = self._build(request.app)
+        path = request.url.path
+        for pattern, template in self._compiled:
+            if pattern.match(path):
+                return template
+        return "unmatched"
+
+
+def metrics_middleware(
+    metrics: Metrics, templates: RouteTemplates
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else None
+        token = request_id_var.set(request_id or uuid.uuid4().hex)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers[REQUEST_ID_HEADER] = request_id_var.get() or ""
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = templates.lookup(request)
+            metrics.http_requests.labels(request.method, route, str(status)).inc()
+            metrics.http_latency.labels(request.method, route).observe(elapsed)
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+    return middleware
+
+
+def setup_tracing(fastapi_app: Any, engine: Any) -> bool:
+    """OpenTelemetry for FastAPI, httpx and SQLAlchemy when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return False
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "sloguard")})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    FastAPIInstrumentor.instrument_app(fastapi_app, tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
+    log.info("tracing enabled")
+    return True
