@@ -20,7 +20,9 @@ def free_port() -> int:
         return port
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> None:
+def wait_until(
+    predicate: Any, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while time.monotonic() < deadline:

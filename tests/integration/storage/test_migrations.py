@@ -71,6 +71,8 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: object) -> None:
     try:
         with engine.connect() as connection:
             assert connection.execute(sa.text("PRAGMA journal_mode")).scalar_one() == "wal"
-            assert connection.execute(sa.text("PRAGMA busy_timeout")).scalar_one() == db.SQLITE_BUSY_TIMEOUT_MS
+            assert (
+                connection.execute(sa.text("PRAGMA busy_timeout")).scalar_one() == db.SQLITE_BUSY_TIMEOUT_MS
+            )
     finally:
         engine.dispose()
