@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from app.config import Settings, load_file_config, load_settings
-from app.errors import ConfigError
+from app.errors import ConfigError, SpecError
+from app.slo import rules
+from app.slo.spec import Slo, load_specs
 from app.telemetry import configure_logging
 
 cli = typer.Typer(
@@ -19,12 +24,28 @@ cli = typer.Typer(
 )
 db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+slo_cli = typer.Typer(help="SLO specs: lint, Prometheus rules, live status.", no_args_is_help=True)
+cli.add_typer(slo_cli, name="slo")
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr and a non-zero exit: what a person or a supervisor reads first."""
     typer.echo(f"sloguard: {message}", err=True)
     raise typer.Exit(code)
+
+
+def fail_spec(exc: SpecError) -> NoReturn:
+    for line in exc.problems:
+        typer.echo(line, err=True)
+    raise typer.Exit(1)
+
+
+def load_slos(paths: list[Path] | None, settings: Settings | None = None) -> list[Slo]:
+    chosen = paths or [(settings or settings_or_exit()).slo_dir]
+    try:
+        return load_specs(chosen)
+    except SpecError as exc:
+        fail_spec(exc)
 
 
 def settings_or_exit() -> Settings:
@@ -32,7 +53,6 @@ def settings_or_exit() -> Settings:
         return load_settings()
     except ConfigError as exc:
         fail(str(exc))
-        raise  # unreachable: fail() exits
 
 
 @cli.command()
@@ -51,6 +71,9 @@ def serve(
         application = create_app(settings)
     except ConfigError as exc:
         fail(str(exc))
+        return
+    except SpecError as exc:
+        fail_spec(exc)
         return
     uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=False)
 
@@ -79,6 +102,99 @@ def check_config() -> None:
     except ConfigError as exc:
         fail(str(exc))
     typer.echo("configuration is valid")
+
+
+PathsArgument = Annotated[
+    list[Path] | None, typer.Argument(help="Spec files or folders (default: SLOGUARD_SLO_DIR).")
+]
+
+
+@slo_cli.command("lint")
+def slo_lint(paths: PathsArgument = None) -> None:
+    """Validate SLO spec files; exit 1 with `file: field: reason` lines."""
+    found = load_slos(paths)
+    typer.echo(f"{len(found)} SLOs OK")
+
+
+@slo_cli.command("rules")
+def slo_rules(
+    paths: PathsArgument = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
+) -> None:
+    """Prometheus recording and MWMB alerting rules, with Sloth's names and labels."""
+    text = rules.render(load_slos(paths))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def status_table(results: list[dict[str, Any]]) -> str:
+    windows = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+    header = ["SLO", "objective", *(f"burn {w}" for w in windows), "budget left", "state"]
+    rows = [header]
+    for item in results:
+        burns = [_cell(item["windows"].get(w, {}).get("burn_rate"), ".2f") for w in windows]
+        remaining = item["budget_remaining"]
+        rows.append(
+            [
+                item["id"],
+                f"{item['objective'] * 100:g}%",
+                *burns,
+                "-" if remaining is None else f"{remaining * 100:.1f}%",
+                item["state"] + (f" ({item['detail']})" if item.get("detail") else ""),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in rows
+    )
+
+
+@slo_cli.command("status")
+def slo_status(
+    at: Annotated[
+        str | None, typer.Option("--at", help="Evaluate every window as ending at this RFC 3339 time.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Evaluate every SLO once against its sources and print the result."""
+    from app.main import build_sources
+    from app.slo.service import SloEngine
+
+    settings = settings_or_exit()
+    configure_logging("WARNING", "text")
+    moment = datetime.now(UTC)
+    if at is not None:
+        try:
+            moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"--at: not an RFC 3339 time like 2026-11-25T10:00:00Z (got {at!r})")
+        if moment.tzinfo is None:
+            fail(f"--at: needs a time zone, e.g. 2026-11-25T10:00:00Z (got {at!r})")
+    try:
+        file_config = load_file_config(settings.config_file)
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    specs = load_slos(None, settings)
+    sources = build_sources(settings)
+    try:
+        engine = SloEngine(specs, sources["prometheus"], sources.get("elasticsearch"), file_config.slo)
+        results = [result.as_dict() for result in engine.evaluate(moment, remember=False)]
+    finally:
+        for source in sources.values():
+            source.close()
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        typer.echo(status_table(results))
 
 
 def main() -> None:

@@ -91,11 +91,47 @@ class ModelConfig(BaseModel):
     environments: dict[str, ModelEnvironment] = Field(default_factory=dict)
 
 
+class SloOverride(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_events: float | None = Field(default=None, ge=0)
+
+
+class SloOptions(BaseModel):
+    """How SLOs are evaluated (sloguard.yaml `slo:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Below this many events in a tier's long window, a breach reads `insufficient_data`, not a page.
+    min_events: float = Field(default=10, ge=0)
+    # Log pipelines lag: Elasticsearch windows end this long before now.
+    ingest_delay: float = 60.0
+    # SloStatus rows older than this are deleted after each cycle.
+    status_retention: float = 7 * 86400.0
+    # Prometheus/Elasticsearch queries in flight at once in direct mode.
+    concurrency: int = Field(default=8, ge=1, le=64)
+    # Read Sloth-style recording rules when Prometheus has them (one query per window for all SLOs).
+    batch: bool = True
+    overrides: dict[str, SloOverride] = Field(default_factory=dict)
+
+    @field_validator("ingest_delay", "status_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration_seconds(value)
+
+    def min_events_for(self, slo_id: str) -> float:
+        override = self.overrides.get(slo_id)
+        if override is not None and override.min_events is not None:
+            return override.min_events
+        return self.min_events
+
+
 class FileConfig(BaseModel):
     """What sloguard.yaml holds: everything that is not a secret and is more than one value."""
 
     model_config = ConfigDict(extra="forbid")
 
+    slo: SloOptions = Field(default_factory=SloOptions)
     channels: dict[str, str] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
 

@@ -8,14 +8,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from sqlmodel import Session
 
 import app as package
 from app import db
 from app.api import install_error_handlers, require_api_token
 from app.config import Settings, load_file_config
+from app.events import Dispatcher
 from app.health import router as health_router
 from app.incidents.routes import router as incidents_router
 from app.scheduler import Job, build_scheduler
+from app.slo import service as slos
+from app.slo.jobs import evaluate_slos
+from app.slo.routes import router as slo_router
+from app.slo.service import SloEngine
+from app.slo.spec import load_specs
 from app.sources.elasticsearch import ElasticsearchSource
 from app.sources.prometheus import PrometheusSource
 from app.telemetry import Metrics, RouteTemplates, metrics_middleware, setup_tracing
@@ -41,22 +48,32 @@ def build_sources(settings: Settings) -> dict[str, Any]:
     return sources
 
 
-def build_jobs(fastapi_app: FastAPI) -> list[Job]:
-    """Later capabilities add their jobs here; the list is the whole background workload."""
-    return []
+def build_jobs(fastapi_app: FastAPI, settings: Settings) -> list[Job]:
+    """The whole background workload of one replica."""
+    state = fastapi_app.state
+    return [Job("slo-evaluation", lambda: evaluate_slos(state), settings.eval_interval)]
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """Build the app; bad settings, sloguard.yaml or SLO specs raise here, before anything starts."""
     file_config = load_file_config(settings.config_file)
+    slo_specs = load_specs([settings.slo_dir]) if settings.slo_dir.exists() else []
 
     @asynccontextmanager
     async def lifespan(fastapi_app: FastAPI) -> AsyncIterator[None]:
         engine = db.make_engine(settings.database_url)
         db.upgrade(engine)
         fastapi_app.state.engine = engine
-        fastapi_app.state.sources = build_sources(settings)
+        sources = build_sources(settings)
+        fastapi_app.state.sources = sources
+        slo_engine = SloEngine(
+            slo_specs, sources["prometheus"], sources.get("elasticsearch"), file_config.slo
+        )
+        with Session(engine) as session:
+            slo_engine.restore(slos.latest_states(session))
+        fastapi_app.state.slo_engine = slo_engine
         setup_tracing(fastapi_app, engine)
-        scheduler = build_scheduler(build_jobs(fastapi_app))
+        scheduler = build_scheduler(build_jobs(fastapi_app, settings))
         if settings.scheduler_enabled:
             scheduler.start()
         fastapi_app.state.scheduler = scheduler
@@ -80,11 +97,14 @@ def create_app(settings: Settings) -> FastAPI:
     fastapi_app.state.file_config = file_config
     metrics = Metrics()
     fastapi_app.state.metrics = metrics
+    fastapi_app.state.events = Dispatcher()
+    fastapi_app.state.last_evaluation = None
     fastapi_app.middleware("http")(metrics_middleware(metrics, RouteTemplates()))
     install_error_handlers(fastapi_app)
 
     fastapi_app.include_router(health_router)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)])
     api.include_router(incidents_router)
+    api.include_router(slo_router)
     fastapi_app.include_router(api)
     return fastapi_app

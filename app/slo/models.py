@@ -22,4 +22,6 @@ class SloStatus(SQLModel, table=True):
     windows: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     budget_remaining: float | None = None
     state: str = Field(max_length=24)
+    tier: str | None = Field(default=None, max_length=100)
+    time_to_exhaustion: float | None = None
     detail: str | None = Field(default=None, sa_type=sa.Text)

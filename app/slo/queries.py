@@ -1,0 +1,237 @@
+"""What to ask the sources for one evaluation, and how to read their answers. Pure: no I/O here.
+
+Direct mode asks Prometheus one query per SLO that returns every window at once (each sub-expression
+tagged with `label_replace`), so an SLO costs one round trip, not sixteen. Batch mode reads the recording
+rules that `sloguard slo rules` (or Sloth) put in Prometheus: one query per window for all SLOs.
+Elasticsearch gets one search per SLO: a `date_range` aggregation over all windows with a `filter`
+sub-aggregation for the bad events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.slo import burn
+from app.slo.spec import ElasticsearchSli, EventsSli, LatencySli, RawSli, Slo
+
+WINDOW_LABEL = "sloguard_window"
+PART_LABEL = "sloguard_part"
+PERIOD = "period"
+
+
+class MeasurementError(ValueError):
+    """The source answered, but not in a shape one SLO can be evaluated from."""
+
+
+def period_window_seconds(slo: Slo, at: datetime) -> int:
+    """The budget window: the rolling period, or the time elapsed in the current calendar period."""
+    if slo.calendar_start is None:
+        return slo.period_seconds
+    elapsed = (at - slo.calendar_start).total_seconds()
+    if elapsed <= 0:
+        return 60
+    return max(60, int(elapsed % slo.period_seconds) or slo.period_seconds)
+
+
+def measured_windows(slo: Slo, at: datetime) -> list[tuple[str, int]]:
+    """(key, seconds) for each window to measure; the period's key is `period`."""
+    windows = [(window.name, window.seconds) for window in slo.windows]
+    return [*windows, (PERIOD, period_window_seconds(slo, at))]
+
+
+def _tag(expression: str, window: str, part: str) -> str:
+    return (
+        f'label_replace(label_replace({expression}, "{WINDOW_LABEL}", "{window}", "", ""), '
+        f'"{PART_LABEL}", "{part}", "", "")'
+    )
+
+
+def direct_query(slo: Slo, at: datetime) -> str:
+    """One PromQL query returning every window's bad and total rates (or ratio) for one SLO."""
+    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
+    parts = []
+    for key, seconds in measured_windows(slo, at):
+        window = burn.format_duration(seconds)
+        if isinstance(sli, EventsSli):
+            parts.append(_tag(f"sum({sli.error_for(window)})", key, "bad"))
+            parts.append(_tag(f"sum({sli.total_for(window)})", key, "total"))
+        elif isinstance(sli, RawSli):
+            parts.append(_tag(f"({sli.ratio_for(window)})", key, "ratio"))
+        else:
+            raise TypeError(f"{slo.id} is not a Prometheus SLI")
+    return "\nor\n".join(parts)
+
+
+def _value(sample: dict[str, Any]) -> float:
+    value = float(sample["value"][1])
+    return value
+
+
+@dataclass
+class _Parts:
+    bad: dict[str, float] = field(default_factory=dict)
+    total: dict[str, float] = field(default_factory=dict)
+    ratio: dict[str, float] = field(default_factory=dict)
+
+
+def parse_direct(slo: Slo, at: datetime, result: list[dict[str, Any]]) -> burn.Measurement:
+    parts = _Parts()
+    for sample in result:
+        labels = sample.get("metric", {})
+        window, part = labels.get(WINDOW_LABEL), labels.get(PART_LABEL)
+        target = getattr(parts, str(part), None)
+        if window is None or target is None:
+            continue
+        if window in target:
+            raise MeasurementError(f"{slo.id}: the query returned several series for window {window}")
+        target[window] = _value(sample)
+    return _measurement(slo, at, parts)
+
+
+def _measurement(slo: Slo, at: datetime, parts: _Parts) -> burn.Measurement:
+    ratios: dict[int, float | None] = {}
+    events: dict[int, float | None] = {}
+    period_ratio: float | None = None
+    for key, seconds in measured_windows(slo, at):
+        if parts.ratio or not (parts.bad or parts.total):
+            ratio = parts.ratio.get(key)
+            ratio = None if ratio is None or math.isnan(ratio) else min(max(ratio, 0.0), 1.0)
+            count = None
+        else:
+            total_rate = parts.total.get(key)
+            count = None if total_rate is None else total_rate * seconds
+            # No bad series at all (no 5xx ever seen) is zero errors, as long as there was traffic.
+            bad_rate = parts.bad.get(key, 0.0 if total_rate is not None else None)
+            ratio = burn.error_ratio(bad_rate, total_rate)
+        if key == PERIOD:
+            period_ratio = ratio
+        else:
+            ratios[seconds] = ratio
+            if count is not None:
+                events[seconds] = count
+    return burn.Measurement(ratios=ratios, events=events, period_ratio=period_ratio)
+
+
+# ---------------------------------------------------------------- batch mode (recording rules)
+
+
+def batch_window_names(slos: Iterable[Slo]) -> list[str]:
+    names = {window.name for slo in slos for window in slo.windows}
+    names |= {burn.format_duration(slo.period_seconds) for slo in slos if slo.calendar_start is None}
+    return sorted(names, key=burn.parse_duration)
+
+
+def batch_query(window: str) -> str:
+    """All SLOs' error ratio and traffic for one window, from the recording rules."""
+    return f'{{__name__=~"slo:sli_error:ratio_rate{window}|sloguard:sli_total:rate{window}"}}'
+
+
+def parse_batch(window: str, result: list[dict[str, Any]], into: dict[str, _Parts]) -> None:
+    """Add one window's batch answer to the per-SLO parts (keyed by sloth_id)."""
+    for sample in result:
+        labels = sample.get("metric", {})
+        slo_id = labels.get("sloth_id")
+        if not slo_id:
+            continue
+        parts = into.setdefault(slo_id, _Parts())
+        value = _value(sample)
+        if labels.get("__name__", "").startswith("sloguard:sli_total"):
+            parts.total[window] = value
+        else:
+            parts.ratio[window] = value
+
+
+def measurement_from_batch(slo: Slo, at: datetime, parts: _Parts) -> burn.Measurement:
+    """Batch answers carry ratios and traffic; turn them into the same Measurement as direct mode."""
+    period_name = burn.format_duration(slo.period_seconds)
+    ratios: dict[int, float | None] = {}
+    events: dict[int, float | None] = {}
+    for window in slo.windows:
+        ratio = parts.ratio.get(window.name)
+        total = parts.total.get(window.name)
+        if ratio is not None and math.isnan(ratio):
+            # 0/0: the rule saw no traffic. With a traffic series present that is "no events", not unknown.
+            ratio = None
+        ratios[window.seconds] = None if ratio is None else min(max(ratio, 0.0), 1.0)
+        if total is not None:
+            events[window.seconds] = total * window.seconds
+    period_ratio = parts.ratio.get(period_name)
+    if period_ratio is not None and math.isnan(period_ratio):
+        period_ratio = None
+    return burn.Measurement(ratios=ratios, events=events, period_ratio=period_ratio)
+
+
+def new_batch() -> dict[str, _Parts]:
+    return {}
+
+
+# ---------------------------------------------------------------- Elasticsearch
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def es_search(slo: Slo, at: datetime, ingest_delay: float) -> tuple[str, dict[str, Any]]:
+    """(index, body) of the one search that measures every window of a log-based SLO."""
+    sli = slo.sli
+    if not isinstance(sli, ElasticsearchSli):
+        raise TypeError(f"{slo.id} is not a log-based SLI")
+    end = at - timedelta(seconds=ingest_delay)
+    windows = measured_windows(slo, at)
+    longest = max(seconds for _, seconds in windows)
+    filters: list[dict[str, Any]] = [
+        {
+            "range": {
+                sli.timestamp_field: {
+                    "gte": _iso(end - timedelta(seconds=longest)),
+                    "lt": _iso(end),
+                    "format": "strict_date_optional_time",
+                }
+            }
+        }
+    ]
+    if sli.total_query:
+        filters.insert(0, {"query_string": {"query": sli.total_query}})
+    part_query = sli.bad_query if sli.bad_query is not None else sli.good_query
+    ranges = [
+        {"key": key, "from": _iso(end - timedelta(seconds=seconds)), "to": _iso(end)}
+        for key, seconds in windows
+    ]
+    body = {
+        "size": 0,
+        "track_total_hits": False,
+        "query": {"bool": {"filter": filters}},
+        "aggs": {
+            "windows": {
+                "date_range": {"field": sli.timestamp_field, "keyed": True, "ranges": ranges},
+                "aggs": {"part": {"filter": {"query_string": {"query": part_query}}}},
+            }
+        },
+    }
+    return sli.index, body
+
+
+def parse_es(slo: Slo, at: datetime, response: dict[str, Any]) -> burn.Measurement:
+    sli = slo.sli
+    assert isinstance(sli, ElasticsearchSli)
+    try:
+        buckets = response["aggregations"]["windows"]["buckets"]
+    except (KeyError, TypeError) as exc:
+        raise MeasurementError(f"{slo.id}: Elasticsearch answer has no window buckets") from exc
+    parts = _Parts()
+    for key, seconds in measured_windows(slo, at):
+        bucket = buckets.get(key) if isinstance(buckets, dict) else None
+        if bucket is None:
+            continue
+        total = float(bucket["doc_count"])
+        part = float(bucket["part"]["doc_count"])
+        if total <= 0:
+            continue  # no events: the ratio is unknown, not zero
+        parts.total[key] = total / seconds
+        parts.bad[key] = (part if sli.bad_query is not None else total - part) / seconds
+    return _measurement(slo, at, parts)

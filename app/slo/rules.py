@@ -1,0 +1,241 @@
+"""Prometheus recording and alerting rules with Sloth's names and labels.
+
+Dashboards and alerts built for Sloth keep working: `slo:sli_error:ratio_rate<window>`, the meta
+recordings (`slo:objective:ratio`, `slo:error_budget:ratio`, ...), `sloth_slo_info` and two MWMB alerts
+per SLO (page and ticket, labelled `sloth_severity`). Two differences, both on purpose:
+
+- For event SLIs the period ratio (`slo:sli_error:ratio_rate30d`) weighs by traffic: it divides the
+  summed bad rate by the summed total rate over the period (from `sloguard:sli_error:rate5m` and
+  `sloguard:sli_total:rate5m`), where Sloth averages 5-minute ratios and lets a quiet night count as
+  much as a busy day.
+- `sloguard:sli_total:rate<window>` records the traffic per window, so that sloguard can read every SLO
+  in a handful of queries and still apply its minimum-volume guard.
+
+Log-based SLIs (Elasticsearch) have no Prometheus rules; sloguard evaluates them itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from app.slo import burn
+from app.slo.spec import EventsSli, LatencySli, RawSli, Slo
+
+SHORT_RECORDING_WINDOW = burn.Window(300)
+
+
+def _labels(slo: Slo, **extra: str) -> dict[str, str]:
+    return {
+        **slo.labels,
+        "sloth_id": slo.id,
+        "sloth_service": slo.service,
+        "sloth_slo": slo.name,
+        **extra,
+    }
+
+
+def _selector(slo: Slo) -> str:
+    return f'{{sloth_id="{slo.id}", sloth_service="{slo.service}", sloth_slo="{slo.name}"}}'
+
+
+def _number(value: float) -> str:
+    return format(value, ".12g")
+
+
+def _sli_rules(slo: Slo) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    windows = sorted({*slo.windows, SHORT_RECORDING_WINDOW})
+    period = burn.format_duration(slo.period_seconds)
+    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
+    for window in windows:
+        labels = _labels(slo, sloth_window=window.name)
+        if isinstance(sli, EventsSli):
+            ratio = f"({sli.error_for(window.name)})\n/\n({sli.total_for(window.name)})"
+            rules.append(
+                {"record": f"slo:sli_error:ratio_rate{window.name}", "expr": ratio, "labels": labels}
+            )
+            rules.append(
+                {
+                    "record": f"sloguard:sli_total:rate{window.name}",
+                    "expr": sli.total_for(window.name),
+                    "labels": labels,
+                }
+            )
+        elif isinstance(sli, RawSli):
+            rules.append(
+                {
+                    "record": f"slo:sli_error:ratio_rate{window.name}",
+                    "expr": sli.ratio_for(window.name),
+                    "labels": labels,
+                }
+            )
+    five = SHORT_RECORDING_WINDOW.name
+    period_labels = _labels(slo, sloth_window=period)
+    if isinstance(sli, EventsSli):
+        rules.append(
+            {
+                "record": f"sloguard:sli_error:rate{five}",
+                "expr": sli.error_for(five),
+                "labels": _labels(slo, sloth_window=five),
+            }
+        )
+        selector = _selector(slo)
+        rules.append(
+            {
+                "record": f"slo:sli_error:ratio_rate{period}",
+                "expr": (
+                    f"sum_over_time(sloguard:sli_error:rate{five}{selector}[{period}])\n"
+                    f"/ ignoring (sloth_window)\n"
+                    f"sum_over_time(sloguard:sli_total:rate{five}{selector}[{period}])"
+                ),
+                "labels": period_labels,
+            }
+        )
+    else:
+        selector = _selector(slo)
+        rules.append(
+            {
+                "record": f"slo:sli_error:ratio_rate{period}",
+                "expr": (
+                    f"sum_over_time(slo:sli_error:ratio_rate{five}{selector}[{period}])\n"
+                    f"/ ignoring (sloth_window)\n"
+                    f"count_over_time(slo:sli_error:ratio_rate{five}{selector}[{period}])"
+                ),
+                "labels": period_labels,
+            }
+        )
+    return rules
+
+
+def _meta_rules(slo: Slo) -> list[dict[str, Any]]:
+    selector = _selector(slo)
+    period = burn.format_duration(slo.period_seconds)
+    labels = _labels(slo)
+    return [
+        {"record": "slo:objective:ratio", "expr": f"vector({_number(slo.objective)})", "labels": labels},
+        {"record": "slo:error_budget:ratio", "expr": f"vector(1-{_number(slo.objective)})", "labels": labels},
+        {
+            "record": "slo:time_period:days",
+            "expr": f"vector({_number(slo.period_seconds / burn.DAY)})",
+            "labels": labels,
+        },
+        {
+            "record": "slo:current_burn_rate:ratio",
+            "expr": (
+                f"slo:sli_error:ratio_rate5m{selector}\n/ on(sloth_id, sloth_slo, sloth_service) group_left\n"
+                f"slo:error_budget:ratio{selector}"
+            ),
+            "labels": labels,
+        },
+        {
+            "record": "slo:period_burn_rate:ratio",
+            "expr": (
+                f"slo:sli_error:ratio_rate{period}{selector}\n"
+                f"/ on(sloth_id, sloth_slo, sloth_service) group_left\nslo:error_budget:ratio{selector}"
+            ),
+            "labels": labels,
+        },
+        {
+            "record": "slo:period_error_budget_remaining:ratio",
+            "expr": f"1 - slo:period_burn_rate:ratio{selector}",
+            "labels": labels,
+        },
+        {
+            "record": "sloth_slo_info",
+            "expr": "vector(1)",
+            "labels": {
+                **labels,
+                "sloth_mode": "cli-gen-prom",
+                "sloth_spec": "prometheus/v1",
+                "sloth_version": "sloguard",
+                "sloth_objective": _number(slo.objective * 100),
+            },
+        },
+    ]
+
+
+def _tier_expression(slo: Slo, tiers: list[burn.Tier]) -> str:
+    selector = _selector(slo)
+    parts = []
+    for tier in tiers:
+        threshold = f"({_number(tier.factor)} * {_number(slo.budget)})"
+        parts.append(
+            "(\n"
+            f"    max(slo:sli_error:ratio_rate{tier.short.name}{selector} > {threshold})"
+            " without (sloth_window)\n"
+            "    and\n"
+            f"    max(slo:sli_error:ratio_rate{tier.long.name}{selector} > {threshold})"
+            " without (sloth_window)\n"
+            ")"
+        )
+    return "\nor\n".join(parts)
+
+
+def _alert_rules(slo: Slo) -> list[dict[str, Any]]:
+    alerting = slo.alerting
+    name = alerting.name or "".join(part.capitalize() for part in slo.id.replace("_", "-").split("-"))
+    rules = []
+    for severity, labels, extra_annotations, disabled in (
+        (burn.State.page, alerting.page_labels, alerting.page_annotations, alerting.page_disabled),
+        (burn.State.ticket, alerting.ticket_labels, alerting.ticket_annotations, alerting.ticket_disabled),
+    ):
+        tiers = [tier for tier in slo.tiers if tier.severity == severity]
+        if disabled or not tiers:
+            continue
+        rules.append(
+            {
+                "alert": name,
+                "expr": _tier_expression(slo, tiers),
+                "labels": {**alerting.labels, "sloth_severity": severity.value, **labels},
+                "annotations": {
+                    "title": f"(page) {slo.service} {slo.name} SLO error budget burn rate is too fast."
+                    if severity == burn.State.page
+                    else f"(ticket) {slo.service} {slo.name} SLO error budget burn rate is too fast.",
+                    "summary": f"{slo.id}: {slo.description or 'error budget burning'}",
+                    **alerting.annotations,
+                    **extra_annotations,
+                },
+            }
+        )
+    return rules
+
+
+def rule_groups(slos: list[Slo]) -> dict[str, Any]:
+    """The `groups:` document for every Prometheus-backed SLO."""
+    groups = []
+    for slo in slos:
+        if not isinstance(slo.sli, EventsSli | RawSli | LatencySli):
+            continue
+        groups.append({"name": f"sloth-slo-sli-recordings-{slo.id}", "rules": _sli_rules(slo)})
+        groups.append({"name": f"sloth-slo-meta-recordings-{slo.id}", "rules": _meta_rules(slo)})
+        alerts = _alert_rules(slo)
+        if alerts:
+            groups.append({"name": f"sloth-slo-alerts-{slo.id}", "rules": alerts})
+    return {"groups": groups}
+
+
+class _RulesDumper(yaml.SafeDumper):
+    """Plain YAML a person can read: no anchors, multi-line expressions as literal blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_RulesDumper.add_representer(str, _represent_str)
+
+
+def render(slos: list[Slo]) -> str:
+    header = (
+        "# Generated by `sloguard slo rules`: Sloth-compatible SLO recording and alerting rules.\n"
+        "# Do not edit; change the SLO specs and generate again.\n"
+    )
+    return header + yaml.dump(
+        rule_groups(slos), Dumper=_RulesDumper, sort_keys=False, width=1000, allow_unicode=True
+    )

@@ -1,0 +1,366 @@
+"""SLO evaluation: measure every SLO from its source, run the burn-rate state machine, store and announce.
+
+The engine keeps each SLO's tier memory between cycles (for the clear-after-hold rule); `run_cycle`
+is what the scheduler calls: evaluate, write one SloStatus row per SLO, update /metrics, publish
+breach/clear events, prune old rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from app.config import SloOptions
+from app.errors import NotFound, SourceError
+from app.events import Dispatcher, SloBreached, SloCleared
+from app.slo import burn, queries
+from app.slo.burn import State
+from app.slo.models import SloStatus
+from app.slo.spec import ElasticsearchSli, LatencySli, Slo
+from app.telemetry import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class PrometheusLike(Protocol):
+    def query(self, promql: str, at: datetime | None = None) -> list[dict[str, Any]]: ...
+
+
+class ElasticsearchLike(Protocol):
+    def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class SloResult:
+    slo: Slo
+    state: State
+    evaluated_at: datetime
+    evaluation: burn.Evaluation | None = None
+    detail: str | None = None
+    previous_state: State | None = None
+
+    @property
+    def firing_tier(self) -> str | None:
+        return self.evaluation.memory.tier if self.evaluation and self.state in burn.SEVERITY_RANK else None
+
+    def windows(self) -> dict[str, dict[str, float | None]]:
+        if self.evaluation is None:
+            return {}
+        return {
+            name: {
+                "error_ratio": figures.error_ratio,
+                "burn_rate": figures.burn_rate,
+                "events": figures.events,
+            }
+            for name, figures in self.evaluation.windows.items()
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The contract's JSON shape (`sloguard slo status --json`, `GET /api/v1/slos`)."""
+        evaluation = self.evaluation
+        return {
+            "id": self.slo.id,
+            "service": self.slo.service,
+            "objective": self.slo.objective,
+            "state": self.state.value,
+            "windows": self.windows(),
+            "budget_remaining": evaluation.budget_remaining if evaluation else None,
+            "time_to_exhaustion_seconds": evaluation.time_to_exhaustion if evaluation else None,
+            "tier": self.firing_tier,
+            "detail": self.detail,
+            "evaluated_at": self.evaluated_at.isoformat().replace("+00:00", "Z"),
+        }
+
+
+@dataclass
+class CycleStats:
+    queries: int = 0
+    batch_hits: int = 0
+    direct: int = 0
+    searches: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, what: str) -> None:
+        with self.lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+
+class SloEngine:
+    """Evaluates a fixed set of SLOs against its sources; remembers tier state between cycles."""
+
+    def __init__(
+        self,
+        slos: Sequence[Slo],
+        prometheus: PrometheusLike | None,
+        elasticsearch: ElasticsearchLike | None,
+        options: SloOptions | None = None,
+    ) -> None:
+        self.slos = list(slos)
+        self.by_id = {slo.id: slo for slo in self.slos}
+        self.prometheus = prometheus
+        self.elasticsearch = elasticsearch
+        self.options = options or SloOptions()
+        self.memory: dict[str, burn.TierMemory] = {}
+        self.last_stats = CycleStats()
+        self._buckets: dict[tuple[str, str], list[str]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ measuring
+
+    def _query(self, stats: CycleStats, promql: str, at: datetime) -> list[dict[str, Any]]:
+        if self.prometheus is None:
+            raise SourceError("no Prometheus configured")
+        stats.count("queries")
+        return self.prometheus.query(promql, at=at)
+
+    def _check_buckets(self, stats: CycleStats, slo: Slo, at: datetime) -> str | None:
+        """For histogram SLIs: None when the threshold is a bucket, else the reason it is not."""
+        sli = slo.sli
+        if not isinstance(sli, LatencySli):
+            return None
+        key = (sli.metric, sli.selector)
+        if key not in self._buckets:
+            result = self._query(stats, sli.buckets_query(), at)
+            self._buckets[key] = sorted(
+                (sample["metric"].get("le", "") for sample in result), key=lambda le: float(le)
+            )
+        buckets = self._buckets[key]
+        if not buckets or any(float(le) == sli.threshold for le in buckets):
+            return None
+        return f"threshold {sli.le}s is not a bucket of {sli.metric}; its le buckets are {', '.join(buckets)}"
+
+    def _direct(self, stats: CycleStats, slo: Slo, at: datetime) -> burn.Measurement | str:
+        try:
+            problem = self._check_buckets(stats, slo, at)
+            if problem is not None:
+                return problem
+            stats.count("direct")
+            return queries.parse_direct(slo, at, self._query(stats, queries.direct_query(slo, at), at))
+        except (SourceError, queries.MeasurementError) as exc:
+            return str(exc)
+
+    def _search(self, stats: CycleStats, slo: Slo, at: datetime) -> burn.Measurement | str:
+        if self.elasticsearch is None:
+            return "SLOGUARD_ELASTICSEARCH_URL is not set"
+        index, body = queries.es_search(slo, at, self.options.ingest_delay)
+        try:
+            stats.count("searches")
+            return queries.parse_es(slo, at, self.elasticsearch.search(index, body))
+        except (SourceError, queries.MeasurementError) as exc:
+            return str(exc)
+
+    def _batch(
+        self, stats: CycleStats, slos: list[Slo], at: datetime, pool: ThreadPoolExecutor
+    ) -> dict[str, burn.Measurement]:
+        windows = queries.batch_window_names(slos)
+        answers = list(pool.map(lambda w: (w, self._query(stats, queries.batch_query(w), at)), windows))
+        parts = queries.new_batch()
+        for window, result in answers:
+            queries.parse_batch(window, result, parts)
+        found = {}
+        for slo in slos:
+            if slo.id in parts and parts[slo.id].ratio and not isinstance(slo.sli, LatencySli):
+                found[slo.id] = queries.measurement_from_batch(slo, at, parts[slo.id])
+                stats.count("batch_hits")
+        return found
+
+    def measure(self, at: datetime) -> dict[str, burn.Measurement | str]:
+        """Each SLO's measurement, or the reason it could not be measured."""
+        stats = CycleStats()
+        results: dict[str, burn.Measurement | str] = {}
+        prometheus_slos = [slo for slo in self.slos if slo.is_prometheus]
+        log_slos = [slo for slo in self.slos if isinstance(slo.sli, ElasticsearchSli)]
+        with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
+            if prometheus_slos and self.options.batch:
+                try:
+                    results.update(self._batch(stats, prometheus_slos, at, pool))
+                except SourceError as exc:
+                    # Prometheus is down: asking it again per SLO would only multiply the timeouts.
+                    results.update({slo.id: str(exc) for slo in prometheus_slos})
+            rest = [slo for slo in prometheus_slos if slo.id not in results]
+            for slo, outcome in zip(rest, pool.map(lambda s: self._direct(stats, s, at), rest), strict=True):
+                results[slo.id] = outcome
+            for slo, outcome in zip(
+                log_slos, pool.map(lambda s: self._search(stats, s, at), log_slos), strict=True
+            ):
+                results[slo.id] = outcome
+        self.last_stats = stats
+        return results
+
+    # ------------------------------------------------------------ evaluating
+
+    def evaluate(self, at: datetime, *, remember: bool = True) -> list[SloResult]:
+        measurements = self.measure(at)
+        results = []
+        with self._lock:
+            for slo in self.slos:
+                previous = self.memory.get(slo.id, burn.TierMemory())
+                outcome = measurements.get(slo.id, "not measured")
+                if isinstance(outcome, str):
+                    # A source outage never reads as healthy, and never clears a firing tier either.
+                    results.append(SloResult(slo, State.source_error, at, None, outcome, previous.state))
+                    continue
+                evaluation = burn.evaluate(
+                    outcome,
+                    objective=slo.objective,
+                    period_seconds=slo.period_seconds,
+                    tiers=slo.tiers,
+                    now=at,
+                    previous=previous,
+                    min_events=self.options.min_events_for(slo.id),
+                )
+                if remember and evaluation.state not in (State.no_data, State.insufficient_data):
+                    self.memory[slo.id] = evaluation.memory
+                results.append(
+                    SloResult(slo, evaluation.state, at, evaluation, evaluation.detail, previous.state)
+                )
+        return results
+
+    def restore(self, states: dict[str, tuple[str, str | None]]) -> None:
+        """Seed tier memory from the last stored states, so a restart neither re-pages nor clears."""
+        with self._lock:
+            for slo_id, (state, tier) in states.items():
+                if state in (State.page, State.ticket) and slo_id in self.by_id:
+                    self.memory[slo_id] = burn.TierMemory(State(state), tier, None)
+
+
+# ---------------------------------------------------------------- the scheduled cycle
+
+
+def transitions(results: Sequence[SloResult]) -> list[SloBreached | SloCleared]:
+    """Breach when a firing state is entered or escalates; clear only when it returns to ok."""
+    events: list[SloBreached | SloCleared] = []
+    for result in results:
+        before, now = result.previous_state or State.ok, result.state
+        if now in burn.SEVERITY_RANK and (
+            before not in burn.SEVERITY_RANK or burn.SEVERITY_RANK[now] > burn.SEVERITY_RANK[before]
+        ):
+            events.append(
+                SloBreached(
+                    slo_id=result.slo.id,
+                    severity=now.value,
+                    tier=result.firing_tier,
+                    at=result.evaluated_at,
+                    service=result.slo.service,
+                    model=result.slo.model,
+                    burn_rates={k: v["burn_rate"] for k, v in result.windows().items()},
+                    budget_remaining=result.evaluation.budget_remaining if result.evaluation else None,
+                    runbook=result.slo.runbook,
+                )
+            )
+        elif before in burn.SEVERITY_RANK and now == State.ok:
+            events.append(SloCleared(result.slo.id, before.value, result.evaluated_at))
+    return events
+
+
+def store(session: Session, results: Sequence[SloResult], retention_seconds: float) -> None:
+    for result in results:
+        evaluation = result.evaluation
+        session.add(
+            SloStatus(
+                slo_id=result.slo.id,
+                evaluated_at=result.evaluated_at,
+                windows=result.windows(),
+                budget_remaining=evaluation.budget_remaining if evaluation else None,
+                time_to_exhaustion=evaluation.time_to_exhaustion if evaluation else None,
+                state=result.state.value,
+                tier=result.firing_tier,
+                detail=result.detail,
+            )
+        )
+    if results:
+        cutoff = results[0].evaluated_at - timedelta(seconds=retention_seconds)
+        session.execute(sa.delete(SloStatus).where(col(SloStatus.evaluated_at) < cutoff))
+    session.commit()
+
+
+def update_gauges(metrics: Metrics, results: Sequence[SloResult]) -> None:
+    for result in results:
+        slo_id = result.slo.id
+        for window, figures in result.windows().items():
+            if figures["burn_rate"] is not None:
+                metrics.slo_burn_rate.labels(slo_id, window).set(figures["burn_rate"])
+            else:
+                metrics.slo_burn_rate.labels(slo_id, window).set(float("nan"))
+        remaining = result.evaluation.budget_remaining if result.evaluation else None
+        metrics.slo_error_budget_remaining.labels(slo_id).set(
+            float("nan") if remaining is None else remaining
+        )
+        for state in State:
+            metrics.slo_state.labels(slo_id, state.value).set(1 if state == result.state else 0)
+
+
+def run_cycle(
+    slo_engine: SloEngine,
+    db_engine: Engine,
+    metrics: Metrics,
+    dispatcher: Dispatcher,
+    now: datetime,
+) -> list[SloResult]:
+    results = slo_engine.evaluate(now)
+    with Session(db_engine) as session:
+        store(session, results, slo_engine.options.status_retention)
+    update_gauges(metrics, results)
+    for event in transitions(results):
+        dispatcher.publish(event)
+    errors = sum(1 for result in results if result.state == State.source_error)
+    metrics.slo_evaluations.labels("source_error" if errors else "ok").inc()
+    log.info(
+        "slo cycle",
+        extra={"slos": len(results), "source_errors": errors, "queries": slo_engine.last_stats.queries},
+    )
+    return results
+
+
+def _latest_rows(session: Session, slo_ids: Sequence[str] | None = None) -> dict[str, SloStatus]:
+    """The newest SloStatus row of each SLO (one query)."""
+    latest = select(SloStatus.slo_id, sa.func.max(SloStatus.evaluated_at).label("at"))
+    if slo_ids is not None:
+        latest = latest.where(col(SloStatus.slo_id).in_(slo_ids))
+    newest = latest.group_by(col(SloStatus.slo_id)).subquery()
+    rows = session.exec(
+        select(SloStatus).join(
+            newest,
+            sa.and_(col(SloStatus.slo_id) == newest.c.slo_id, col(SloStatus.evaluated_at) == newest.c.at),
+        )
+    ).all()
+    return {row.slo_id: row for row in rows}
+
+
+def latest_states(session: Session) -> dict[str, tuple[str, str | None]]:
+    return {slo_id: (row.state, row.tier) for slo_id, row in _latest_rows(session).items()}
+
+
+def latest_status(session: Session, slos: Sequence[Slo], slo_id: str | None = None) -> list[dict[str, Any]]:
+    """The stored state of each SLO (or one), in the contract's JSON shape."""
+    wanted = [slo for slo in slos if slo_id is None or slo.id == slo_id]
+    if slo_id is not None and not wanted:
+        raise NotFound(f"no SLO {slo_id!r}")
+    rows = _latest_rows(session, [slo.id for slo in wanted])
+    items = []
+    for slo in wanted:
+        row = rows.get(slo.id)
+        items.append(
+            {
+                "id": slo.id,
+                "service": slo.service,
+                "objective": slo.objective,
+                "state": row.state if row else State.no_data.value,
+                "windows": row.windows if row else {},
+                "budget_remaining": row.budget_remaining if row else None,
+                "time_to_exhaustion_seconds": row.time_to_exhaustion if row else None,
+                "tier": row.tier if row else None,
+                "detail": row.detail if row else "not evaluated yet",
+                "evaluated_at": row.evaluated_at.isoformat().replace("+00:00", "Z") if row else None,
+            }
+        )
+    return items
