@@ -389,7 +389,7 @@ def resolve_openslo(documents: list[OpenSloDocument], problems: Problems) -> lis
         try:
             slo = _openslo_slo(document, by_kind, problems)
         except ValidationError as exc:
-            _report(exc, document.source, document.prefix, problems)
+            _report(exc, document.source, f"{document.prefix}spec.", problems)
             continue
         if slo is not None:
             result.append(slo)
