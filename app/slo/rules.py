@@ -203,16 +203,18 @@ def _alert_rules(slo: Slo) -> list[dict[str, Any]]:
 
 
 def rule_groups(slos: list[Slo]) -> dict[str, Any]:
-    """The `groups:` document for every Prometheus-backed SLO."""
+    """The `groups:` document for every Prometheus-backed SLO.
+
+    One group per SLO, in dependency order (SLI recordings, meta recordings, alerts). Rules inside a
+    group are evaluated in sequence, so the alerts read this cycle's ratios. Sloth puts them in three
+    groups; groups run independently, so its alerts can read ratios one evaluation interval old.
+    """
     groups = []
     for slo in slos:
         if not isinstance(slo.sli, EventsSli | RawSli | LatencySli):
             continue
-        groups.append({"name": f"sloth-slo-sli-recordings-{slo.id}", "rules": _sli_rules(slo)})
-        groups.append({"name": f"sloth-slo-meta-recordings-{slo.id}", "rules": _meta_rules(slo)})
-        alerts = _alert_rules(slo)
-        if alerts:
-            groups.append({"name": f"sloth-slo-alerts-{slo.id}", "rules": alerts})
+        rules = _sli_rules(slo) + _meta_rules(slo) + _alert_rules(slo)
+        groups.append({"name": f"sloguard-slo-{slo.id}", "rules": rules})
     return {"groups": groups}
 
 
