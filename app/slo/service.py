@@ -160,16 +160,17 @@ class SloEngine:
 
     def _batch(
         self, stats: CycleStats, slos: list[Slo], at: datetime, pool: ThreadPoolExecutor
-    ) -> dict[str, burn.Measurement]:
+    ) -> dict[str, burn.Measurement | str]:
         windows = queries.batch_window_names(slos)
         answers = list(pool.map(lambda w: (w, self._query(stats, queries.batch_query(w), at)), windows))
         parts = queries.new_batch()
         for window, result in answers:
             queries.parse_batch(window, result, parts)
-        found = {}
+        found: dict[str, burn.Measurement | str] = {}
         for slo in slos:
-            if slo.id in parts and parts[slo.id].ratio and not isinstance(slo.sli, LatencySli):
-                found[slo.id] = queries.measurement_from_batch(slo, at, parts[slo.id])
+            if slo.id in parts and parts[slo.id].ratio:
+                problem = self._check_buckets(stats, slo, at)
+                found[slo.id] = problem or queries.measurement_from_batch(slo, at, parts[slo.id])
                 stats.count("batch_hits")
         return found
 

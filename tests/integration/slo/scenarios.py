@@ -53,21 +53,26 @@ def expected_ratio(profile: Profile, window: int) -> float:
     return bad / window
 
 
-def cumulative(T: int, per_second: float, share: Callable[[float], float]) -> Callable[[int], float]:
+def _cumulative(
+    T: int, per_second: float, share: Callable[[float], float], step: int = STEP, history: int = HISTORY
+) -> Callable[[int], float]:
     """Counter values precomputed at every step (O(n) once instead of O(n²))."""
     values: dict[int, float] = {}
     running = 1000.0
-    start = T - HISTORY
+    start = T - history
     values[start] = running
-    for step_end in range(start + STEP, T + 1, STEP):
-        age_mid = T - step_end + STEP / 2
-        running += per_second * STEP * share(age_mid)
+    for step_end in range(start + step, T + 1, step):
+        age_mid = T - step_end + step / 2
+        running += per_second * step * share(age_mid)
         values[step_end] = running
     return values.__getitem__
 
 
-def all_series(T: int) -> list[Series]:
+def all_series(T: int, step: int = STEP, history: int = HISTORY) -> list[Series]:
     series: list[Series] = []
+
+    def cumulative(T: int, per_second: float, share: Callable[[float], float]) -> Callable[[int], float]:
+        return _cumulative(T, per_second, share, step, history)
 
     def requests(service: str, profile: Profile, rate: float) -> None:
         def bad_share(age: float) -> float:
