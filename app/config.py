@@ -126,12 +126,47 @@ class SloOptions(BaseModel):
         return self.min_events
 
 
+SeverityName = Literal["SEV1", "SEV2", "SEV3", "SEV4"]
+DEFAULT_SEVERITIES: dict[str, SeverityName] = {
+    "critical": "SEV2",
+    "page": "SEV2",
+    "error": "SEV3",
+    "warning": "SEV3",
+    "ticket": "SEV3",
+    "info": "SEV4",
+}
+
+
+class IncidentOptions(BaseModel):
+    """How incidents are opened and followed (sloguard.yaml `incidents:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Label values (severity, sloth_severity) and SLO tiers -> SEV1..SEV4.
+    severity: dict[str, SeverityName] = Field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
+    budget_exhausted_severity: SeverityName = "SEV1"
+    default_severity: SeverityName = "SEV4"
+    # An incident still `triggered` after this long is announced again (and again every period).
+    renotify_after: float = 15 * 60.0
+    # A `mitigated` incident with no new alert for this long is resolved automatically; 0 = never.
+    auto_resolve_after: float = 0.0
+    webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("renotify_after", "auto_resolve_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        if value in (0, "0", None):
+            return 0.0
+        return parse_duration_seconds(value)
+
+
 class FileConfig(BaseModel):
     """What sloguard.yaml holds: everything that is not a secret and is more than one value."""
 
     model_config = ConfigDict(extra="forbid")
 
     slo: SloOptions = Field(default_factory=SloOptions)
+    incidents: IncidentOptions = Field(default_factory=IncidentOptions)
     channels: dict[str, str] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
 

@@ -30,6 +30,7 @@ class SloBreached:
     burn_rates: dict[str, float | None] = field(default_factory=dict)
     budget_remaining: float | None = None
     runbook: str | None = None
+    burn_started_at: datetime | None = None  # the tier's short window back from `at`: impact began by then
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,51 @@ class SloCleared:
     at: datetime
 
 
+@dataclass(frozen=True)
+class IncidentOpened:
+    incident_id: int
+    key: str
+    title: str
+    severity: str
+    source: str
+    service: str | None = None
+    slo_id: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class IncidentStatusChanged:
+    incident_id: int
+    old: str
+    new: str
+    actor: str | None
+
+
+@dataclass(frozen=True)
+class IncidentUpdated:
+    incident_id: int
+    changes: dict[str, Any]
+    actor: str | None
+
+
+@dataclass(frozen=True)
+class IncidentEscalated:
+    """Still `triggered` after the re-notify period: nobody has acknowledged it."""
+
+    incident_id: int
+    severity: str
+    unacknowledged_seconds: float
+
+
 Event = Any
 E = TypeVar("E")
 
 
 class Dispatcher:
     def __init__(self) -> None:
-        self._handlers: dict[type, list[Callable[[Any], None]]] = defaultdict(list)
+        self._handlers: dict[type, list[Callable[[Any], object]]] = defaultdict(list)
 
-    def subscribe(self, event_type: type[E], handler: Callable[[E], None]) -> None:
+    def subscribe(self, event_type: type[E], handler: Callable[[E], object]) -> None:
         self._handlers[event_type].append(handler)
 
     def publish(self, event: Event) -> None:

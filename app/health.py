@@ -9,10 +9,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from app import db
 from app.api import EngineDep
 from app.errors import SourceError
+from app.incidents import service as incidents
+from app.incidents.models import Severity
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -53,5 +56,13 @@ def readyz(request: Request, engine: EngineDep) -> JSONResponse:
 
 
 @router.get("/metrics")
-def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request, engine: EngineDep) -> Response:
+    registry = request.app.state.metrics
+    try:
+        with Session(engine) as session:
+            counts = incidents.open_counts_by_severity(session)
+        for severity in Severity:
+            registry.incidents_open.labels(severity.value).set(counts.get(severity.value, 0))
+    except SQLAlchemyError:
+        log.warning("incident counts unavailable for /metrics")
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

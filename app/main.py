@@ -12,10 +12,13 @@ from sqlmodel import Session
 
 import app as package
 from app import db
+from app.alerts.routes import router as webhook_router
 from app.api import install_error_handlers, require_api_token
 from app.config import Settings, load_file_config
 from app.events import Dispatcher
 from app.health import router as health_router
+from app.incidents import jobs as incident_jobs
+from app.incidents import service as incidents
 from app.incidents.routes import router as incidents_router
 from app.scheduler import Job, build_scheduler
 from app.slo import service as slos
@@ -51,7 +54,12 @@ def build_sources(settings: Settings) -> dict[str, Any]:
 def build_jobs(fastapi_app: FastAPI, settings: Settings) -> list[Job]:
     """The whole background workload of one replica."""
     state = fastapi_app.state
-    return [Job("slo-evaluation", lambda: evaluate_slos(state), settings.eval_interval)]
+    options = state.file_config.incidents
+    return [
+        Job("slo-evaluation", lambda: evaluate_slos(state), settings.eval_interval),
+        Job("incident-escalation", lambda: incident_jobs.escalate(state, options), 60),
+        Job("incident-auto-resolve", lambda: incident_jobs.auto_resolve(state, options), 300),
+    ]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -72,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         with Session(engine) as session:
             slo_engine.restore(slos.latest_states(session))
         fastapi_app.state.slo_engine = slo_engine
+        incidents.subscribe(fastapi_app.state.events, engine, file_config.incidents)
         setup_tracing(fastapi_app, engine)
         scheduler = build_scheduler(build_jobs(fastapi_app, settings))
         if settings.scheduler_enabled:
@@ -103,6 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(fastapi_app)
 
     fastapi_app.include_router(health_router)
+    fastapi_app.include_router(webhook_router)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)])
     api.include_router(incidents_router)
     api.include_router(slo_router)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.incidents.models import Incident, TimelineEvent
+from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
 from app.slo.models import SloStatus
 
-__all__ = ["Incident", "SloStatus", "TimelineEvent"]
+__all__ = ["ActionItem", "AlertLink", "Incident", "SloStatus", "TimelineEvent"]

@@ -103,6 +103,24 @@ class Metrics:
             ["slo", "state"],
             registry=self.registry,
         )
+        self.webhook_notifications = Counter(
+            "sloguard_webhook_notifications",
+            "Alertmanager notifications, by outcome (accepted, duplicate, ignored, rejected).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.alert_to_incident = Histogram(
+            "sloguard_alert_to_incident_seconds",
+            "From an alert's startsAt to the incident it opened.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=self.registry,
+        )
+        self.incidents_open = Gauge(
+            "sloguard_incidents_open",
+            "Open incidents (triggered, acknowledged or mitigated), by severity.",
+            ["severity"],
+            registry=self.registry,
+        )
         self.slo_evaluations = Counter(
             "sloguard_slo_evaluation_cycles",
             "SLO evaluation cycles run, by outcome.",

@@ -57,11 +57,14 @@ class Incident(IncidentBase, table=True):
     key: str = Field(max_length=300)
     status: IncidentStatus = Field(default=IncidentStatus.triggered, sa_type=sa.String(16), index=True)
     commander: str | None = Field(default=None, max_length=100)
+    # alertmanager, slo, manual
+    source: str = Field(default="manual", max_length=20, sa_column_kwargs={"server_default": "manual"})
     started_at: datetime = Field(sa_type=UTCDateTime)
     detected_at: datetime = Field(sa_type=UTCDateTime)
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     mitigated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -71,11 +74,46 @@ class IncidentRead(IncidentBase):
     key: str
     status: IncidentStatus
     commander: str | None
+    source: str
     started_at: datetime
     detected_at: datetime
     acknowledged_at: datetime | None
     mitigated_at: datetime | None
     resolved_at: datetime | None
+    # Seconds, from the stored timestamps: detect = detected - started, acknowledge = acknowledged -
+    # detected, mitigate/resolve = mitigated/resolved - started. None until the step happened.
+    time_to_detect: float | None = None
+    time_to_acknowledge: float | None = None
+    time_to_mitigate: float | None = None
+    time_to_resolve: float | None = None
+
+
+class IncidentCreate(SQLModel):
+    title: str = Field(min_length=1, max_length=300)
+    service: str | None = Field(default=None, max_length=200)
+    slo_id: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    environment: str | None = Field(default=None, max_length=50)
+    severity: Severity = Severity.SEV3
+    summary: str | None = None
+    commander: str | None = Field(default=None, max_length=100)
+    started_at: datetime | None = None
+    actor: str | None = Field(default=None, max_length=100)
+
+
+class IncidentUpdate(SQLModel):
+    status: IncidentStatus | None = None
+    severity: Severity | None = None
+    commander: str | None = Field(default=None, max_length=100)
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    summary: str | None = None
+    actor: str | None = Field(default=None, max_length=100)
+
+
+class NoteCreate(SQLModel):
+    text: str = Field(min_length=1, max_length=10_000)
+    actor: str | None = Field(default=None, max_length=100)
+    kind: str = Field(default="note", max_length=40)
 
 
 class TimelineEvent(SQLModel, table=True):
@@ -100,3 +138,80 @@ class TimelineEventRead(SQLModel):
     actor: str | None
     text: str
     data: dict[str, Any]
+
+
+class AlertLink(SQLModel, table=True):
+    """One Alertmanager alert (fingerprint + startsAt) attached to an incident."""
+
+    __tablename__ = "alert_link"
+    __table_args__ = (
+        sa.UniqueConstraint("fingerprint", "starts_at", name="uq_alert_link_fingerprint_start"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True, ondelete="CASCADE")
+    fingerprint: str = Field(max_length=64)
+    alertname: str | None = Field(default=None, max_length=200)
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    ends_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = Field(default="firing", max_length=16)
+    labels: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    annotations: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    generator_url: str | None = Field(default=None, sa_type=sa.Text)
+    group_key: str | None = Field(default=None, sa_type=sa.Text)
+    first_seen: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AlertLinkRead(SQLModel):
+    id: int
+    fingerprint: str
+    alertname: str | None
+    starts_at: datetime
+    ends_at: datetime | None
+    status: str
+    labels: dict[str, Any]
+    annotations: dict[str, Any]
+
+
+class ActionItem(SQLModel, table=True):
+    __tablename__ = "action_item"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True, ondelete="CASCADE")
+    text: str = Field(sa_type=sa.Text)
+    owner: str | None = Field(default=None, max_length=100)
+    due: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    priority: str = Field(default="P2", max_length=4)
+    done: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ActionItemCreate(SQLModel):
+    text: str = Field(min_length=1, max_length=2000)
+    owner: str | None = Field(default=None, max_length=100)
+    due: datetime | None = None
+    priority: str = Field(default="P2", regex=r"^P[0-3]$")
+
+
+class ActionItemUpdate(SQLModel):
+    text: str | None = Field(default=None, min_length=1, max_length=2000)
+    owner: str | None = Field(default=None, max_length=100)
+    due: datetime | None = None
+    priority: str | None = Field(default=None, regex=r"^P[0-3]$")
+    done: bool | None = None
+
+
+class ActionItemRead(SQLModel):
+    id: int
+    text: str
+    owner: str | None
+    due: datetime | None
+    priority: str
+    done: bool
+
+
+class IncidentDetail(IncidentRead):
+    timeline: list[TimelineEventRead] = []
+    alerts: list[AlertLinkRead] = []
+    action_items: list[ActionItemRead] = []

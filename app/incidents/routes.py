@@ -1,14 +1,65 @@
-"""HTTP routes for incidents (read side; opening and updating arrive with alert intake)."""
+"""HTTP routes for incidents: read, declare, update, timeline notes, action items."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from datetime import UTC, datetime
 
-from app.api import SessionDep
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.engine import Engine
+
+from app.api import EngineDep, SessionDep
+from app.incidents import logic
 from app.incidents import service as incidents
-from app.incidents.models import IncidentRead, IncidentStatus
+from app.incidents.models import (
+    ActionItemCreate,
+    ActionItemRead,
+    ActionItemUpdate,
+    AlertLinkRead,
+    Incident,
+    IncidentCreate,
+    IncidentDetail,
+    IncidentRead,
+    IncidentStatus,
+    IncidentUpdate,
+    NoteCreate,
+    Severity,
+    TimelineEventRead,
+)
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
+
+
+def read_model(incident: Incident) -> IncidentRead:
+    times = logic.response_times(
+        incident.started_at,
+        incident.detected_at,
+        incident.acknowledged_at,
+        incident.mitigated_at,
+        incident.resolved_at,
+    )
+    stored = {
+        field: getattr(incident, field) for field in IncidentRead.model_fields if hasattr(incident, field)
+    }
+    return IncidentRead.model_validate({**stored, **times})
+
+
+def detail(engine: Engine, incident_id: int) -> IncidentDetail:
+    from sqlmodel import Session
+
+    with Session(engine) as session:
+        incident = incidents.get(session, incident_id)
+        return IncidentDetail.model_validate(
+            {
+                **dict(read_model(incident)),
+                "timeline": [
+                    TimelineEventRead.model_validate(e) for e in incidents.timeline(session, incident_id)
+                ],
+                "alerts": [AlertLinkRead.model_validate(a) for a in incidents.alerts(session, incident_id)],
+                "action_items": [
+                    ActionItemRead.model_validate(i) for i in incidents.action_items(session, incident_id)
+                ],
+            }
+        )
 
 
 @router.get("", response_model=list[IncidentRead])
@@ -17,12 +68,53 @@ def list_incidents(
     status: IncidentStatus | None = None,
     service: str | None = None,
     model: str | None = None,
-    limit: int = Query(default=100, ge=1, le=1000),
+    severity: Severity | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    offset: int = Query(default=0, ge=0),
 ) -> list[IncidentRead]:
-    rows = incidents.list_incidents(session, status=status, service=service, model=model, limit=limit)
-    return [IncidentRead.model_validate(row) for row in rows]
+    rows = incidents.list_incidents(
+        session, status=status, service=service, model=model, severity=severity, limit=limit, offset=offset
+    )
+    return [read_model(row) for row in rows]
 
 
-@router.get("/{incident_id}", response_model=IncidentRead)
-def get_incident(session: SessionDep, incident_id: int) -> IncidentRead:
-    return IncidentRead.model_validate(incidents.get(session, incident_id))
+@router.get("/{incident_id}", response_model=IncidentDetail)
+def get_incident(engine: EngineDep, incident_id: int) -> IncidentDetail:
+    return detail(engine, incident_id)
+
+
+@router.post("", response_model=IncidentDetail, status_code=201)
+def declare(request: Request, engine: EngineDep, body: IncidentCreate) -> IncidentDetail:
+    incident = incidents.declare(engine, request.app.state.events, body, datetime.now(UTC))
+    assert incident.id is not None
+    return detail(engine, incident.id)
+
+
+@router.patch("/{incident_id}", response_model=IncidentDetail)
+def update(request: Request, engine: EngineDep, incident_id: int, body: IncidentUpdate) -> IncidentDetail:
+    incidents.update(engine, request.app.state.events, incident_id, body, datetime.now(UTC))
+    return detail(engine, incident_id)
+
+
+@router.post("/{incident_id}/timeline", response_model=TimelineEventRead, status_code=201)
+def add_note(engine: EngineDep, incident_id: int, body: NoteCreate) -> TimelineEventRead:
+    event = incidents.add_note(engine, incident_id, body.text, body.actor, datetime.now(UTC), body.kind)
+    return TimelineEventRead.model_validate(event)
+
+
+@router.post("/{incident_id}/action-items", response_model=ActionItemRead, status_code=201)
+def add_action_item(engine: EngineDep, incident_id: int, body: ActionItemCreate) -> ActionItemRead:
+    return ActionItemRead.model_validate(incidents.add_action_item(engine, incident_id, body))
+
+
+@router.patch("/{incident_id}/action-items/{item_id}", response_model=ActionItemRead)
+def update_action_item(
+    engine: EngineDep, incident_id: int, item_id: int, body: ActionItemUpdate
+) -> ActionItemRead:
+    return ActionItemRead.model_validate(incidents.update_action_item(engine, incident_id, item_id, body))
+
+
+@router.delete("/{incident_id}/action-items/{item_id}", status_code=204)
+def delete_action_item(engine: EngineDep, incident_id: int, item_id: int) -> Response:
+    incidents.delete_action_item(engine, incident_id, item_id)
+    return Response(status_code=204)

@@ -1,13 +1,79 @@
-"""Incident storage and commands; the only place incident rows are written."""
+"""Incident storage and commands: the only place incident rows are written.
+
+Each command runs in one transaction (`write`), retried when a concurrent writer won a unique key, so
+doors can be called concurrently and at-least-once (Alertmanager) without duplicates. Domain events are
+published after the commit, never for work that was rolled back.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, col, func, select
 
+from app.config import IncidentOptions
+from app.db import utcnow
 from app.errors import NotFound
-from app.incidents.models import Incident, IncidentStatus
+from app.events import (
+    Dispatcher,
+    IncidentEscalated,
+    IncidentOpened,
+    IncidentStatusChanged,
+    IncidentUpdated,
+    SloBreached,
+    SloCleared,
+)
+from app.incidents import logic
+from app.incidents.models import (
+    CLOSED_STATUSES,
+    ActionItem,
+    ActionItemCreate,
+    ActionItemUpdate,
+    AlertLink,
+    Incident,
+    IncidentCreate,
+    IncidentStatus,
+    IncidentUpdate,
+    Severity,
+    TimelineEvent,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Events = list[Any]
+ATTEMPTS = 8
+
+
+def write(engine: Engine, dispatcher: Dispatcher | None, command: Callable[[Session, Events], T]) -> T:
+    """Run `command` in one transaction; retry on a lost race for a unique key; then publish events."""
+    for attempt in range(ATTEMPTS):
+        events: Events = []
+        with Session(engine, expire_on_commit=False) as session:
+            try:
+                result = command(session, events)
+                session.commit()
+            except (IntegrityError, OperationalError) as exc:
+                session.rollback()
+                retryable = isinstance(exc, IntegrityError) or "locked" in str(exc) or "deadlock" in str(exc)
+                if not retryable or attempt == ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+                continue
+        if dispatcher is not None:
+            for event in events:
+                dispatcher.publish(event)
+        return result
+    raise RuntimeError("unreachable")
+
+
+# ---------------------------------------------------------------- reading
 
 
 def get(session: Session, incident_id: int) -> Incident:
@@ -23,13 +89,459 @@ def list_incidents(
     status: IncidentStatus | None = None,
     service: str | None = None,
     model: str | None = None,
+    severity: Severity | None = None,
     limit: int = 100,
+    offset: int = 0,
 ) -> Sequence[Incident]:
-    query = select(Incident).order_by(col(Incident.detected_at).desc()).limit(limit)
+    query = select(Incident).order_by(col(Incident.detected_at).desc(), col(Incident.id).desc())
     if status is not None:
         query = query.where(Incident.status == status)
     if service is not None:
         query = query.where(Incident.service == service)
     if model is not None:
         query = query.where(Incident.model == model)
-    return session.exec(query).all()
+    if severity is not None:
+        query = query.where(Incident.severity == severity)
+    return session.exec(query.offset(offset).limit(limit)).all()
+
+
+def timeline(session: Session, incident_id: int) -> Sequence[TimelineEvent]:
+    return session.exec(
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident_id)
+        .order_by(col(TimelineEvent.at), col(TimelineEvent.id))
+    ).all()
+
+
+def alerts(session: Session, incident_id: int) -> Sequence[AlertLink]:
+    return session.exec(
+        select(AlertLink).where(AlertLink.incident_id == incident_id).order_by(col(AlertLink.starts_at))
+    ).all()
+
+
+def action_items(session: Session, incident_id: int) -> Sequence[ActionItem]:
+    return session.exec(
+        select(ActionItem).where(ActionItem.incident_id == incident_id).order_by(col(ActionItem.id))
+    ).all()
+
+
+def open_counts_by_severity(session: Session) -> dict[str, int]:
+    rows = session.exec(
+        select(Incident.severity, func.count())
+        .where(col(Incident.status).not_in(CLOSED_STATUSES))
+        .group_by(col(Incident.severity))
+    ).all()
+    return {str(severity): int(count) for severity, count in rows}
+
+
+def find_open(
+    session: Session,
+    *,
+    key: str | None = None,
+    slo_id: str | None = None,
+    service: str | None = None,
+    model: str | None = None,
+) -> Incident | None:
+    """The open incident a new signal belongs to: same key, else same SLO, else same service or model."""
+    base = select(Incident).where(col(Incident.status).not_in(CLOSED_STATUSES)).order_by(col(Incident.id))
+    for column, value in (
+        (Incident.key, key),
+        (Incident.slo_id, slo_id),
+        (Incident.service, service),
+        (Incident.model, model),
+    ):
+        if value:
+            found = session.exec(base.where(column == value)).first()
+            if found is not None:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------- writing
+
+
+def note(
+    session: Session,
+    incident: Incident,
+    kind: str,
+    text: str,
+    *,
+    actor: str | None = None,
+    at: datetime | None = None,
+    data: dict[str, Any] | None = None,
+) -> TimelineEvent:
+    assert incident.id is not None
+    event = TimelineEvent(
+        incident_id=incident.id, at=at or utcnow(), kind=kind, actor=actor, text=text, data=data or {}
+    )
+    session.add(event)
+    return event
+
+
+def open_incident(
+    session: Session,
+    events: Events,
+    *,
+    key: str,
+    title: str,
+    severity: Severity,
+    source: str,
+    started_at: datetime,
+    detected_at: datetime,
+    actor: str | None,
+    service: str | None = None,
+    slo_id: str | None = None,
+    model: str | None = None,
+    environment: str | None = None,
+    summary: str | None = None,
+    commander: str | None = None,
+) -> Incident:
+    incident = Incident(
+        key=key,
+        title=title[:300],
+        severity=severity,
+        source=source,
+        service=service,
+        slo_id=slo_id,
+        model=model,
+        environment=environment,
+        summary=summary,
+        commander=commander,
+        started_at=min(started_at, detected_at),
+        detected_at=detected_at,
+        created_at=detected_at,
+        updated_at=detected_at,
+    )
+    session.add(incident)
+    session.flush()  # a concurrent twin fails here on the open-key index, and the command is retried
+    note(session, incident, "status", f"incident opened ({severity.value})", actor=actor, at=detected_at)
+    assert incident.id is not None
+    events.append(
+        IncidentOpened(incident.id, key, incident.title, severity.value, source, service, slo_id, model)
+    )
+    return incident
+
+
+def change_status(
+    session: Session,
+    events: Events,
+    incident: Incident,
+    target: IncidentStatus,
+    *,
+    actor: str | None,
+    now: datetime,
+    reason: str = "",
+) -> None:
+    current = IncidentStatus(incident.status)
+    logic.check_transition(current, target)
+    for field, value in logic.transition_stamps(target, now, incident.acknowledged_at).items():
+        setattr(incident, field, value)
+    incident.status = target
+    incident.updated_at = now
+    session.add(incident)
+    text = f"{current.value} -> {target.value}" + (f": {reason}" if reason else "")
+    note(
+        session,
+        incident,
+        "status",
+        text,
+        actor=actor,
+        at=now,
+        data={"from": current.value, "to": target.value},
+    )
+    assert incident.id is not None
+    events.append(IncidentStatusChanged(incident.id, current.value, target.value, actor))
+
+
+def declare(engine: Engine, dispatcher: Dispatcher | None, data: IncidentCreate, now: datetime) -> Incident:
+    """Open an incident by hand (API, Slack). Its key is unique to it."""
+
+    def command(session: Session, events: Events) -> Incident:
+        return open_incident(
+            session,
+            events,
+            key=f"manual:{now.timestamp():.6f}:{data.title[:60]}",
+            title=data.title,
+            severity=data.severity,
+            source="manual",
+            started_at=data.started_at or now,
+            detected_at=now,
+            actor=data.actor,
+            service=data.service,
+            slo_id=data.slo_id,
+            model=data.model,
+            environment=data.environment,
+            summary=data.summary,
+            commander=data.commander,
+        )
+
+    return write(engine, dispatcher, command)
+
+
+def update(
+    engine: Engine, dispatcher: Dispatcher | None, incident_id: int, data: IncidentUpdate, now: datetime
+) -> Incident:
+    changes = data.model_dump(exclude_unset=True)
+    actor = changes.pop("actor", None)
+
+    def command(session: Session, events: Events) -> Incident:
+        incident = get(session, incident_id)
+        status = changes.pop("status", None)
+        if status is not None and status != incident.status:
+            change_status(session, events, incident, IncidentStatus(status), actor=actor, now=now)
+        applied = {}
+        for field, value in changes.items():
+            if value is not None and getattr(incident, field) != value:
+                applied[field] = value
+                setattr(incident, field, value)
+        if applied:
+            incident.updated_at = now
+            session.add(incident)
+            described = ", ".join(
+                f"{field} = {value}" for field, value in applied.items() if field != "summary"
+            )
+            note(
+                session, incident, "update", described or "summary updated", actor=actor, at=now, data=applied
+            )
+            events.append(IncidentUpdated(incident_id, applied, actor))
+        return incident
+
+    return write(engine, dispatcher, command)
+
+
+def add_note(
+    engine: Engine, incident_id: int, text: str, actor: str | None, now: datetime, kind: str = "note"
+) -> TimelineEvent:
+    def command(session: Session, events: Events) -> TimelineEvent:
+        incident = get(session, incident_id)
+        return note(session, incident, kind, text, actor=actor, at=now)
+
+    return write(engine, None, command)
+
+
+def add_action_item(engine: Engine, incident_id: int, data: ActionItemCreate) -> ActionItem:
+    def command(session: Session, events: Events) -> ActionItem:
+        incident = get(session, incident_id)
+        item = ActionItem(incident_id=incident_id, **data.model_dump())
+        session.add(item)
+        note(session, incident, "action_item", f"action item: {data.text}", actor=data.owner)
+        return item
+
+    return write(engine, None, command)
+
+
+def update_action_item(engine: Engine, incident_id: int, item_id: int, data: ActionItemUpdate) -> ActionItem:
+    def command(session: Session, events: Events) -> ActionItem:
+        item = session.get(ActionItem, item_id)
+        if item is None or item.incident_id != incident_id:
+            raise NotFound(f"action item {item_id} not found on incident {incident_id}")
+        for field, value in data.model_dump(exclude_unset=True).items():
+            setattr(item, field, value)
+        session.add(item)
+        return item
+
+    return write(engine, None, command)
+
+
+def delete_action_item(engine: Engine, incident_id: int, item_id: int) -> None:
+    def command(session: Session, events: Events) -> None:
+        item = session.get(ActionItem, item_id)
+        if item is None or item.incident_id != incident_id:
+            raise NotFound(f"action item {item_id} not found on incident {incident_id}")
+        session.delete(item)
+
+    write(engine, None, command)
+
+
+def rank(severity: Severity) -> int:
+    return -int(severity.value[-1])  # SEV1 outranks SEV4
+
+
+def severity_map(options: IncidentOptions) -> logic.SeverityMap:
+    return logic.SeverityMap(
+        {key: Severity(value) for key, value in options.severity.items()},
+        Severity(options.budget_exhausted_severity),
+        Severity(options.default_severity),
+    )
+
+
+# ---------------------------------------------------------------- burn-rate door
+
+
+def on_slo_breach(
+    engine: Engine, dispatcher: Dispatcher | None, event: SloBreached, options: IncidentOptions
+) -> int:
+    """Open (or attach to) the SLO's incident; a higher tier raises the severity; a mitigated one reopens."""
+    severity = severity_map(options).for_tier(event.severity, event.budget_remaining)
+    rates = ", ".join(f"{w} {r:.1f}x" for w, r in event.burn_rates.items() if r is not None)
+    text = f"{event.slo_id} burning at {event.severity} level ({event.tier}): {rates}"
+
+    def command(session: Session, events: Events) -> int:
+        incident = find_open(session, key=logic.slo_key(event.slo_id), slo_id=event.slo_id)
+        if incident is None:
+            incident = open_incident(
+                session,
+                events,
+                key=logic.slo_key(event.slo_id),
+                title=f"{event.slo_id} error budget burning ({event.severity})",
+                severity=severity,
+                source="slo",
+                started_at=event.burn_started_at or event.at,
+                detected_at=event.at,
+                actor="slo-engine",
+                service=event.service,
+                slo_id=event.slo_id,
+                model=event.model,
+            )
+        else:
+            if incident.status == IncidentStatus.mitigated:
+                change_status(
+                    session,
+                    events,
+                    incident,
+                    IncidentStatus.triggered,
+                    actor="slo-engine",
+                    now=event.at,
+                    reason="the SLO is burning again",
+                )
+            if rank(severity) > rank(Severity(incident.severity)):
+                old = incident.severity
+                incident.severity = severity
+                session.add(incident)
+                note(
+                    session,
+                    incident,
+                    "update",
+                    f"severity {old} -> {severity.value}",
+                    actor="slo-engine",
+                    at=event.at,
+                )
+                assert incident.id is not None
+                events.append(IncidentUpdated(incident.id, {"severity": severity.value}, "slo-engine"))
+        note(
+            session,
+            incident,
+            "burn",
+            text,
+            actor="slo-engine",
+            at=event.at,
+            data={
+                "burn_rates": event.burn_rates,
+                "budget_remaining": event.budget_remaining,
+                "tier": event.tier,
+            },
+        )
+        assert incident.id is not None
+        return incident.id
+
+    return write(engine, dispatcher, command)
+
+
+def on_slo_clear(engine: Engine, dispatcher: Dispatcher | None, event: SloCleared) -> int | None:
+    """The burn stayed below every threshold for the hold period: note it and mitigate."""
+
+    def command(session: Session, events: Events) -> int | None:
+        incident = find_open(session, key=logic.slo_key(event.slo_id), slo_id=event.slo_id)
+        if incident is None:
+            return None
+        note(
+            session,
+            incident,
+            "burn_cleared",
+            f"{event.slo_id} back within budget burn",
+            actor="slo-engine",
+            at=event.at,
+        )
+        if incident.status in (IncidentStatus.triggered, IncidentStatus.acknowledged):
+            change_status(
+                session,
+                events,
+                incident,
+                IncidentStatus.mitigated,
+                actor="slo-engine",
+                now=event.at,
+                reason="burn rate below every tier for the hold period",
+            )
+        return incident.id
+
+    return write(engine, dispatcher, command)
+
+
+def subscribe(dispatcher: Dispatcher, engine: Engine, options: IncidentOptions) -> None:
+    dispatcher.subscribe(SloBreached, lambda event: on_slo_breach(engine, dispatcher, event, options))
+    dispatcher.subscribe(SloCleared, lambda event: on_slo_clear(engine, dispatcher, event))
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def escalate_unacknowledged(
+    engine: Engine, dispatcher: Dispatcher | None, options: IncidentOptions, now: datetime
+) -> list[int]:
+    """Announce again every incident still `triggered` after `renotify_after` (once per period)."""
+    if options.renotify_after <= 0:
+        return []
+    cutoff = now - timedelta(seconds=options.renotify_after)
+
+    def command(session: Session, events: Events) -> list[int]:
+        stale = session.exec(
+            select(Incident).where(
+                Incident.status == IncidentStatus.triggered,
+                col(Incident.detected_at) <= cutoff,
+                sa.or_(col(Incident.escalated_at).is_(None), col(Incident.escalated_at) <= cutoff),
+            )
+        ).all()
+        for incident in stale:
+            assert incident.id is not None
+            age = (now - incident.detected_at).total_seconds()
+            incident.escalated_at = now
+            session.add(incident)
+            note(
+                session,
+                incident,
+                "escalation",
+                f"not acknowledged after {age / 60:.0f} min",
+                actor="sloguard",
+                at=now,
+            )
+            events.append(IncidentEscalated(incident.id, incident.severity, age))
+        return [incident.id for incident in stale if incident.id is not None]
+
+    return write(engine, dispatcher, command)
+
+
+def auto_resolve(
+    engine: Engine, dispatcher: Dispatcher | None, options: IncidentOptions, now: datetime
+) -> list[int]:
+    """Resolve incidents that stayed mitigated, with nothing firing, for `auto_resolve_after`."""
+    if options.auto_resolve_after <= 0:
+        return []
+    cutoff = now - timedelta(seconds=options.auto_resolve_after)
+
+    def command(session: Session, events: Events) -> list[int]:
+        quiet = session.exec(
+            select(Incident).where(
+                Incident.status == IncidentStatus.mitigated, col(Incident.mitigated_at) <= cutoff
+            )
+        ).all()
+        done = []
+        for incident in quiet:
+            firing = session.exec(
+                select(func.count()).where(AlertLink.incident_id == incident.id, AlertLink.status == "firing")
+            ).one()
+            if firing:
+                continue
+            change_status(
+                session,
+                events,
+                incident,
+                IncidentStatus.resolved,
+                actor="sloguard",
+                now=now,
+                reason=f"quiet for {options.auto_resolve_after / 3600:g} h after mitigation",
+            )
+            assert incident.id is not None
+            done.append(incident.id)
+        return done
+
+    return write(engine, dispatcher, command)

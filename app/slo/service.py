@@ -237,6 +237,12 @@ class SloEngine:
 # ---------------------------------------------------------------- the scheduled cycle
 
 
+def _burn_start(result: SloResult) -> datetime:
+    """When the impact began at the latest: the firing tier's short window was above threshold."""
+    tier = next((t for t in result.slo.tiers if t.name == result.firing_tier), None)
+    return result.evaluated_at - timedelta(seconds=tier.short.seconds if tier else 0)
+
+
 def transitions(results: Sequence[SloResult]) -> list[SloBreached | SloCleared]:
     """Breach when a firing state is entered or escalates; clear only when it returns to ok."""
     events: list[SloBreached | SloCleared] = []
@@ -256,6 +262,7 @@ def transitions(results: Sequence[SloResult]) -> list[SloBreached | SloCleared]:
                     burn_rates={k: v["burn_rate"] for k, v in result.windows().items()},
                     budget_remaining=result.evaluation.budget_remaining if result.evaluation else None,
                     runbook=result.slo.runbook,
+                    burn_started_at=_burn_start(result),
                 )
             )
         elif before in burn.SEVERITY_RANK and now == State.ok:

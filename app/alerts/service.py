@@ -1,0 +1,179 @@
+"""Alertmanager notifications turned into incident commands, idempotently."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from app.alerts.alertmanager import WebhookPayload
+from app.config import IncidentOptions
+from app.events import Dispatcher
+from app.incidents import logic
+from app.incidents import service as incidents
+from app.incidents.models import AlertLink, IncidentStatus
+
+
+class IngestResult:
+    def __init__(self) -> None:
+        self.incident_id: int | None = None
+        self.created = False
+        self.new_alerts = 0
+        self.resolved_alerts = 0
+        self.first_alert_start: datetime | None = None
+
+    @property
+    def outcome(self) -> str:
+        if self.incident_id is None:
+            return "ignored"
+        return "accepted" if self.created or self.new_alerts or self.resolved_alerts else "duplicate"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "created": self.created,
+            "new_alerts": self.new_alerts,
+            "resolved_alerts": self.resolved_alerts,
+            "outcome": self.outcome,
+        }
+
+
+def ingest_alertmanager(
+    engine: Engine,
+    dispatcher: Dispatcher | None,
+    payload: WebhookPayload,
+    options: IncidentOptions,
+    now: datetime,
+) -> IngestResult:
+    """Apply one webhook notification: only what is new in the group's state is added."""
+    severities = incidents.severity_map(options)
+
+    def command(session: Session, events: incidents.Events) -> IngestResult:
+        result = IngestResult()
+        key = logic.alert_group_key(payload.groupKey)
+        slo_id = payload.common("sloth_id", "slo")
+        service = payload.common("service", "sloth_service")
+        model = payload.common("model")
+        incident = incidents.find_open(session, key=key, slo_id=slo_id, service=service, model=model)
+        firing = [alert for alert in payload.alerts if alert.status == "firing"]
+        known = {
+            (link.fingerprint, link.starts_at): link
+            for link in session.exec(
+                select(AlertLink).where(
+                    col(AlertLink.fingerprint).in_([alert.fingerprint for alert in payload.alerts])
+                )
+            ).all()
+        }
+        fresh_firing = [a for a in firing if (a.fingerprint, a.startsAt) not in known]
+        if incident is None:
+            if not fresh_firing:
+                return result  # resolved alerts of a group we never opened: nothing to follow
+            severity = max(
+                (severities.for_labels({**payload.commonLabels, **a.labels}) for a in fresh_firing),
+                key=incidents.rank,
+            )
+            started = min(alert.startsAt for alert in fresh_firing)
+            incident = incidents.open_incident(
+                session,
+                events,
+                key=key,
+                title=payload.title,
+                severity=severity,
+                source="alertmanager",
+                started_at=started,
+                detected_at=now,
+                actor="alertmanager",
+                service=service,
+                slo_id=slo_id,
+                model=model,
+                summary=payload.commonAnnotations.get("description"),
+            )
+            result.created = True
+            result.first_alert_start = started
+        assert incident.id is not None
+        result.incident_id = incident.id
+
+        for alert in payload.alerts:
+            link = known.get((alert.fingerprint, alert.startsAt))
+            name = alert.labels.get("alertname", "alert")
+            if link is None:
+                link = AlertLink(
+                    incident_id=incident.id,
+                    fingerprint=alert.fingerprint,
+                    alertname=name,
+                    starts_at=alert.startsAt,
+                    ends_at=alert.endsAt if alert.status == "resolved" else None,
+                    status=alert.status,
+                    labels=alert.labels,
+                    annotations=alert.annotations,
+                    generator_url=alert.generatorURL or None,
+                    group_key=payload.groupKey,
+                    first_seen=now,
+                    last_seen=now,
+                )
+                session.add(link)
+                session.flush()  # a concurrent duplicate fails here on (fingerprint, startsAt): retried
+                kind = "alert_firing" if alert.status == "firing" else "alert_resolved"
+                incidents.note(
+                    session,
+                    incident,
+                    kind,
+                    f"{name} {alert.status}",
+                    actor="alertmanager",
+                    at=now,
+                    data={"fingerprint": alert.fingerprint, "labels": alert.labels},
+                )
+                if alert.status == "firing":
+                    result.new_alerts += 1
+                else:
+                    result.resolved_alerts += 1
+            elif link.status == "firing" and alert.status == "resolved":
+                link.status, link.ends_at, link.last_seen = "resolved", alert.endsAt or now, now
+                session.add(link)
+                incidents.note(
+                    session,
+                    incident,
+                    "alert_resolved",
+                    f"{name} resolved",
+                    actor="alertmanager",
+                    at=now,
+                    data={"fingerprint": alert.fingerprint},
+                )
+                result.resolved_alerts += 1
+            else:
+                link.last_seen = now
+                session.add(link)
+
+        if result.new_alerts and incident.status == IncidentStatus.mitigated:
+            incidents.change_status(
+                session,
+                events,
+                incident,
+                IncidentStatus.triggered,
+                actor="alertmanager",
+                now=now,
+                reason="a new alert fired on the mitigated incident",
+            )
+        elif result.resolved_alerts and incident.status in (
+            IncidentStatus.triggered,
+            IncidentStatus.acknowledged,
+        ):
+            session.flush()
+            still_firing = session.exec(
+                select(func.count()).where(AlertLink.incident_id == incident.id, AlertLink.status == "firing")
+            ).one()
+            if still_firing == 0:
+                incidents.change_status(
+                    session,
+                    events,
+                    incident,
+                    IncidentStatus.mitigated,
+                    actor="alertmanager",
+                    now=now,
+                    reason="every alert resolved",
+                )
+        return result
+
+    return incidents.write(engine, dispatcher, command)
