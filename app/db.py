@@ -57,12 +57,25 @@ def utcnow() -> datetime:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    """Start a real transaction at the first statement.
+
+    The sqlite3 module otherwise runs SELECTs outside any transaction and only opens one before the
+    first write, so one unit of work could read two different database states. With an explicit
+    BEGIN every unit of work reads one snapshot; a writer that lost a race gets "database is locked"
+    and is retried by the caller.
+    """
+    connection.exec_driver_sql("BEGIN")
 
 
 def make_engine(database_url: str) -> Engine:
@@ -73,6 +86,7 @@ def make_engine(database_url: str) -> Engine:
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(
         database_url,

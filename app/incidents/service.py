@@ -8,6 +8,7 @@ published after the commit, never for work that was rolled back.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -48,7 +49,7 @@ from app.incidents.models import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Events = list[Any]
-ATTEMPTS = 8
+ATTEMPTS = 12
 
 
 def write(engine: Engine, dispatcher: Dispatcher | None, command: Callable[[Session, Events], T]) -> T:
@@ -64,7 +65,7 @@ def write(engine: Engine, dispatcher: Dispatcher | None, command: Callable[[Sess
                 retryable = isinstance(exc, IntegrityError) or "locked" in str(exc) or "deadlock" in str(exc)
                 if not retryable or attempt == ATTEMPTS - 1:
                     raise
-                time.sleep(0.01 * (attempt + 1))
+                time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
                 continue
         if dispatcher is not None:
             for event in events:
