@@ -13,7 +13,7 @@ from app.config import IncidentOptions
 from app.events import Dispatcher
 from app.incidents import logic
 from app.incidents import service as incidents
-from app.incidents.models import AlertLink, IncidentStatus
+from app.incidents.models import CLOSED_STATUSES, AlertLink, Incident, IncidentStatus
 
 
 class IngestResult:
@@ -56,8 +56,8 @@ def ingest_alertmanager(
         slo_id = payload.common("sloth_id", "slo")
         service = payload.common("service", "sloth_service")
         model = payload.common("model")
-        incident = incidents.find_open(session, key=key, slo_id=slo_id, service=service, model=model)
-        firing = [alert for alert in payload.alerts if alert.status == "firing"]
+        # Alerts already recorded say which incident they belong to; read them first, so that on
+        # READ COMMITTED a twin request that committed meanwhile is followed, not mistaken for nothing.
         known = {
             (link.fingerprint, link.starts_at): link
             for link in session.exec(
@@ -66,6 +66,16 @@ def ingest_alertmanager(
                 )
             ).all()
         }
+        incident = next(
+            (
+                found
+                for link in known.values()
+                if (found := session.get(Incident, link.incident_id)) is not None
+                and found.status not in CLOSED_STATUSES
+            ),
+            None,
+        ) or incidents.find_open(session, key=key, slo_id=slo_id, service=service, model=model)
+        firing = [alert for alert in payload.alerts if alert.status == "firing"]
         fresh_firing = [a for a in firing if (a.fingerprint, a.startsAt) not in known]
         if incident is None:
             if not fresh_firing:
