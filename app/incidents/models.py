@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -21,6 +21,9 @@ class IncidentStatus(StrEnum):
 
 
 CLOSED_STATUSES = (IncidentStatus.resolved.value, IncidentStatus.cancelled.value)
+
+
+Priority = Literal["P0", "P1", "P2", "P3"]
 
 
 class Severity(StrEnum):
@@ -191,14 +194,14 @@ class ActionItemCreate(SQLModel):
     text: str = Field(min_length=1, max_length=2000)
     owner: str | None = Field(default=None, max_length=100)
     due: datetime | None = None
-    priority: str = Field(default="P2", regex=r"^P[0-3]$")
+    priority: Priority = "P2"
 
 
 class ActionItemUpdate(SQLModel):
     text: str | None = Field(default=None, min_length=1, max_length=2000)
     owner: str | None = Field(default=None, max_length=100)
     due: datetime | None = None
-    priority: str | None = Field(default=None, regex=r"^P[0-3]$")
+    priority: Priority | None = None
     done: bool | None = None
 
 

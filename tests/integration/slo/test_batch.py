@@ -14,7 +14,7 @@ from app.slo import rules
 from app.slo.service import SloEngine
 from app.slo.spec import load_specs
 from app.sources.prometheus import PrometheusSource
-from tests.integration.slo import scenarios
+from tests.integration import scenarios
 from tests.prometheus import PrometheusServer, backfill, write_openmetrics
 from tests.servers import wait_until
 

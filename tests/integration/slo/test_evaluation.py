@@ -16,7 +16,7 @@ from app.slo.burn import State
 from app.slo.service import SloEngine, SloResult
 from app.slo.spec import load_specs
 from app.sources.prometheus import PrometheusSource
-from tests.integration.slo import scenarios
+from tests.integration import scenarios
 from tests.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration

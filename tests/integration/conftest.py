@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.slo import scenarios
+from tests.integration import scenarios
 from tests.prometheus import PrometheusServer, aligned_now, backfill, write_openmetrics
 
 STEADY_SPEC = """

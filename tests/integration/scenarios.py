@@ -32,6 +32,8 @@ OUTAGE: Profile = [(300, 0.3), (3600, 0.02), (6 * 3600, 0.004), (3 * DAY, 0.001)
 STEADY: Profile = [(HISTORY, 0.005)]
 SLOW: Profile = [(3600, 0.05), (HISTORY, 0.002)]
 WRONG: Profile = [(6 * 3600, 0.04), (HISTORY, 0.01)]
+# Ten minutes of 30 % errors ten hours before T, background otherwise: a page that later clears.
+BLIP: Profile = [(10 * 3600, 0.0005), (10 * 3600 + 600, 0.3), (HISTORY, 0.0005)]
 
 
 def fraction_at_age(profile: Profile, age: float) -> float:
@@ -95,6 +97,7 @@ def all_series(T: int, step: int = STEP, history: int = HISTORY) -> list[Series]
 
     requests("fraud-model", OUTAGE, 100.0)
     requests("fraud-steady", STEADY, 100.0)
+    requests("fraud-blip", BLIP, 100.0)
 
     # Latency histogram: 50 req/s; the slow share is above 0.25 s, split evenly between (0.25, 0.5]
     # and (0.5, +Inf); 60 % of the fast ones are under 0.1 s.
