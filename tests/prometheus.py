@@ -76,11 +76,17 @@ class PrometheusServer:
     """`prometheus` on 127.0.0.1:<free port> over a data folder, with optional rule files."""
 
     def __init__(
-        self, data_dir: Path, rule_files: Sequence[Path] = (), *, evaluation_interval: str = "15s"
+        self,
+        data_dir: Path,
+        rule_files: Sequence[Path] = (),
+        *,
+        evaluation_interval: str = "15s",
+        alertmanager: str | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.rule_files = list(rule_files)
         self.evaluation_interval = evaluation_interval
+        self.alertmanager = alertmanager
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -88,9 +94,16 @@ class PrometheusServer:
     def start(self) -> PrometheusServer:
         config = self.data_dir.parent / f"prometheus-{self.port}.yml"
         rules = "".join(f"  - {path}\n" for path in self.rule_files)
+        alerting = ""
+        if self.alertmanager:
+            target = self.alertmanager.removeprefix("http://")
+            alerting = (
+                f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{target}']\n"
+            )
         config.write_text(
             f"global:\n  evaluation_interval: {self.evaluation_interval}\n"
             + (f"rule_files:\n{rules}" if rules else "")
+            + alerting
         )
         self.port = self.port if self.process is None else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -102,6 +115,9 @@ class PrometheusServer:
                 f"--storage.tsdb.path={self.data_dir}",
                 "--storage.tsdb.retention.time=90d",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                # Alertmanagers are discovered about 5 s after start; without a short resend delay the
+                # alerts that fired before that wait a whole minute to be sent again.
+                "--rules.alert.resend-delay=1s",
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
