@@ -15,7 +15,7 @@ from app.config import Settings
 from tests.conftest import REPO, WEBHOOK_TOKEN
 
 pytestmark = pytest.mark.integration
-SAMPLES = REPO.parent / "shared" / "samples"
+SAMPLES = REPO / "tests" / "data"  # captured from a real Alertmanager 0.25 (shared/samples)
 HOOK = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 TABLES = ("incident", "timeline_event", "alert_link", "action_item")
 
