@@ -80,15 +80,68 @@ class ModelEnvironment(BaseModel):
     target: dict[str, Any] = Field(default_factory=dict)
 
 
+class RegistryConfig(BaseModel):
+    """Where the model's versions are registered (MLflow: registered model name and alias per env)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["mlflow"] = "mlflow"
+    name: str
+    aliases: dict[str, str] = Field(default_factory=lambda: {"prod": "champion"})
+
+
+class DriftConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Gauges the model server exports, e.g. ml_feature_drift_score{model,feature,method}.
+    gauge_metric: str | None = "ml_feature_drift_score"
+    gauge_threshold: float = 0.1
+    # Computed drift: reference values (JSON {feature: [values]} or CSV with a header) against the
+    # feature values logged to Elasticsearch during the incident.
+    reference_file: Path | None = None
+    index: str | None = None
+    timestamp_field: str = "@timestamp"
+    query: str | None = None
+    features: list[str] = Field(default_factory=list)
+    sample_size: int = Field(default=5000, ge=10, le=10000)
+    psi_warn: float = 0.1
+    psi_major: float = 0.25
+    ks_alpha: float = 0.05
+    wasserstein: float = 0.1
+
+
+class LogsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: str
+    timestamp_field: str = "@timestamp"
+    query: str = "level:error"
+    signature_field: str = "error.type"
+    size: int = Field(default=5, ge=1, le=50)
+
+
 class ModelConfig(BaseModel):
     """A model in the ML catalogue of sloguard.yaml."""
 
     model_config = ConfigDict(extra="forbid")
 
-    registry_name: str | None = None
-    alias: str | None = None
+    services: list[str] = Field(default_factory=list)
+    slos: list[str] = Field(default_factory=list)
+    # The label that carries the model version in metrics (serving stacks differ).
     version_label: str = "model_version"
+    request_metric: str = "http_requests_total"
+    selector: str = ""  # label matchers for this model's traffic, e.g. service="fraud-model"
+    error_selector: str = 'code=~"5.."'
+    lookback: float = 6 * 3600.0  # how long before the burn a new version counts as the suspect
+    registry: RegistryConfig | None = None
     environments: dict[str, ModelEnvironment] = Field(default_factory=dict)
+    drift: DriftConfig | None = None
+    logs: LogsConfig | None = None
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration_seconds(value)
 
 
 class SloOverride(BaseModel):
@@ -167,6 +220,8 @@ class FileConfig(BaseModel):
 
     slo: SloOptions = Field(default_factory=SloOptions)
     incidents: IncidentOptions = Field(default_factory=IncidentOptions)
+    # Seconds one incident's evidence gathering may take before what is missing is noted instead.
+    enrich_timeout: float = 30.0
     channels: dict[str, str] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
 

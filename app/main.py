@@ -20,6 +20,8 @@ from app.health import router as health_router
 from app.incidents import jobs as incident_jobs
 from app.incidents import service as incidents
 from app.incidents.routes import router as incidents_router
+from app.ml import service as ml
+from app.ml.service import Enricher
 from app.scheduler import Job, build_scheduler
 from app.slo import service as slos
 from app.slo.jobs import evaluate_slos
@@ -27,6 +29,7 @@ from app.slo.routes import router as slo_router
 from app.slo.service import SloEngine
 from app.slo.spec import load_specs
 from app.sources.elasticsearch import ElasticsearchSource
+from app.sources.mlflow import MlflowRegistry
 from app.sources.prometheus import PrometheusSource
 from app.telemetry import Metrics, RouteTemplates, metrics_middleware, setup_tracing
 
@@ -41,6 +44,8 @@ def build_sources(settings: Settings) -> dict[str, Any]:
             tenant=settings.prometheus_tenant,
         )
     }
+    if settings.mlflow_url is not None:
+        sources["mlflow"] = MlflowRegistry(str(settings.mlflow_url), timeout=settings.source_timeout)
     if settings.elasticsearch_url is not None:
         api_key = settings.elasticsearch_api_key
         sources["elasticsearch"] = ElasticsearchSource(
@@ -81,6 +86,13 @@ def create_app(settings: Settings) -> FastAPI:
             slo_engine.restore(slos.latest_states(session))
         fastapi_app.state.slo_engine = slo_engine
         incidents.subscribe(fastapi_app.state.events, engine, file_config.incidents)
+        enricher = Enricher(
+            engine,
+            file_config,
+            ml.Sources(sources["prometheus"], sources.get("elasticsearch"), sources.get("mlflow")),
+        )
+        enricher.subscribe(fastapi_app.state.events)
+        fastapi_app.state.enricher = enricher
         setup_tracing(fastapi_app, engine)
         scheduler = build_scheduler(build_jobs(fastapi_app, settings))
         if settings.scheduler_enabled:
@@ -92,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if scheduler.running:
                 scheduler.shutdown(wait=True)
+            enricher.close()
             for source in fastapi_app.state.sources.values():
                 source.close()
             engine.dispose()

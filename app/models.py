@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
+from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
 from app.slo.models import SloStatus
 
-__all__ = ["ActionItem", "AlertLink", "Incident", "SloStatus", "TimelineEvent"]
+__all__ = [
+    "ActionItem",
+    "AlertLink",
+    "DriftSignal",
+    "Incident",
+    "LogEvidence",
+    "ModelVersionLink",
+    "SloStatus",
+    "TimelineEvent",
+]

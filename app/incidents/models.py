@@ -218,3 +218,7 @@ class IncidentDetail(IncidentRead):
     timeline: list[TimelineEventRead] = []
     alerts: list[AlertLinkRead] = []
     action_items: list[ActionItemRead] = []
+    # Evidence gathered by app.ml (rows of model_version_link, drift_signal, log_evidence).
+    model_versions: list[dict[str, Any]] = []
+    drift_signals: list[dict[str, Any]] = []
+    log_evidence: list[dict[str, Any]] = []

@@ -25,6 +25,7 @@ from app.incidents.models import (
     Severity,
     TimelineEventRead,
 )
+from app.ml import service as ml
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
@@ -58,6 +59,10 @@ def detail(engine: Engine, incident_id: int) -> IncidentDetail:
                 "action_items": [
                     ActionItemRead.model_validate(i) for i in incidents.action_items(session, incident_id)
                 ],
+                **{
+                    key: [item.model_dump() for item in rows]
+                    for key, rows in ml.evidence(session, incident_id).items()
+                },
             }
         )
 
@@ -93,6 +98,14 @@ def declare(request: Request, engine: EngineDep, body: IncidentCreate) -> Incide
 @router.patch("/{incident_id}", response_model=IncidentDetail)
 def update(request: Request, engine: EngineDep, incident_id: int, body: IncidentUpdate) -> IncidentDetail:
     incidents.update(engine, request.app.state.events, incident_id, body, datetime.now(UTC))
+    return detail(engine, incident_id)
+
+
+@router.post("/{incident_id}/enrich", response_model=IncidentDetail)
+def enrich(request: Request, engine: EngineDep, incident_id: int) -> IncidentDetail:
+    """Gather the ML evidence again now (it also runs when the incident opens)."""
+    enricher = request.app.state.enricher
+    ml.enrich(engine, enricher.config, enricher.sources, incident_id, datetime.now(UTC))
     return detail(engine, incident_id)
 
 

@@ -46,6 +46,21 @@ class PrometheusSource:
             raise SourceUnavailable(f"prometheus at {self.url}: bad response") from exc
         return result
 
+    def query_range(
+        self, promql: str, start: datetime, end: datetime, step_seconds: int
+    ) -> list[dict[str, Any]]:
+        try:
+            result: list[dict[str, Any]] = self._client.custom_query_range(
+                promql, start_time=start, end_time=end, step=str(step_seconds)
+            )
+        except requests.Timeout as exc:
+            raise SourceTimeout(f"prometheus at {self.url} timed out after {self.timeout}s") from exc
+        except requests.RequestException as exc:
+            raise SourceUnavailable(f"prometheus at {self.url}: {type(exc).__name__}") from exc
+        except PrometheusApiClientException as exc:
+            raise SourceUnavailable(f"prometheus at {self.url}: {exc}") from exc
+        return result
+
     def ping(self) -> None:
         self.query("vector(1)")
 

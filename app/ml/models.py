@@ -1,0 +1,84 @@
+"""Evidence tables attached to incidents: model versions, drift signals, log signatures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime, utcnow
+
+
+class ModelVersionLink(SQLModel, table=True):
+    """A model version involved in an incident: serving, suspect, previous_good or rolled_back_to."""
+
+    __tablename__ = "model_version_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True, ondelete="CASCADE")
+    model: str = Field(max_length=200)
+    version: str = Field(max_length=100)
+    role: str = Field(max_length=20)
+    source: str = Field(max_length=20)  # prometheus or registry
+    first_seen: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_seen: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DriftSignal(SQLModel, table=True):
+    __tablename__ = "drift_signal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True, ondelete="CASCADE")
+    model: str = Field(max_length=200)
+    feature: str = Field(max_length=200)
+    method: str = Field(max_length=20)  # psi, ks, wasserstein, gauge
+    score: float
+    p_value: float | None = None
+    threshold: float
+    drifted: bool
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class LogEvidence(SQLModel, table=True):
+    __tablename__ = "log_evidence"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True, ondelete="CASCADE")
+    signature: str = Field(sa_type=sa.Text)
+    count: int
+    sample: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    first_seen: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_seen: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ModelVersionRead(SQLModel):
+    model: str
+    version: str
+    role: str
+    source: str
+    first_seen: datetime | None
+    last_seen: datetime | None
+    detail: dict[str, Any]
+
+
+class DriftSignalRead(SQLModel):
+    model: str
+    feature: str
+    method: str
+    score: float
+    p_value: float | None
+    threshold: float
+    drifted: bool
+
+
+class LogEvidenceRead(SQLModel):
+    signature: str
+    count: int
+    sample: dict[str, Any]
+    first_seen: datetime | None
+    last_seen: datetime | None

@@ -1,0 +1,420 @@
+"""Evidence for an incident: serving model versions and the suspect change, drift, log signatures.
+
+Runs right after an incident opens (and again when it reopens) in a background thread, within a time
+limit. A source that fails leaves a timeline note naming what is missing; it never fails the incident.
+Re-running replaces the previous evidence.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from app.config import FileConfig, ModelConfig
+from app.errors import NotFound, SourceError
+from app.events import Dispatcher, IncidentOpened, IncidentStatusChanged
+from app.incidents import service as incidents
+from app.incidents.models import Incident
+from app.ml import drift as drift_stats
+from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
+from app.ml.versions import VersionSeen, find_suspect, versions_from_range
+from app.slo import burn
+
+log = logging.getLogger(__name__)
+STEP = 60  # resolution of "first seen" / "last seen"
+
+
+@dataclass
+class Sources:
+    prometheus: Any = None
+    elasticsearch: Any = None
+    registry: Any = None
+
+
+@dataclass
+class Findings:
+    versions: list[ModelVersionLink] = field(default_factory=list)
+    drift: list[DriftSignal] = field(default_factory=list)
+    logs: list[LogEvidence] = field(default_factory=list)
+    notes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (kind, text, data)
+    missing: list[str] = field(default_factory=list)
+
+
+def model_for(incident: Incident, catalogue: dict[str, ModelConfig]) -> tuple[str, ModelConfig] | None:
+    if incident.model and incident.model in catalogue:
+        return incident.model, catalogue[incident.model]
+    for name, config in catalogue.items():
+        if (incident.slo_id and incident.slo_id in config.slos) or (
+            incident.service and incident.service in config.services
+        ):
+            return name, config
+    return None
+
+
+def _matchers(*parts: str) -> str:
+    return ",".join(part for part in parts if part)
+
+
+def _versions(incident: Incident, name: str, config: ModelConfig, sources: Sources, found: Findings) -> None:
+    prometheus = sources.prometheus
+    if prometheus is None:
+        found.missing.append("serving versions (no Prometheus)")
+        return
+    label, metric = config.version_label, config.request_metric
+    burn_started, detected = incident.started_at, incident.detected_at
+    lookback = timedelta(seconds=config.lookback)
+    traffic = f"sum by ({label}) (increase({metric}{{{_matchers(config.selector)}}}[{STEP}s]))"
+    result = prometheus.query_range(traffic, burn_started - lookback - timedelta(hours=1), detected, STEP)
+    seen = versions_from_range(result, label, STEP)
+    window = max(300, int((detected - burn_started).total_seconds()))
+    span = burn.format_duration(window)
+    failing = _matchers(config.selector, config.error_selector)
+    errors = prometheus.query(f"sum by ({label}) (increase({metric}{{{failing}}}[{span}]))", at=detected)
+    totals = prometheus.query(
+        f"sum by ({label}) (increase({metric}{{{_matchers(config.selector)}}}[{span}]))", at=detected
+    )
+    bad = {s["metric"].get(label): float(s["value"][1]) for s in errors}
+    total = {s["metric"].get(label): float(s["value"][1]) for s in totals}
+    with_ratios = [
+        VersionSeen(
+            v.version,
+            v.first_seen,
+            v.last_seen,
+            (bad.get(v.version, 0.0) / total[v.version]) if total.get(v.version) else None,
+            total.get(v.version),
+        )
+        for v in seen
+    ]
+    verdict = find_suspect(with_ratios, burn_started, lookback)
+    for version in with_ratios:
+        detail = {"error_ratio": version.error_ratio, "requests": version.requests, "window": span}
+        found.versions.append(
+            ModelVersionLink(
+                incident_id=incident.id or 0,
+                model=name,
+                version=version.version,
+                role="serving",
+                source="prometheus",
+                first_seen=version.first_seen,
+                last_seen=version.last_seen,
+                detail=detail,
+            )
+        )
+    for role, chosen in (("suspect", verdict.suspect), ("previous_good", verdict.previous_good)):
+        if chosen is not None:
+            found.versions.append(
+                ModelVersionLink(
+                    incident_id=incident.id or 0,
+                    model=name,
+                    version=chosen.version,
+                    role=role,
+                    source="prometheus",
+                    first_seen=chosen.first_seen,
+                    last_seen=chosen.last_seen,
+                    detail={"error_ratio": chosen.error_ratio, "reason": verdict.reason},
+                )
+            )
+    ratios = {v.version: v.error_ratio for v in with_ratios}
+    found.notes.append(("evidence", verdict.reason, {"error_ratio_by_version": ratios, "window": span}))
+
+
+def _registry(incident: Incident, name: str, config: ModelConfig, sources: Sources, found: Findings) -> None:
+    if config.registry is None:
+        return
+    if sources.registry is None:
+        found.missing.append("registry versions (SLOGUARD_MLFLOW_URL is not set)")
+        return
+    environment = incident.environment or "prod"
+    alias = config.registry.aliases.get(environment)
+    if alias is None:
+        found.notes.append(("evidence", f"no registry alias configured for {environment}", {}))
+        return
+    try:
+        version = sources.registry.alias_version(config.registry.name, alias)
+    except NotFound as exc:
+        found.notes.append(
+            ("evidence", f"MLflow has no alias {alias!r} on model {config.registry.name!r}: {exc}", {})
+        )
+        return
+    found.versions.append(
+        ModelVersionLink(
+            incident_id=incident.id or 0,
+            model=name,
+            version=version,
+            role="serving",
+            source="registry",
+            detail={"alias": alias, "environment": environment, "registered_model": config.registry.name},
+        )
+    )
+
+
+def _load_reference(path: Path) -> dict[str, list[float]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+        return {key: [float(v) for v in values] for key, values in data.items()}
+    columns: dict[str, list[float]] = {}
+    for row in csv.DictReader(text.splitlines()):
+        for key, value in row.items():
+            if value not in ("", None):
+                columns.setdefault(key, []).append(float(value))
+    return columns
+
+
+def _range_filter(field_name: str, start: datetime, end: datetime) -> dict[str, Any]:
+    return {
+        "range": {
+            field_name: {
+                "gte": start.isoformat(),
+                "lt": end.isoformat(),
+                "format": "strict_date_optional_time",
+            }
+        }
+    }
+
+
+def _drift(
+    incident: Incident, name: str, config: ModelConfig, sources: Sources, found: Findings, now: datetime
+) -> None:
+    settings = config.drift
+    if settings is None:
+        return
+    if settings.gauge_metric and sources.prometheus is not None:
+        result = sources.prometheus.query(
+            f'{settings.gauge_metric}{{model="{name}"}}', at=incident.detected_at
+        )
+        for sample in result:
+            score = float(sample["value"][1])
+            found.drift.append(
+                DriftSignal(
+                    incident_id=incident.id or 0,
+                    model=name,
+                    feature=sample["metric"].get("feature", "?"),
+                    method="gauge",
+                    score=score,
+                    threshold=settings.gauge_threshold,
+                    drifted=score >= settings.gauge_threshold,
+                )
+            )
+    if settings.reference_file is None or settings.index is None:
+        return
+    if sources.elasticsearch is None:
+        found.missing.append("computed drift (SLOGUARD_ELASTICSEARCH_URL is not set)")
+        return
+    reference = _load_reference(settings.reference_file)
+    features = settings.features or sorted(reference)
+    filters: list[dict[str, Any]] = [
+        _range_filter(settings.timestamp_field, incident.started_at, max(now, incident.detected_at))
+    ]
+    if settings.query:
+        filters.append({"query_string": {"query": settings.query}})
+    response = sources.elasticsearch.search(
+        settings.index,
+        {"size": settings.sample_size, "query": {"bool": {"filter": filters}}, "_source": features},
+    )
+    current: dict[str, list[float]] = {feature: [] for feature in features}
+    for hit in response.get("hits", {}).get("hits", []):
+        for feature in features:
+            value = hit["_source"].get(feature)
+            if isinstance(value, int | float):
+                current[feature].append(float(value))
+    samples = {f: (reference.get(f, []), current[f]) for f in features if reference.get(f) and current[f]}
+    signals = drift_stats.compare(
+        samples,
+        psi_warn=settings.psi_warn,
+        ks_alpha=settings.ks_alpha,
+        wasserstein_threshold=settings.wasserstein,
+    )
+    for signal in signals:
+        found.drift.append(
+            DriftSignal(
+                incident_id=incident.id or 0,
+                model=name,
+                feature=signal.feature,
+                method=signal.method,
+                score=signal.score,
+                p_value=signal.p_value,
+                threshold=signal.threshold,
+                drifted=signal.drifted,
+            )
+        )
+    top = drift_stats.ranked(signals)
+    text = f"drifted features: {', '.join(top)}" if top else "no feature drifted"
+    found.notes.append(
+        ("evidence", text, {"drifted": top, "dataset_drifted": drift_stats.dataset_drifted(signals)})
+    )
+
+
+def _logs(incident: Incident, config: ModelConfig, sources: Sources, found: Findings, now: datetime) -> None:
+    settings = config.logs
+    if settings is None:
+        return
+    if sources.elasticsearch is None:
+        found.missing.append("log evidence (SLOGUARD_ELASTICSEARCH_URL is not set)")
+        return
+    start = incident.started_at - timedelta(minutes=5)
+    body = {
+        "size": 0,
+        "query": {
+            "bool": {
+                "filter": [
+                    _range_filter(settings.timestamp_field, start, max(now, incident.detected_at)),
+                    {"query_string": {"query": settings.query}},
+                ]
+            }
+        },
+        "aggs": {
+            "signatures": {
+                "terms": {"field": settings.signature_field, "size": settings.size},
+                "aggs": {
+                    "sample": {
+                        "top_hits": {"size": 1, "sort": [{settings.timestamp_field: {"order": "desc"}}]}
+                    },
+                    "first": {"min": {"field": settings.timestamp_field}},
+                    "last": {"max": {"field": settings.timestamp_field}},
+                },
+            }
+        },
+    }
+    response = sources.elasticsearch.search(settings.index, body)
+    for bucket in response["aggregations"]["signatures"]["buckets"]:
+        hits = bucket["sample"]["hits"]["hits"]
+        found.logs.append(
+            LogEvidence(
+                incident_id=incident.id or 0,
+                signature=str(bucket["key"]),
+                count=int(bucket["doc_count"]),
+                sample=hits[0]["_source"] if hits else {},
+                first_seen=_millis(bucket["first"].get("value")),
+                last_seen=_millis(bucket["last"].get("value")),
+            )
+        )
+
+
+def _millis(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(float(value) / 1000, UTC)
+
+
+def enrich(engine: Engine, config: FileConfig, sources: Sources, incident_id: int, now: datetime) -> Findings:
+    """Gather and store every piece of evidence that can be had within the time limit."""
+    with Session(engine) as session:
+        incident = incidents.get(session, incident_id)
+    found = Findings()
+    match = model_for(incident, config.models)
+    if match is None:
+        if not config.models:
+            return found  # no ML catalogue configured: nothing to look for, nothing to say
+        incidents.add_note(
+            engine,
+            incident_id,
+            "no model in the catalogue matches this incident",
+            "sloguard",
+            now,
+            "evidence",
+        )
+        return found
+    name, model = match
+    deadline = time.monotonic() + config.enrich_timeout
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("serving versions", lambda: _versions(incident, name, model, sources, found)),
+        ("registry versions", lambda: _registry(incident, name, model, sources, found)),
+        ("drift", lambda: _drift(incident, name, model, sources, found, now)),
+        ("log evidence", lambda: _logs(incident, model, sources, found, now)),
+    ]
+    for what, step in steps:
+        if time.monotonic() > deadline:
+            found.missing.append(f"{what} (time limit of {config.enrich_timeout:g}s reached)")
+            continue
+        try:
+            step()
+        except (SourceError, NotFound, OSError, ValueError, KeyError) as exc:
+            found.missing.append(f"{what} ({exc})")
+    _store(engine, incident_id, found, now)
+    return found
+
+
+def _store(engine: Engine, incident_id: int, found: Findings, now: datetime) -> None:
+    def command(session: Session, events: incidents.Events) -> None:
+        incident = incidents.get(session, incident_id)
+        for table in (ModelVersionLink, DriftSignal, LogEvidence):
+            session.execute(sa.delete(table).where(col(table.incident_id) == incident_id))
+        for row in [*found.versions, *found.drift, *found.logs]:
+            row.incident_id = incident_id
+            session.add(row)
+        for kind, text, data in found.notes:
+            incidents.note(session, incident, kind, text, actor="sloguard", at=now, data=data)
+        for missing in found.missing:
+            incidents.note(
+                session, incident, "evidence_missing", f"missing: {missing}", actor="sloguard", at=now
+            )
+
+    incidents.write(engine, None, command)
+
+
+def evidence(session: Session, incident_id: int) -> dict[str, list[Any]]:
+    return {
+        "model_versions": list(
+            session.exec(
+                select(ModelVersionLink)
+                .where(ModelVersionLink.incident_id == incident_id)
+                .order_by(col(ModelVersionLink.id))
+            )
+        ),
+        "drift_signals": list(
+            session.exec(
+                select(DriftSignal)
+                .where(DriftSignal.incident_id == incident_id)
+                .order_by(col(DriftSignal.score).desc())
+            )
+        ),
+        "log_evidence": list(
+            session.exec(
+                select(LogEvidence)
+                .where(LogEvidence.incident_id == incident_id)
+                .order_by(col(LogEvidence.count).desc())
+            )
+        ),
+    }
+
+
+class Enricher:
+    """Runs `enrich` in the background when incidents open or reopen."""
+
+    def __init__(self, engine: Engine, config: FileConfig, sources: Sources) -> None:
+        self.engine, self.config, self.sources = engine, config, sources
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enrich")
+
+    def submit(self, incident_id: int) -> None:
+        def run() -> None:
+            try:
+                enrich(self.engine, self.config, self.sources, incident_id, datetime.now(UTC))
+            except Exception:
+                log.exception("enrichment failed", extra={"incident_id": incident_id})
+
+        self.pool.submit(run)
+
+    def subscribe(self, dispatcher: Dispatcher) -> None:
+        dispatcher.subscribe(IncidentOpened, lambda event: self.submit(event.incident_id))
+        dispatcher.subscribe(
+            IncidentStatusChanged,
+            lambda event: (
+                self.submit(event.incident_id)
+                if (event.old, event.new) == ("mitigated", "triggered")
+                else None
+            ),
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
