@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager
+# MLflow's real server for the registry tests, in its own environment (it is large and pins a lot).
+MLFLOW_VENV := .venv-mlflow
 
 .PHONY: run test lint typecheck pytest install install-test debian-packages postgres clean
 
@@ -52,10 +54,15 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy app
 
-pytest: install-test debian-packages postgres
+$(MLFLOW_VENV)/bin/mlflow:
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/pip install --quiet "mlflow>=3.1,<4"
+
+pytest: install-test debian-packages postgres $(MLFLOW_VENV)/bin/mlflow
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache sloguard.db sloguard.db-wal sloguard.db-shm
+	rm -rf $(VENV) $(MLFLOW_VENV) .mypy_cache .pytest_cache .ruff_cache sloguard.db sloguard.db-wal sloguard.db-shm

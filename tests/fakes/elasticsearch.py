@@ -586,7 +586,7 @@ class QueryStringParser:
         if kind == "RANGE":
             low, high, include_low, include_high = value
             bounds = {
-                "gte": None if low == "*" else low,
+                "gte" if include_low else "gt": None if low == "*" else low,
                 "lte" if include_high else "lt": None if high == "*" else high,
             }
             check = _range_check(bounds)
@@ -1046,6 +1046,7 @@ _SEARCH_KEYS = {
 _PARAMS = {"ignore_unavailable", "allow_no_indices", "expand_wildcards", "q", "df", "default_operator"}
 _PARAMS |= {"size", "from", "track_total_hits", "rest_total_hits_as_int", "sort", "_source", "timeout"}
 _PARAMS |= {"pretty", "human", "error_trace", "request_cache", "preference", "max_concurrent_searches"}
+_PARAMS |= {"_source_includes", "_source_excludes"}
 
 
 class FakeElasticsearch:
@@ -1237,6 +1238,9 @@ class FakeElasticsearch:
             option["_source"] = (
                 raw_source == "true" if raw_source in ("true", "false") else raw_source.split(",")
             )
+        sides = [side for side in ("includes", "excludes") if f"_source_{side}" in params]
+        if sides:
+            option["_source"] = {side: params[f"_source_{side}"].split(",") for side in sides}
         size, offset = int(option["size"] if option["size"] is not None else 10), int(option["from"] or 0)
         if size < 0 or offset < 0:
             raise _illegal("[size] and [from] must be >= 0")

@@ -186,7 +186,8 @@ def test_unkeyed_date_range_sorts_and_names_buckets(es: Elasticsearch) -> None:
     ranges = [{"from": "2026-11-25T09:55:00Z"}, {"to": ms("2026-11-25T09:00:00+00:00")}]
     aggs = {"r": {"date_range": {"field": "@timestamp", "ranges": ranges}}}
     buckets = es.search(index="logs-fraud", size=0, query=SLOGUARD_QUERY, aggs=aggs)["aggregations"]["r"]
-    # Before 09:00: f8 (08:10Z) and f13 (Nov 1), not f17 (to is exclusive). From 09:55: f1 f2 f3 f4 f6 f11 f16.
+    # Before 09:00: f8 (08:10Z) and f13 (Nov 1), not f17 (to is exclusive).
+    # From 09:55: f1 f2 f3 f4 f6 f11 f16.
     assert buckets["buckets"] == [
         {
             "key": "*-2026-11-25T09:00:00.000Z",

@@ -1,0 +1,305 @@
+"""Evidence on an incident, from a real Prometheus, a real MLflow and the Elasticsearch stand-in."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sqlmodel import Session
+
+from app import db
+from app.config import DriftConfig, FileConfig, LogsConfig, ModelConfig, RegistryConfig
+from app.incidents import service as incidents
+from app.incidents.models import IncidentCreate
+from app.main import create_app
+from app.ml import service as ml
+from app.sources.elasticsearch import ElasticsearchSource
+from app.sources.mlflow import MlflowRegistry
+from app.sources.prometheus import PrometheusSource
+from tests.conftest import API_TOKEN, make_settings
+from tests.es_server import FakeElasticsearch
+from tests.mlflow_server import MlflowServer
+from tests.prometheus import PrometheusServer, Series, aligned_now, backfill, write_openmetrics
+from tests.servers import UvicornThread, wait_until
+
+pytestmark = pytest.mark.integration
+STEP = 60
+
+
+@pytest.fixture(scope="module")
+def T() -> int:
+    return aligned_now(STEP)
+
+
+@pytest.fixture(scope="module")
+def versions_prometheus(tmp_path_factory: pytest.TempPathFactory, T: int) -> Iterator[PrometheusServer]:
+    """Version 3 serves 100 req/s cleanly for 8 hours; version 4 joins 50 minutes before T (40 minutes
+    before the burn at T - 10m) with 50 req/s, 10 % of them failing."""
+    folder = tmp_path_factory.mktemp("versions")
+    start, v4_start = T - 8 * 3600, T - 50 * 60
+
+    def counter(rate: float, since: int) -> Any:
+        return lambda t: 1000 + max(0, t - since) * rate
+
+    series = [
+        Series(
+            "http_requests_total",
+            {"service": "fraud-model", "model_version": "3", "code": "200"},
+            counter(100, start),
+        ),
+        Series(
+            "http_requests_total",
+            {"service": "fraud-model", "model_version": "3", "code": "500"},
+            counter(0, start),
+        ),
+    ]
+    write_openmetrics(folder / "v3.om", series, start, T, STEP)
+    backfill(folder / "v3.om", folder / "data")
+    v4 = [
+        Series(
+            "http_requests_total",
+            {"service": "fraud-model", "model_version": "4", "code": "200"},
+            counter(45, v4_start),
+        ),
+        Series(
+            "http_requests_total",
+            {"service": "fraud-model", "model_version": "4", "code": "500"},
+            counter(5, v4_start),
+        ),
+    ]
+    write_openmetrics(folder / "v4.om", v4, v4_start, T, STEP)
+    backfill(folder / "v4.om", folder / "data")
+    server = PrometheusServer(folder / "data").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    server.register("fraud-detector", 4)
+    server.api(
+        "POST",
+        "registered-models/alias",
+        json={"name": "fraud-detector", "alias": "champion", "version": "4"},
+    )
+    yield server
+    server.stop()
+
+
+RNG = np.random.default_rng(42)
+REFERENCE = {name: RNG.normal(0, 1, 1500).round(4).tolist() for name in ("amount", "age", "merchant_risk")}
+
+
+@pytest.fixture
+def elasticsearch(T: int) -> Iterator[FakeElasticsearch]:
+    burn = datetime.fromtimestamp(T, UTC) - timedelta(minutes=10)
+    with FakeElasticsearch() as server:
+        lines = []
+        for signature, count in (("Timeout", 7), ("FeatureStoreUnavailable", 4), ("ValueError", 2)):
+            for index in range(count):
+                at = burn + timedelta(minutes=1, seconds=10 * index)
+                lines.append(
+                    {
+                        "@timestamp": at.isoformat(),
+                        "level": "error",
+                        "error": {"type": signature},
+                        "msg": f"{signature} #{index}",
+                    }
+                )
+        lines += [
+            {"@timestamp": (burn + timedelta(minutes=2)).isoformat(), "level": "info", "msg": "ok"}
+        ] * 20
+        lines.append(
+            {
+                "@timestamp": (burn - timedelta(hours=2)).isoformat(),
+                "level": "error",
+                "error": {"type": "Old"},
+            }
+        )
+        server.add_documents("logs-fraud-model-2026.11.25", lines)
+        features = []
+        rng = np.random.default_rng(7)
+        for index in range(1000):
+            at = burn + timedelta(seconds=index * 0.5)
+            features.append(
+                {
+                    "@timestamp": at.isoformat(),
+                    "amount": float(rng.normal(3, 1)),  # moved by three standard deviations
+                    "age": float(rng.normal(0, 1)),
+                    "merchant_risk": float(rng.normal(0, 1)),
+                }
+            )
+        server.add_documents("features-fraud-model", features)
+        yield server
+
+
+def catalogue(tmp_path: Path) -> FileConfig:
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(REFERENCE))
+    return FileConfig(
+        models={
+            "fraud-detector": ModelConfig(
+                services=["fraud-model"],
+                selector='service="fraud-model"',
+                registry=RegistryConfig(
+                    name="fraud-detector", aliases={"prod": "champion", "test": "challenger"}
+                ),
+                drift=DriftConfig(gauge_metric=None, reference_file=reference, index="features-fraud-model"),
+                logs=LogsConfig(index="logs-fraud-model-*"),
+            )
+        }
+    )
+
+
+def close(sources: ml.Sources) -> None:
+    for source in (sources.prometheus, sources.elasticsearch, sources.registry):
+        if source is not None:
+            source.close()
+
+
+def open_incident(database_url: str, T: int, environment: str = "prod") -> tuple[Any, int]:
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    moment = datetime.fromtimestamp(T, UTC)
+    incident = incidents.declare(
+        engine,
+        None,
+        IncidentCreate(
+            title="fraud model failing",
+            model="fraud-detector",
+            environment=environment,
+            started_at=moment - timedelta(minutes=10),
+        ),
+        moment,
+    )
+    assert incident.id is not None
+    return engine, incident.id
+
+
+def test_versions_suspect_registry_drift_and_logs(
+    versions_prometheus: PrometheusServer,
+    mlflow: MlflowServer,
+    elasticsearch: FakeElasticsearch,
+    database_url: str,
+    tmp_path: Path,
+    T: int,
+) -> None:
+    engine, incident_id = open_incident(database_url, T)
+    sources = ml.Sources(
+        PrometheusSource(versions_prometheus.url),
+        ElasticsearchSource(elasticsearch.url),
+        MlflowRegistry(mlflow.url),
+    )
+    try:
+        found = ml.enrich(
+            engine, catalogue(tmp_path), sources, incident_id, datetime.fromtimestamp(T + 60, UTC)
+        )
+    finally:
+        close(sources)
+    assert found.missing == []
+    with Session(engine) as session:
+        evidence = ml.evidence(session, incident_id)
+        timeline = incidents.timeline(session, incident_id)
+
+    links = {(row.role, row.source, row.version): row for row in evidence["model_versions"]}
+    assert set(links) == {
+        ("serving", "prometheus", "3"),
+        ("serving", "prometheus", "4"),
+        ("suspect", "prometheus", "4"),
+        ("previous_good", "prometheus", "3"),
+        ("serving", "registry", "4"),  # the champion alias
+    }
+    suspect = links[("suspect", "prometheus", "4")]
+    # 5 failing of 50 requests a second over the 10-minute incident window; version 3 never fails.
+    assert suspect.detail["error_ratio"] == pytest.approx(0.1, rel=1e-9)
+    assert links[("previous_good", "prometheus", "3")].detail["error_ratio"] == 0.0
+    assert suspect.first_seen == datetime.fromtimestamp(T - 50 * 60, UTC)
+    assert suspect.last_seen == datetime.fromtimestamp(T, UTC)
+    assert links[("serving", "prometheus", "4")].detail["requests"] == pytest.approx(50 * 600, rel=1e-9)
+    reason = next(event for event in timeline if event.kind == "evidence" and "version 4" in event.text)
+    assert reason.text == (
+        "version 4 began serving 40 min before the burn and fails 10.00% of requests "
+        "against 0.00% for version 3"
+    )
+    assert links[("serving", "registry", "4")].detail["alias"] == "champion"
+
+    drifted = {row.feature for row in evidence["drift_signals"] if row.drifted}
+    assert drifted == {"amount"}
+    assert any(event.text == "drifted features: amount" for event in timeline)
+
+    assert [(row.signature, row.count) for row in evidence["log_evidence"]] == [
+        ("Timeout", 7),
+        ("FeatureStoreUnavailable", 4),
+        ("ValueError", 2),
+    ]
+    timeout = evidence["log_evidence"][0]
+    burn = datetime.fromtimestamp(T, UTC) - timedelta(minutes=10)
+    assert (timeout.first_seen, timeout.last_seen) == (
+        burn + timedelta(minutes=1),
+        burn + timedelta(minutes=2),
+    )
+    engine.dispose()
+
+
+def test_an_unknown_alias_is_a_note_not_an_error(
+    versions_prometheus: PrometheusServer, mlflow: MlflowServer, database_url: str, tmp_path: Path, T: int
+) -> None:
+    engine, incident_id = open_incident(database_url, T, environment="test")  # alias "challenger" is unset
+    sources = ml.Sources(PrometheusSource(versions_prometheus.url), None, MlflowRegistry(mlflow.url))
+    config = catalogue(tmp_path)
+    config.models["fraud-detector"].drift = None
+    config.models["fraud-detector"].logs = None
+    try:
+        found = ml.enrich(engine, config, sources, incident_id, datetime.fromtimestamp(T, UTC))
+    finally:
+        close(sources)
+    assert found.missing == []
+    assert any(
+        "MLflow has no alias 'challenger' on model 'fraud-detector'" in text for _, text, _ in found.notes
+    )
+    with Session(engine) as session:
+        roles = {(row.role, row.source) for row in ml.evidence(session, incident_id)["model_versions"]}
+    assert ("serving", "registry") not in roles and ("suspect", "prometheus") in roles
+    engine.dispose()
+
+
+def test_sources_down_still_open_the_incident_with_a_note(tmp_path: Path) -> None:
+    config = tmp_path / "sloguard.yaml"
+    config.write_text(
+        "models:\n  fraud-detector:\n    services: [fraud-model]\n    logs: {index: logs-fraud-model-*}\n"
+    )
+    with FakeElasticsearch() as elasticsearch:
+        elasticsearch.fail_with = 503
+        settings = make_settings(
+            tmp_path, config_file=config, elasticsearch_url=elasticsearch.url, source_timeout=1
+        )
+        with (
+            UvicornThread(create_app(settings)) as server,
+            httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_TOKEN}"}) as http,
+        ):
+            started = time.perf_counter()
+            created = http.post(
+                "/api/v1/incidents", json={"title": "scores are zero", "service": "fraud-model"}
+            )
+            elapsed = time.perf_counter() - started
+            assert created.status_code == 201
+            assert elapsed < 2  # evidence is gathered in the background, not in the request
+            incident_id = created.json()["id"]
+
+            def notes() -> list[str]:
+                timeline = http.get(f"/api/v1/incidents/{incident_id}").json()["timeline"]
+                return [event["text"] for event in timeline if event["kind"] == "evidence_missing"]
+
+            wait_until(lambda: len(notes()) == 2, timeout=20, what="missing-evidence notes")
+            texts = notes()
+            assert texts[0].startswith("missing: serving versions (prometheus at http://127.0.0.1:9")
+            assert texts[1].startswith("missing: log evidence (elasticsearch search: 503")
+            assert http.get(f"/api/v1/incidents/{incident_id}").json()["status"] == "triggered"
