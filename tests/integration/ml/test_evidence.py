@@ -24,7 +24,7 @@ from app.sources.elasticsearch import ElasticsearchSource
 from app.sources.mlflow import MlflowRegistry
 from app.sources.prometheus import PrometheusSource
 from tests.conftest import API_TOKEN, make_settings
-from tests.es_server import FakeElasticsearch
+from tests.fakes.elasticsearch import FakeElasticsearch
 from tests.mlflow_server import MlflowServer
 from tests.prometheus import PrometheusServer, Series, aligned_now, backfill, write_openmetrics
 from tests.servers import UvicornThread, wait_until

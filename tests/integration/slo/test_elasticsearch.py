@@ -16,7 +16,7 @@ from app.slo.service import SloEngine, SloResult
 from app.slo.spec import load_specs
 from app.sources.elasticsearch import ElasticsearchSource
 from tests.conftest import REPO
-from tests.es_server import FakeElasticsearch
+from tests.fakes.elasticsearch import FakeElasticsearch
 
 pytestmark = pytest.mark.integration
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
