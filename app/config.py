@@ -99,6 +99,9 @@ class DriftConfig(BaseModel):
     # Computed drift: reference values (JSON {feature: [values]} or CSV with a header) against the
     # feature values logged to Elasticsearch during the incident.
     reference_file: Path | None = None
+    # ... or reference values read from an index (e.g. the training set's features).
+    reference_index: str | None = None
+    reference_query: str | None = None
     index: str | None = None
     timestamp_field: str = "@timestamp"
     query: str | None = None

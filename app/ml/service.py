@@ -173,6 +173,26 @@ def _load_reference(path: Path) -> dict[str, list[float]]:
     return columns
 
 
+def _feature_values(
+    sources: Sources, index: str, query: dict[str, Any] | None, features: list[str], size: int
+) -> dict[str, list[float]]:
+    """Numeric values of each feature in up to `size` documents of `index`."""
+    body: dict[str, Any] = {"size": size, "_source": features} if features else {"size": size}
+    if query is not None:
+        body["query"] = query
+    response = sources.elasticsearch.search(index, body)
+    values: dict[str, list[float]] = {feature: [] for feature in features}
+    for hit in response.get("hits", {}).get("hits", []):
+        for feature, value in hit["_source"].items():
+            if (
+                (not features or feature in features)
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            ):
+                values.setdefault(feature, []).append(float(value))
+    return values
+
+
 def _range_filter(field_name: str, start: datetime, end: datetime) -> dict[str, Any]:
     return {
         "range": {
@@ -208,29 +228,31 @@ def _drift(
                     drifted=score >= settings.gauge_threshold,
                 )
             )
-    if settings.reference_file is None or settings.index is None:
+    if (settings.reference_file is None and settings.reference_index is None) or settings.index is None:
         return
     if sources.elasticsearch is None:
         found.missing.append("computed drift (SLOGUARD_ELASTICSEARCH_URL is not set)")
         return
-    reference = _load_reference(settings.reference_file)
+    if settings.reference_file is not None:
+        reference = _load_reference(settings.reference_file)
+    else:
+        assert settings.reference_index is not None
+        query = {"query_string": {"query": settings.reference_query}} if settings.reference_query else None
+        reference = _feature_values(
+            sources, settings.reference_index, query, settings.features, settings.sample_size
+        )
     features = settings.features or sorted(reference)
     filters: list[dict[str, Any]] = [
         _range_filter(settings.timestamp_field, incident.started_at, max(now, incident.detected_at))
     ]
     if settings.query:
         filters.append({"query_string": {"query": settings.query}})
-    response = sources.elasticsearch.search(
-        settings.index,
-        {"size": settings.sample_size, "query": {"bool": {"filter": filters}}, "_source": features},
+    current = _feature_values(
+        sources, settings.index, {"bool": {"filter": filters}}, features, settings.sample_size
     )
-    current: dict[str, list[float]] = {feature: [] for feature in features}
-    for hit in response.get("hits", {}).get("hits", []):
-        for feature in features:
-            value = hit["_source"].get(feature)
-            if isinstance(value, int | float):
-                current[feature].append(float(value))
-    samples = {f: (reference.get(f, []), current[f]) for f in features if reference.get(f) and current[f]}
+    samples = {
+        f: (reference.get(f, []), current.get(f, [])) for f in features if reference.get(f) and current.get(f)
+    }
     signals = drift_stats.compare(
         samples,
         psi_warn=settings.psi_warn,

@@ -249,6 +249,30 @@ def test_versions_suspect_registry_drift_and_logs(
     engine.dispose()
 
 
+def test_drift_reference_from_an_index(
+    elasticsearch: FakeElasticsearch, database_url: str, tmp_path: Path, T: int
+) -> None:
+    elasticsearch.add_documents(
+        "features-training",
+        [{"amount": a, "age": b, "merchant_risk": c} for a, b, c in zip(*REFERENCE.values(), strict=True)],
+    )
+    engine, incident_id = open_incident(database_url, T)
+    config = catalogue(tmp_path)
+    model = config.models["fraud-detector"]
+    assert model.drift is not None
+    model.drift.reference_file = None
+    model.drift.reference_index = "features-training"
+    model.registry = model.logs = None
+    sources = ml.Sources(None, ElasticsearchSource(elasticsearch.url), None)
+    try:
+        found = ml.enrich(engine, config, sources, incident_id, datetime.fromtimestamp(T + 60, UTC))
+    finally:
+        close(sources)
+    assert found.missing == ["serving versions (no Prometheus)"], found.notes
+    assert {row.feature for row in found.drift if row.drifted} == {"amount"}, (found.notes, found.drift)
+    engine.dispose()
+
+
 def test_an_unknown_alias_is_a_note_not_an_error(
     versions_prometheus: PrometheusServer, mlflow: MlflowServer, database_url: str, tmp_path: Path, T: int
 ) -> None:
