@@ -7,13 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
 import app as package
 from app import db
 from app.alerts.routes import router as webhook_router
 from app.api import install_error_handlers, require_api_token
+from app.chat.bolt import build_bolt_app
+from app.chat.notify import SlackNotifier
 from app.config import Settings, load_file_config
 from app.events import Dispatcher
 from app.health import router as health_router
@@ -67,6 +72,20 @@ def build_jobs(fastapi_app: FastAPI, settings: Settings) -> list[Job]:
     ]
 
 
+def mount_slack(fastapi_app: FastAPI, settings: Settings) -> None:
+    """POST /slack/events: slash commands, buttons and events, verified by their Slack signature."""
+    assert settings.slack_bot_token is not None
+    client = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=str(settings.slack_api_url)
+    )
+    handler = AsyncSlackRequestHandler(build_bolt_app(settings, fastapi_app.state, client))
+
+    @fastapi_app.post("/slack/events", tags=["slack"], include_in_schema=False)
+    async def slack_events(request: Request) -> Response:
+        response: Response = await handler.handle(request)
+        return response
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app; bad settings, sloguard.yaml or SLO specs raise here, before anything starts."""
     file_config = load_file_config(settings.config_file)
@@ -93,6 +112,16 @@ def create_app(settings: Settings) -> FastAPI:
         )
         enricher.subscribe(fastapi_app.state.events)
         fastapi_app.state.enricher = enricher
+        notifier = None
+        if settings.slack_enabled:
+            assert settings.slack_bot_token is not None
+            web = WebClient(
+                token=settings.slack_bot_token.get_secret_value(),
+                base_url=str(settings.slack_api_url),
+                timeout=int(settings.source_timeout),
+            )
+            notifier = SlackNotifier(web, engine, file_config, settings.slack_channel)
+            notifier.subscribe(fastapi_app.state.events)
         setup_tracing(fastapi_app, engine)
         scheduler = build_scheduler(build_jobs(fastapi_app, settings))
         if settings.scheduler_enabled:
@@ -105,6 +134,8 @@ def create_app(settings: Settings) -> FastAPI:
             if scheduler.running:
                 scheduler.shutdown(wait=True)
             enricher.close()
+            if notifier is not None:
+                notifier.close()
             for source in fastapi_app.state.sources.values():
                 source.close()
             engine.dispose()
@@ -126,6 +157,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     fastapi_app.include_router(health_router)
     fastapi_app.include_router(webhook_router)
+    if settings.slack_enabled:
+        mount_slack(fastapi_app, settings)
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)])
     api.include_router(incidents_router)
     api.include_router(slo_router)

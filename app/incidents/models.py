@@ -68,6 +68,9 @@ class Incident(IncidentBase, table=True):
     mitigated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Where the incident's Slack message lives, so every change updates that one message.
+    slack_channel: str | None = Field(default=None, max_length=40)
+    slack_ts: str | None = Field(default=None, max_length=40)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -546,3 +546,30 @@ def auto_resolve(
         return done
 
     return write(engine, dispatcher, command)
+
+
+def set_slack_message(engine: Engine, incident_id: int, channel: str, ts: str) -> None:
+    def command(session: Session, events: Events) -> None:
+        incident = get(session, incident_id)
+        incident.slack_channel, incident.slack_ts = channel, ts
+        session.add(incident)
+
+    write(engine, None, command)
+
+
+def has_timeline_marker(session: Session, incident_id: int, kind: str, marker: str) -> bool:
+    """Whether a timeline event of `kind` already carries data.marker == marker (idempotent capture)."""
+    return any(
+        event.data.get("marker") == marker for event in timeline(session, incident_id) if event.kind == kind
+    )
+
+
+def find_by_slack_message(session: Session, channel: str, ts: str) -> Incident | None:
+    return session.exec(
+        select(Incident).where(Incident.slack_channel == channel, Incident.slack_ts == ts)
+    ).first()
+
+
+def as_dict(incident: Incident) -> dict[str, Any]:
+    """Plain values of an incident row (status and severity as strings, as they are stored)."""
+    return {column: getattr(incident, column) for column in Incident.model_fields}

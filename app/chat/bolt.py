@@ -1,0 +1,36 @@
+"""The slack-bolt app: built once per FastAPI app with an explicit Web API client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.web.async_client import AsyncWebClient
+
+from app.chat.listeners import actions, commands, events
+from app.config import Settings
+
+
+def build_bolt_app(settings: Settings, state: Any, client: AsyncWebClient) -> AsyncApp:
+    """Signature verification by bolt (401 on a bad or stale signature); listeners ack first.
+
+    The bot token comes with `client`.
+    """
+    assert settings.slack_signing_secret is not None
+    token = client.token
+
+    async def authorize(**_: Any) -> AuthorizeResult:
+        # One workspace, one bot token: no auth.test round trip in front of every first ack.
+        return AuthorizeResult(enterprise_id=None, team_id=None, bot_token=token)
+
+    app = AsyncApp(
+        client=client,
+        authorize=authorize,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        process_before_response=False,
+    )
+    commands.register(app, state)
+    actions.register(app, state)
+    events.register(app, state)
+    return app

@@ -1,0 +1,162 @@
+"""/incident and /slo: parse, call one service function, answer. `ack()` comes first, always."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from sqlmodel import Session
+
+from app.chat import blocks
+from app.errors import ServiceError
+from app.incidents import service as incidents
+from app.incidents.models import IncidentCreate, IncidentStatus, IncidentUpdate, Severity
+from app.slo import service as slos
+
+USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _id(value: str | None) -> int:
+    if value is None or not value.lstrip("#").isdigit():
+        raise UsageError("an incident number is needed, e.g. `/incident show 12`")
+    return int(value.lstrip("#"))
+
+
+def run_incident_command(state: Any, text: str, user: str) -> tuple[str, bool]:
+    """The reply to `/incident TEXT` and whether it goes to the channel (mutations) or privately."""
+    words = text.split()
+    verb = words[0].lower() if words else "help"
+    args = words[1:]
+    engine, events, now = state.engine, state.events, datetime.now(UTC)
+    if verb == "help":
+        return blocks.INCIDENT_USAGE, False
+    if verb == "list":
+        scope = args[0].lower() if args and args[0].lower() in ("open", "all") else "open"
+        service = next((a for a in args if a.lower() not in ("open", "all")), None)
+        with Session(engine) as session:
+            rows = incidents.list_incidents(session, service=service, limit=50)
+        shown = [r for r in rows if scope == "all" or r.status not in ("resolved", "cancelled")]
+        return ("\n".join(blocks.incident_line(incidents.as_dict(r)) for r in shown) or "No incidents."), False
+    if verb == "show":
+        with Session(engine) as session:
+            incident = incidents.get(session, _id(args[0] if args else None))
+            events_text = [
+                f"{e.at:%H:%M:%S} {e.kind}: {e.text}" for e in incidents.timeline(session, incident.id or 0)
+            ]
+        lines = [blocks.incident_line(incidents.as_dict(incident)), *[blocks.escape(t) for t in events_text[-10:]]]
+        return blocks.cut("\n".join(lines), blocks.MESSAGE_LIMIT), False
+    if verb == "declare":
+        if not args:
+            raise UsageError("`/incident declare TITLE [SEV1-4]`")
+        severity = Severity.SEV3
+        if args[-1].upper() in Severity.__members__:
+            severity = Severity(args.pop().upper())
+        title = " ".join(args)
+        incident = incidents.declare(
+            engine,
+            events,
+            IncidentCreate(title=title[:300], severity=severity, actor=user, commander=user),
+            now,
+        )
+        return f"<@{user}> declared incident #{incident.id} ({severity.value}): {blocks.escape(title)}", True
+    if verb in ("ack", "resolve"):
+        number = _id(args[0] if args else None)
+        target = IncidentStatus.acknowledged if verb == "ack" else IncidentStatus.resolved
+        incidents.update(engine, events, number, IncidentUpdate(status=target, actor=user), now)
+        return f"<@{user}> moved incident #{number} to {target.value}", True
+    if verb == "status":
+        number = _id(args[0] if args else None)
+        if len(args) < 2 or args[1].lower() not in IncidentStatus.__members__:
+            raise UsageError("`/incident status ID triggered|acknowledged|mitigated|resolved|cancelled`")
+        target = IncidentStatus(args[1].lower())
+        incidents.update(engine, events, number, IncidentUpdate(status=target, actor=user), now)
+        return f"<@{user}> moved incident #{number} to {target.value}", True
+    if verb == "sev":
+        number = _id(args[0] if args else None)
+        if len(args) < 2 or args[1].upper() not in Severity.__members__:
+            raise UsageError("`/incident sev ID SEV1|SEV2|SEV3|SEV4`")
+        incidents.update(
+            engine, events, number, IncidentUpdate(severity=Severity(args[1].upper()), actor=user), now
+        )
+        return f"<@{user}> set incident #{number} to {args[1].upper()}", True
+    if verb == "assign":
+        number = _id(args[0] if args else None)
+        match = USER.match(args[1]) if len(args) > 1 else None
+        if match is None:
+            raise UsageError("`/incident assign ID @user`")
+        incidents.update(engine, events, number, IncidentUpdate(commander=match.group(1), actor=user), now)
+        return f"<@{user}> made <@{match.group(1)}> commander of incident #{number}", True
+    if verb == "note":
+        number = _id(args[0] if args else None)
+        if len(args) < 2:
+            raise UsageError("`/incident note ID TEXT`")
+        incidents.add_note(engine, number, " ".join(args[1:]), user, now)
+        return (
+            f"<@{user}> noted on incident #{number}: {blocks.escape(blocks.cut(' '.join(args[1:]), 2000))}",
+            True,
+        )
+    if verb == "postmortem":
+        number = _id(args[0] if args else None)
+        return f"Review drafts arrive with the post-incident review feature (incident #{number}).", False
+    raise UsageError(f"unknown verb `{blocks.escape(verb)}`")
+
+
+def run_slo_command(state: Any, text: str) -> str:
+    words = text.split()
+    verb = words[0].lower() if words else "list"
+    with Session(state.engine) as session:
+        items = slos.latest_status(session, state.slo_engine.slos)
+    if verb == "list":
+        return "\n".join(blocks.slo_line(item) for item in items) or "No SLOs."
+    if verb == "status":
+        if len(words) < 2:
+            raise UsageError("`/slo status SLO`")
+        with Session(state.engine) as session:
+            (item,) = slos.latest_status(session, state.slo_engine.slos, words[1])
+        return blocks.slo_line(item)
+    if verb == "budget":
+        service = words[1] if len(words) > 1 else None
+        chosen = [i for i in items if service is None or i["service"] == service]
+        return (
+            "\n".join(blocks.slo_line(item) for item in chosen)
+            or f"No SLOs for {blocks.escape(service or '')}."
+        )
+    raise UsageError(f"unknown verb `{blocks.escape(verb)}`")
+
+
+def register(app: AsyncApp, state: Any) -> None:
+    @app.command("/incident")
+    async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await answer(
+            respond,
+            lambda: run_incident_command(state, command.get("text", ""), command["user_id"]),
+            blocks.INCIDENT_USAGE,
+        )
+
+    @app.command("/slo")
+    async def slo_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        await answer(
+            respond, lambda: (run_slo_command(state, command.get("text", "")), False), blocks.SLO_USAGE
+        )
+
+
+async def answer(respond: AsyncRespond, work: Any, usage: str) -> None:
+    """Run the (blocking) work off the event loop; errors become a private message with the usage."""
+    try:
+        text, public = await asyncio.to_thread(work)
+    except UsageError as exc:
+        await respond(text=f"{exc}\n{usage}", response_type="ephemeral")
+        return
+    except ServiceError as exc:
+        await respond(text=blocks.escape(str(exc)), response_type="ephemeral")
+        return
+    await respond(text=text, response_type="in_channel" if public else "ephemeral")

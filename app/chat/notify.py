@@ -1,0 +1,134 @@
+"""Keep one Slack message per incident up to date, and thread each change under it.
+
+Domain events arrive in the thread that committed them; Slack calls run in a small pool so a slow Web
+API never holds a request or a job. The Web API client is built with its base URL (tests point it at a
+local server).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app.chat import blocks
+from app.config import FileConfig
+from app.events import Dispatcher, IncidentEscalated, IncidentOpened, IncidentStatusChanged, IncidentUpdated
+from app.incidents import service as incidents
+from app.incidents.models import Incident
+from app.ml import service as ml
+
+log = logging.getLogger(__name__)
+
+
+class SlackNotifier:
+    def __init__(
+        self,
+        client: WebClient,
+        engine: Engine,
+        config: FileConfig,
+        default_channel: str | None,
+        api_url: str | None = None,
+    ) -> None:
+        self.client, self.engine, self.config = client, engine, config
+        self.default_channel = default_channel
+        self.api_url = api_url
+        self.pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="slack"
+        )  # one: keeps order per incident
+
+    def channel_for(self, incident: Incident) -> str | None:
+        channels = self.config.channels
+        for key in (incident.model, incident.service):
+            if key and key in channels:
+                return channels[key]
+        return channels.get("default") or self.default_channel
+
+    def render(self, incident_id: int) -> tuple[Incident, list[dict[str, Any]], str]:
+        with Session(self.engine) as session:
+            incident = incidents.get(session, incident_id)
+            evidence = {
+                k: [row.model_dump() for row in rows] for k, rows in ml.evidence(session, incident_id).items()
+            }
+        data = incidents.as_dict(incident)
+        return (
+            incident,
+            blocks.incident_blocks(data, evidence, api_url=self.api_url),
+            blocks.fallback_text(data),
+        )
+
+    def post(self, incident_id: int) -> None:
+        incident, content, text = self.render(incident_id)
+        if incident.slack_ts:
+            return  # already posted (an event delivered twice)
+        channel = self.channel_for(incident)
+        if channel is None:
+            log.info("no Slack channel for incident", extra={"incident_id": incident_id})
+            return
+        response = self.client.chat_postMessage(channel=channel, text=text, blocks=content)
+        incidents.set_slack_message(self.engine, incident_id, str(response["channel"]), str(response["ts"]))
+
+    def update(self, incident_id: int, thread_text: str | None) -> None:
+        incident, content, text = self.render(incident_id)
+        if not incident.slack_ts or not incident.slack_channel:
+            return
+        self.client.chat_update(
+            channel=incident.slack_channel, ts=incident.slack_ts, text=text, blocks=content
+        )
+        if thread_text:
+            self.client.chat_postMessage(
+                channel=incident.slack_channel, thread_ts=incident.slack_ts, text=thread_text
+            )
+
+    def _run(self, what: str, fn: Any, *args: Any) -> None:
+        def task() -> None:
+            try:
+                fn(*args)
+            except SlackApiError as exc:
+                log.warning("Slack call failed", extra={"what": what, "error": exc.response.get("error")})
+            except Exception:
+                log.exception("Slack notification failed", extra={"what": what})
+
+        self.pool.submit(task)
+
+    def subscribe(self, dispatcher: Dispatcher) -> None:
+        dispatcher.subscribe(IncidentOpened, lambda e: self._run("post", self.post, e.incident_id))
+        dispatcher.subscribe(
+            IncidentStatusChanged,
+            lambda e: self._run(
+                "update",
+                self.update,
+                e.incident_id,
+                f"{e.old} → {e.new}" + (f" by <@{e.actor}>" if _is_user(e.actor) else ""),
+            ),
+        )
+        dispatcher.subscribe(
+            IncidentUpdated,
+            lambda e: self._run(
+                "update",
+                self.update,
+                e.incident_id,
+                blocks.escape(", ".join(f"{k}: {v}" for k, v in e.changes.items())),
+            ),
+        )
+        dispatcher.subscribe(
+            IncidentEscalated,
+            lambda e: self._run(
+                "update",
+                self.update,
+                e.incident_id,
+                f"<!here> still not acknowledged after {e.unacknowledged_seconds / 60:.0f} min",
+            ),
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _is_user(actor: str | None) -> bool:
+    return actor is not None and actor[:1] in ("U", "W") and actor.isalnum()
