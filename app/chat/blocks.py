@@ -8,7 +8,7 @@ from typing import Any
 
 SECTION_LIMIT = 3000  # characters in one section's text
 MESSAGE_LIMIT = 3900
-MENTION = re.compile(r"<(@[UW][A-Z0-9]+|#[C][A-Z0-9]+(?:\|[^>]*)?|!subteam\^[A-Z0-9]+(?:\|[^>]*)?)>")
+MENTION = re.compile(r"<(@[UW][A-Z0-9]+|#C[A-Z0-9]+|!subteam\^[A-Z0-9]+)(\|[^<>]*)?>")
 
 INCIDENT_USAGE = (
     "Usage: /incident help | list [open|all] [service] | show ID | declare TITLE [SEV1-4] | ack ID | "

@@ -43,14 +43,19 @@ def run_incident_command(state: Any, text: str, user: str) -> tuple[str, bool]:
         with Session(engine) as session:
             rows = incidents.list_incidents(session, service=service, limit=50)
         shown = [r for r in rows if scope == "all" or r.status not in ("resolved", "cancelled")]
-        return ("\n".join(blocks.incident_line(incidents.as_dict(r)) for r in shown) or "No incidents."), False
+        return (
+            "\n".join(blocks.incident_line(incidents.as_dict(r)) for r in shown) or "No incidents."
+        ), False
     if verb == "show":
         with Session(engine) as session:
             incident = incidents.get(session, _id(args[0] if args else None))
             events_text = [
                 f"{e.at:%H:%M:%S} {e.kind}: {e.text}" for e in incidents.timeline(session, incident.id or 0)
             ]
-        lines = [blocks.incident_line(incidents.as_dict(incident)), *[blocks.escape(t) for t in events_text[-10:]]]
+        lines = [
+            blocks.incident_line(incidents.as_dict(incident)),
+            *[blocks.escape(t) for t in events_text[-10:]],
+        ]
         return blocks.cut("\n".join(lines), blocks.MESSAGE_LIMIT), False
     if verb == "declare":
         if not args:

@@ -6,7 +6,8 @@ from app.chat import blocks
 def test_escape_keeps_mentions_and_defuses_broadcasts() -> None:
     text = "<@U123|ana> see <#C42|incidents> & <!channel> <script>x</script> <!subteam^S1|oncall>"
     assert blocks.escape(text) == (
-        "<@U123|ana> see <#C42|incidents> &amp; &lt;!channel&gt; &lt;script&gt;x&lt;/script&gt; <!subteam^S1|oncall>"
+        "<@U123|ana> see <#C42|incidents> &amp; &lt;!channel&gt; "
+        "&lt;script&gt;x&lt;/script&gt; <!subteam^S1|oncall>"
     )
 
 
