@@ -32,6 +32,7 @@ from app.errors import ConfigError
 ENV_PREFIX = "SLOGUARD_"
 SECRET_FIELDS = (
     "slack_bot_token",
+    "slack_app_token",
     "slack_signing_secret",
     "webhook_token",
     "api_token",
@@ -216,6 +217,18 @@ class IncidentOptions(BaseModel):
         return parse_duration_seconds(value)
 
 
+class SlackOptions(BaseModel):
+    """How sloguard behaves in Slack (sloguard.yaml `slack:`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Open a channel per incident (inc-<id>-<slug>), invite the commander and these responders.
+    incident_channels: bool = False
+    responders: list[str] = Field(default_factory=list)
+    # Channel id -> user group id mentioned when an incident there stays unacknowledged.
+    oncall_groups: dict[str, str] = Field(default_factory=dict)
+
+
 class FileConfig(BaseModel):
     """What sloguard.yaml holds: everything that is not a secret and is more than one value."""
 
@@ -223,6 +236,7 @@ class FileConfig(BaseModel):
 
     slo: SloOptions = Field(default_factory=SloOptions)
     incidents: IncidentOptions = Field(default_factory=IncidentOptions)
+    slack: SlackOptions = Field(default_factory=SlackOptions)
     # Seconds one incident's evidence gathering may take before what is missing is noted instead.
     enrich_timeout: float = 30.0
     channels: dict[str, str] = Field(default_factory=dict)
@@ -273,6 +287,10 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_api_url: AnyHttpUrl = AnyHttpUrl("https://slack.com/api/")
     slack_channel: str | None = None
+    # An app-level token (xapp-...) turns on Socket Mode: no public URL needed.
+    slack_app_token: SecretStr | None = None
+    # Where people reach this service (links in Slack messages to the full API view).
+    public_url: AnyHttpUrl | None = None
 
     webhook_token: SecretStr | None = None
     api_token: SecretStr | None = None
@@ -323,6 +341,12 @@ class Settings(BaseSettings):
                 "SLOGUARD_SLACK_SIGNING_SECRET: required when SLOGUARD_SLACK_BOT_TOKEN is set "
                 "(Slack requests cannot be verified without it)"
             )
+        if self.slack_app_token is not None and self.slack_bot_token is None:
+            raise ValueError("SLOGUARD_SLACK_BOT_TOKEN: required when SLOGUARD_SLACK_APP_TOKEN is set")
+        if self.slack_app_token is not None and not self.slack_app_token.get_secret_value().startswith(
+            "xapp-"
+        ):
+            raise ValueError("SLOGUARD_SLACK_APP_TOKEN: must be an app-level token starting with xapp-")
         if self.slack_signing_secret is not None and self.slack_bot_token is None:
             raise ValueError("SLOGUARD_SLACK_BOT_TOKEN: required when SLOGUARD_SLACK_SIGNING_SECRET is set")
         return self

@@ -78,7 +78,9 @@ def mount_slack(fastapi_app: FastAPI, settings: Settings) -> None:
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=str(settings.slack_api_url)
     )
-    handler = AsyncSlackRequestHandler(build_bolt_app(settings, fastapi_app.state, client))
+    bolt = build_bolt_app(settings, fastapi_app.state, client)
+    fastapi_app.state.bolt = bolt
+    handler = AsyncSlackRequestHandler(bolt)
 
     @fastapi_app.post("/slack/events", tags=["slack"], include_in_schema=False)
     async def slack_events(request: Request) -> Response:
@@ -120,8 +122,18 @@ def create_app(settings: Settings) -> FastAPI:
                 base_url=str(settings.slack_api_url),
                 timeout=int(settings.source_timeout),
             )
-            notifier = SlackNotifier(web, engine, file_config, settings.slack_channel)
+            public = str(settings.public_url).rstrip("/") if settings.public_url else None
+            notifier = SlackNotifier(web, engine, file_config, settings.slack_channel, public)
             notifier.subscribe(fastapi_app.state.events)
+        socket_mode = None
+        if settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            # Socket Mode: Slack delivers over a websocket this process opens; no public URL needed.
+            socket_mode = AsyncSocketModeHandler(
+                fastapi_app.state.bolt, settings.slack_app_token.get_secret_value()
+            )
+            await socket_mode.connect_async()  # type: ignore[no-untyped-call]
         setup_tracing(fastapi_app, engine)
         scheduler = build_scheduler(build_jobs(fastapi_app, settings))
         if settings.scheduler_enabled:
@@ -136,6 +148,8 @@ def create_app(settings: Settings) -> FastAPI:
             enricher.close()
             if notifier is not None:
                 notifier.close()
+            if socket_mode is not None:
+                await socket_mode.close_async()  # type: ignore[no-untyped-call]
             for source in fastapi_app.state.sources.values():
                 source.close()
             engine.dispose()

@@ -187,3 +187,9 @@ def slo_line(item: Mapping[str, Any]) -> str:
     exhaustion = item.get("time_to_exhaustion_seconds")
     eta = f" exhausted in {exhaustion / 3600:.1f}h" if exhaustion else ""
     return f"`{item['id']}` {item['state']} {burn}{budget}{eta}".rstrip()
+
+
+def channel_name(incident_id: int, title: str) -> str:
+    """`inc-12-fraud-model-failing`: Slack channel names are lowercase, 80 characters at most."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return f"inc-{incident_id}-{slug}"[:80].rstrip("-")

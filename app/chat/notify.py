@@ -72,6 +72,20 @@ class SlackNotifier:
             return
         response = self.client.chat_postMessage(channel=channel, text=text, blocks=content)
         incidents.set_slack_message(self.engine, incident_id, str(response["channel"]), str(response["ts"]))
+        options = self.config.slack
+        if options.incident_channels:
+            name = blocks.channel_name(incident_id, incident.title)
+            created = self.client.conversations_create(name=name)
+            room = str(created["channel"]["id"])
+            people = sorted({*options.responders, *([incident.commander] if incident.commander else [])})
+            if people:
+                self.client.conversations_invite(channel=room, users=",".join(people))
+            self.client.chat_postMessage(channel=room, text=text, blocks=content)
+            self.client.chat_postMessage(
+                channel=str(response["channel"]),
+                thread_ts=str(response["ts"]),
+                text=f"Working channel: <#{room}>",
+            )
 
     def update(self, incident_id: int, thread_text: str | None) -> None:
         incident, content, text = self.render(incident_id)
@@ -84,6 +98,22 @@ class SlackNotifier:
             self.client.chat_postMessage(
                 channel=incident.slack_channel, thread_ts=incident.slack_ts, text=thread_text
             )
+
+    def remind(self, event: IncidentEscalated) -> None:
+        """Thread reply mentioning the channel's on-call group (or @here) for an unacknowledged incident."""
+        with Session(self.engine) as session:
+            incident = incidents.get(session, event.incident_id)
+        if not incident.slack_ts or not incident.slack_channel:
+            return
+        group = self.config.slack.oncall_groups.get(incident.slack_channel)
+        who = f"<!subteam^{group}>" if group else "<!here>"
+        minutes = event.unacknowledged_seconds / 60
+        self.client.chat_postMessage(
+            channel=incident.slack_channel,
+            thread_ts=incident.slack_ts,
+            text=f"{who} incident #{incident.id} ({incident.severity}) is still not acknowledged "
+            f"after {minutes:.0f} min",
+        )
 
     def _run(self, what: str, fn: Any, *args: Any) -> None:
         def task() -> None:
@@ -116,15 +146,7 @@ class SlackNotifier:
                 blocks.escape(", ".join(f"{k}: {v}" for k, v in e.changes.items())),
             ),
         )
-        dispatcher.subscribe(
-            IncidentEscalated,
-            lambda e: self._run(
-                "update",
-                self.update,
-                e.incident_id,
-                f"<!here> still not acknowledged after {e.unacknowledged_seconds / 60:.0f} min",
-            ),
-        )
+        dispatcher.subscribe(IncidentEscalated, lambda e: self._run("remind", self.remind, e))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -71,16 +71,17 @@ def run_incident_command(state: Any, text: str, user: str) -> tuple[str, bool]:
             now,
         )
         return f"<@{user}> declared incident #{incident.id} ({severity.value}): {blocks.escape(title)}", True
-    if verb in ("ack", "resolve"):
+    if verb in ("ack", "resolve", "status"):
         number = _id(args[0] if args else None)
-        target = IncidentStatus.acknowledged if verb == "ack" else IncidentStatus.resolved
-        incidents.update(engine, events, number, IncidentUpdate(status=target, actor=user), now)
-        return f"<@{user}> moved incident #{number} to {target.value}", True
-    if verb == "status":
-        number = _id(args[0] if args else None)
-        if len(args) < 2 or args[1].lower() not in IncidentStatus.__members__:
-            raise UsageError("`/incident status ID triggered|acknowledged|mitigated|resolved|cancelled`")
-        target = IncidentStatus(args[1].lower())
+        if verb == "status":
+            if len(args) < 2 or args[1].lower() not in IncidentStatus.__members__:
+                raise UsageError("`/incident status ID triggered|acknowledged|mitigated|resolved|cancelled`")
+            target = IncidentStatus(args[1].lower())
+        else:
+            target = IncidentStatus.acknowledged if verb == "ack" else IncidentStatus.resolved
+        with Session(engine) as session:
+            if incidents.get(session, number).status == target:
+                return f"Incident #{number} is already {target.value}.", False
         incidents.update(engine, events, number, IncidentUpdate(status=target, actor=user), now)
         return f"<@{user}> moved incident #{number} to {target.value}", True
     if verb == "sev":

@@ -7,6 +7,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -97,7 +98,10 @@ class SlackWorld:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[SlackWorld]:
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SlackWorld]:
+    marker = request.node.get_closest_marker("sloguard_yaml")
+    if marker is not None:
+        (tmp_path / "sloguard.yaml").write_text(marker.args[0])
     with FakeSlack() as slack:
         settings = make_settings(
             tmp_path,
@@ -274,3 +278,49 @@ def test_hostile_text_renders_safely(world: SlackWorld) -> None:
     assert all("<!channel>" not in text and "<script>" not in text for text in mrkdwn)
     assert "&lt;!channel&gt; &lt;script&gt;" in posted["text"]
     assert posted["blocks"][0]["text"]["type"] == "plain_text"
+
+
+def test_the_ack_button_does_what_the_command_does(world: SlackWorld) -> None:
+    world.run("/incident", "declare button ack")
+    seen = len(world.slack.called("/response/cmd"))
+    assert world.button("incident_ack", "1", user="U5").status_code == 200
+    assert world.reply(seen)["text"] == "<@U5> moved incident #1 to acknowledged"
+    assert world.scalar("SELECT status FROM incident WHERE id = 1") == "acknowledged"
+    assert (
+        world.scalar("SELECT actor FROM timeline_event WHERE kind = 'status' ORDER BY id DESC LIMIT 1")
+        == "U5"
+    )
+    seen = len(world.slack.called("/response/cmd"))
+    world.button("incident_ack", "1")  # a second responder clicks too
+    assert world.reply(seen) == {"text": "Incident #1 is already acknowledged.", "response_type": "ephemeral"}
+
+
+@pytest.mark.sloguard_yaml(
+    "slack:\n  incident_channels: true\n  responders: [U7, U8]\n  oncall_groups: {C-INCIDENTS: S0NCALL}\n"
+    "incidents:\n  renotify_after: 1s\n"
+)
+def test_incident_channel_and_unacknowledged_reminder(world: SlackWorld) -> None:
+    world.run("/incident", "declare Fraud model: scores all zero!")
+    wait_until(lambda: len(world.slack.called("conversations.create")) == 1, what="incident channel")
+    assert world.slack.called("conversations.create")[0]["name"] == "inc-1-fraud-model-scores-all-zero"
+    wait_until(lambda: len(world.slack.called("conversations.invite")) == 1, what="invitations")
+    assert (
+        world.slack.called("conversations.invite")[0]["users"] == "U1,U7,U8"
+    )  # the commander and responders
+
+    from app.config import IncidentOptions
+    from app.incidents import service as incidents
+
+    time.sleep(1.1)
+    state = world.server.server.config.app.state  # the running app's own engine and event bus
+    escalated = incidents.escalate_unacknowledged(
+        state.engine, state.events, IncidentOptions(renotify_after="1s"), datetime.now(UTC)
+    )
+    assert escalated == [1]
+    wait_until(
+        lambda: any("S0NCALL" in m.get("text", "") for m in world.slack.called("chat.postMessage")),
+        what="reminder",
+    )
+    reminder = next(m for m in world.slack.called("chat.postMessage") if "S0NCALL" in m.get("text", ""))
+    assert reminder["text"].startswith("<!subteam^S0NCALL> incident #1 (SEV3) is still not acknowledged")
+    assert reminder["thread_ts"] == world.scalar("SELECT slack_ts FROM incident WHERE id = 1")

@@ -102,3 +102,13 @@ def test_file_config_refuses_unknown_keys(tmp_path: Path) -> None:
 
 def test_missing_file_config_is_empty(tmp_path: Path) -> None:
     assert load_file_config(tmp_path / "absent.yaml").models == {}
+
+
+def test_socket_mode_needs_an_app_level_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLOGUARD_SLACK_BOT_TOKEN", "xoxb-1234-real-looking-token")
+    monkeypatch.setenv("SLOGUARD_SLACK_SIGNING_SECRET", "8f742231b10e8888abcd99yyyzzz85a5")
+    monkeypatch.setenv("SLOGUARD_SLACK_APP_TOKEN", "xoxb-not-an-app-token")
+    with pytest.raises(ConfigError, match=r"^SLOGUARD_SLACK_APP_TOKEN: must be an app-level token"):
+        load_settings()
+    monkeypatch.setenv("SLOGUARD_SLACK_APP_TOKEN", "xapp-1-A111-222-abc")
+    assert load_settings().slack_app_token is not None
