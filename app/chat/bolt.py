@@ -15,10 +15,10 @@ from app.config import Settings
 def build_bolt_app(settings: Settings, state: Any, client: AsyncWebClient) -> AsyncApp:
     """Signature verification by bolt (401 on a bad or stale signature); listeners ack first.
 
-    The bot token comes with `client`.
+    `client` carries the Web API base URL; bolt gives each request a copy with the bot token.
     """
-    assert settings.slack_signing_secret is not None
-    token = client.token
+    assert settings.slack_signing_secret is not None and settings.slack_bot_token is not None
+    token = settings.slack_bot_token.get_secret_value()
 
     async def authorize(**_: Any) -> AuthorizeResult:
         # One workspace, one bot token: no auth.test round trip in front of every first ack.
