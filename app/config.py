@@ -73,12 +73,45 @@ def parse_duration_seconds(value: object) -> float:
     return seconds
 
 
-class ModelEnvironment(BaseModel):
-    """One environment (dev, test, prod) a model is served in."""
+class TargetConfig(BaseModel):
+    """How versions are changed in one environment."""
 
     model_config = ConfigDict(extra="forbid")
 
-    target: dict[str, Any] = Field(default_factory=dict)
+    kind: Literal["mlflow_alias", "http_webhook", "command"]
+    alias: str | None = None  # mlflow_alias: defaults to the registry alias of the environment
+    url: AnyHttpUrl | None = None  # http_webhook
+    secret_env: str | None = None  # http_webhook: the environment variable holding the HMAC secret
+    argv: list[str] | None = None  # command
+    timeout: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _complete(self) -> TargetConfig:
+        if self.kind == "http_webhook" and (self.url is None or not self.secret_env):
+            raise ValueError("an http_webhook target needs url and secret_env")
+        if self.kind == "command" and not self.argv:
+            raise ValueError("a command target needs argv")
+        return self
+
+
+class ModelEnvironment(BaseModel):
+    """One environment (dev, test, prod) a model is served in, and who may change it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: TargetConfig | None = None
+    # Slack user IDs (U...) and user group IDs (S...) allowed to roll back / promote here.
+    rollback: list[str] = Field(default_factory=list)
+    promote: list[str] = Field(default_factory=list)
+    require_commander: bool = False  # only the incident's commander may roll back
+    two_person: bool = False  # a second allowed person must confirm
+    verify_for: float = 600.0  # how long to watch the burn after a change
+
+    @field_validator("verify_for", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration_seconds(value)
 
 
 class RegistryConfig(BaseModel):
@@ -237,6 +270,8 @@ class FileConfig(BaseModel):
     slo: SloOptions = Field(default_factory=SloOptions)
     incidents: IncidentOptions = Field(default_factory=IncidentOptions)
     slack: SlackOptions = Field(default_factory=SlackOptions)
+    # Slack user group ID -> member user IDs, for permission checks without a Slack round trip.
+    groups: dict[str, list[str]] = Field(default_factory=dict)
     # Seconds one incident's evidence gathering may take before what is missing is noted instead.
     enrich_timeout: float = 30.0
     channels: dict[str, str] = Field(default_factory=dict)

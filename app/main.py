@@ -27,6 +27,7 @@ from app.incidents import service as incidents
 from app.incidents.routes import router as incidents_router
 from app.ml import service as ml
 from app.ml.service import Enricher
+from app.rollback.routes import router as rollback_router
 from app.scheduler import Job, build_scheduler
 from app.slo import service as slos
 from app.slo.jobs import evaluate_slos
@@ -176,5 +177,6 @@ def create_app(settings: Settings) -> FastAPI:
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)])
     api.include_router(incidents_router)
     api.include_router(slo_router)
+    api.include_router(rollback_router)
     fastapi_app.include_router(api)
     return fastapi_app

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
+from app.rollback.models import AuditEvent, RollbackAction
 from app.slo.models import SloStatus
 
 __all__ = [
     "ActionItem",
+    "AuditEvent",
     "AlertLink",
     "DriftSignal",
     "Incident",
     "LogEvidence",
     "ModelVersionLink",
+    "RollbackAction",
     "SloStatus",
     "TimelineEvent",
 ]

@@ -51,6 +51,13 @@ class MlflowRegistry:
             "POST", "/registered-models/alias", json={"name": model, "alias": alias, "version": version}
         )
 
+    def set_version_tag(self, model: str, version: str, key: str, value: str) -> None:
+        self._call(
+            "POST",
+            "/model-versions/set-tag",
+            json={"name": model, "version": version, "key": key, "value": value},
+        )
+
     def ping(self) -> None:
         self._call("GET", "/registered-models/search", params={"max_results": 1})
 

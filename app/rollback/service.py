@@ -1,0 +1,389 @@
+"""Guarded version changes: propose -> confirm -> execute -> verify, each step audited.
+
+Propose resolves the versions and checks permission; confirm moves the action from `proposed` to
+`confirmed` with a compare-and-set on its row (so two confirms execute once), then the target changes
+the version only if the one serving is still the one proposed against. Verify watches the SLO's burn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from app.config import FileConfig, ModelConfig, ModelEnvironment
+from app.db import utcnow
+from app.errors import Conflict, Forbidden, NotFound
+from app.events import Dispatcher
+from app.incidents import service as incidents
+from app.ml.models import ModelVersionLink
+from app.rollback import logic
+from app.rollback.models import AuditEvent, RollbackAction, RollbackRequest
+from app.rollback.targets import Change, RollbackTarget, StaleVersion, TargetFailed
+from app.rollback.targets.command import CommandTarget
+from app.rollback.targets.http_webhook import HttpWebhookTarget
+from app.rollback.targets.mlflow_alias import MlflowAliasTarget
+from app.slo.burn import State
+
+log = logging.getLogger(__name__)
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@dataclass(frozen=True)
+class RollbackFinished:
+    action_id: int
+    incident_id: int | None
+    state: str
+    text: str
+
+
+def _lock(model: str, environment: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault((model, environment), threading.Lock())
+
+
+def environment_of(config: FileConfig, model: str, environment: str) -> tuple[ModelConfig, ModelEnvironment]:
+    model_config = config.models.get(model)
+    if model_config is None:
+        raise NotFound(
+            f"no model {model!r} in sloguard.yaml (known: {', '.join(sorted(config.models)) or 'none'})"
+        )
+    env = model_config.environments.get(environment)
+    if env is None or env.target is None:
+        known = ", ".join(sorted(k for k, v in model_config.environments.items() if v.target)) or "none"
+        raise NotFound(f"{model} has no rollback target for {environment!r} (configured: {known})")
+    return model_config, env
+
+
+def build_target(
+    model: str, model_config: ModelConfig, environment: str, env: ModelEnvironment, registry: Any
+) -> RollbackTarget:
+    target = env.target
+    assert target is not None
+    if target.kind == "mlflow_alias":
+        if registry is None:
+            raise NotFound("SLOGUARD_MLFLOW_URL is not set: the mlflow_alias target needs it")
+        name = model_config.registry.name if model_config.registry else model
+        alias = target.alias or (
+            model_config.registry.aliases.get(environment) if model_config.registry else None
+        )
+        if not alias:
+            raise NotFound(f"no MLflow alias configured for {model} in {environment}")
+        return MlflowAliasTarget(registry, name, alias)
+    if target.kind == "http_webhook":
+        assert target.url is not None and target.secret_env is not None
+        secret = os.environ.get(target.secret_env)
+        if not secret:
+            raise NotFound(f"{target.secret_env} is not set: the deploy hook's HMAC secret")
+        return HttpWebhookTarget(str(target.url), secret, timeout=target.timeout, retries=target.retries)
+    assert target.argv is not None
+    return CommandTarget(target.argv, timeout=target.timeout)
+
+
+def _audit(
+    session: Session, action: RollbackAction, step: str, actor: str | None, result: str, **data: Any
+) -> None:
+    assert action.id is not None
+    session.add(AuditEvent(action_id=action.id, step=step, actor=actor, result=result, data=data))
+    if action.incident_id is not None:
+        incident = incidents.get(session, action.incident_id)
+        incidents.note(
+            session,
+            incident,
+            "rollback",
+            result,
+            actor=actor,
+            data={"action_id": action.id, "step": step, **data},
+        )
+
+
+def _last_change(session: Session, model: str, environment: str) -> RollbackAction | None:
+    return session.exec(
+        select(RollbackAction)
+        .where(RollbackAction.model == model, RollbackAction.environment == environment)
+        .where(col(RollbackAction.state).in_(("succeeded", "verified", "not_recovered")))
+        .order_by(col(RollbackAction.finished_at).desc())
+    ).first()
+
+
+def _incident_version(session: Session, incident_id: int | None, role: str) -> str | None:
+    if incident_id is None:
+        return None
+    link = session.exec(
+        select(ModelVersionLink).where(
+            ModelVersionLink.incident_id == incident_id, ModelVersionLink.role == role
+        )
+    ).first()
+    return link.version if link else None
+
+
+def propose(engine: Engine, config: FileConfig, registry: Any, request: RollbackRequest) -> RollbackAction:
+    model_config, env = environment_of(config, request.model, request.environment)
+    target = build_target(request.model, model_config, request.environment, env, registry)
+    with Session(engine) as session:
+        commander = incidents.get(session, request.incident_id).commander if request.incident_id else None
+        logic.check_permission(
+            request.kind, request.actor, request.model, request.environment, env, config.groups, commander
+        )
+        last = _last_change(session, request.model, request.environment)
+        current = (
+            target.current()
+            or (last.to_version if last else None)
+            or _incident_version(session, request.incident_id, "suspect")
+        )
+        to = request.to_version
+        if to is None and request.kind == "rollback":
+            to = _incident_version(session, request.incident_id, "previous_good") or (
+                last.from_version if last else None
+            )
+    if to is None:
+        raise Conflict(f"no previous good version of {request.model} is known: name one (`to VERSION`)")
+    if to == current:
+        raise Conflict(f"{request.model} in {request.environment} already serves version {to}")
+    key = logic.idempotency_key(
+        request.kind, request.model, request.environment, current, to, request.incident_id
+    )
+    key += ":dry" if request.dry_run else ""
+
+    def command(session: Session, events: incidents.Events) -> RollbackAction:
+        existing = session.exec(select(RollbackAction).where(RollbackAction.idempotency_key == key)).first()
+        if existing is not None:
+            return existing
+        action = RollbackAction(
+            idempotency_key=key,
+            kind=request.kind,
+            incident_id=request.incident_id,
+            model=request.model,
+            environment=request.environment,
+            target=target.kind,
+            from_version=current,
+            to_version=to,
+            actor=request.actor,
+            reason=request.reason,
+            dry_run=request.dry_run,
+        )
+        session.add(action)
+        session.flush()
+        verb = "would" if request.dry_run else "proposes to"
+        _audit(
+            session,
+            action,
+            "proposed",
+            request.actor,
+            f"{request.actor} {verb} {request.kind} {request.model} in {request.environment}: "
+            f"{current} -> {to}",
+        )
+        return action
+
+    return incidents.write(engine, None, command)
+
+
+def get(session: Session, action_id: int) -> RollbackAction:
+    action = session.get(RollbackAction, action_id)
+    if action is None:
+        raise NotFound(f"rollback {action_id} not found")
+    return action
+
+
+def confirm(
+    engine: Engine,
+    config: FileConfig,
+    registry: Any,
+    dispatcher: Dispatcher | None,
+    action_id: int,
+    actor: str,
+) -> RollbackAction:
+    """Confirm and execute once. A repeated or concurrent confirm returns the action unchanged."""
+    with Session(engine) as session:
+        action = get(session, action_id)
+        commander = incidents.get(session, action.incident_id).commander if action.incident_id else None
+    model_config, env = environment_of(config, action.model, action.environment)
+    logic.check_permission(
+        action.kind, actor, action.model, action.environment, env, config.groups, commander
+    )
+    if action.dry_run:
+        raise Conflict(f"rollback {action_id} is a dry run: propose it again without --dry-run")
+    if env.two_person and actor == action.actor:
+        raise Forbidden(
+            f"{action.environment} needs a second person: someone other than <@{actor}> must confirm"
+        )
+    now = utcnow()
+    with engine.begin() as connection:  # compare-and-set: only one confirm moves proposed -> confirmed
+        moved = connection.execute(
+            sa.update(RollbackAction)
+            .where(col(RollbackAction.id) == action_id, col(RollbackAction.state) == "proposed")
+            .values(state="confirmed", approver=actor, confirmed_at=now)
+        ).rowcount
+    if moved != 1:
+        with Session(engine) as session:
+            return get(session, action_id)
+    target = build_target(action.model, model_config, action.environment, env, registry)
+    change = Change(
+        action.model,
+        action.environment,
+        action.from_version,
+        action.to_version,
+        action.actor,
+        action.reason or "rollback from sloguard",
+        action.incident_id,
+        action.idempotency_key,
+    )
+    with _lock(action.model, action.environment):
+        _set_state(
+            engine,
+            action_id,
+            "executing",
+            actor,
+            f"{actor} confirmed; changing {action.model} in {action.environment}",
+        )
+        try:
+            result = target.set_version(change)
+        except StaleVersion as exc:
+            return _finish(engine, dispatcher, action_id, "failed", actor, f"refused: {exc}", exc.output)
+        except TargetFailed as exc:
+            return _finish(engine, dispatcher, action_id, "failed", actor, f"failed: {exc}", exc.output)
+        finally:
+            close = getattr(target, "close", None)
+            if close is not None and target.kind != "mlflow_alias":
+                close()
+    text = (
+        f"{action.model} in {action.environment} now serves version {action.to_version} "
+        f"(was {action.from_version})"
+    )
+    return _finish(engine, dispatcher, action_id, "succeeded", actor, text, result.output)
+
+
+def _set_state(engine: Engine, action_id: int, state: str, actor: str | None, text: str) -> None:
+    def command(session: Session, events: incidents.Events) -> None:
+        action = get(session, action_id)
+        action.state = state
+        session.add(action)
+        _audit(session, action, state, actor, text)
+
+    incidents.write(engine, None, command)
+
+
+def _finish(
+    engine: Engine,
+    dispatcher: Dispatcher | None,
+    action_id: int,
+    state: str,
+    actor: str | None,
+    text: str,
+    output: str,
+) -> RollbackAction:
+    def command(session: Session, events: incidents.Events) -> RollbackAction:
+        action = get(session, action_id)
+        action.state, action.output, action.finished_at = state, output, utcnow()
+        session.add(action)
+        _audit(session, action, state, actor, text, output=output[-2000:])
+        if state == "succeeded" and action.incident_id is not None:
+            session.add(
+                ModelVersionLink(
+                    incident_id=action.incident_id,
+                    model=action.model,
+                    version=action.to_version,
+                    role="rolled_back_to" if action.kind == "rollback" else "promoted_to",
+                    source="registry" if action.target == "mlflow_alias" else action.target,
+                    first_seen=action.finished_at,
+                    detail={"action_id": action.id, "from": action.from_version},
+                )
+            )
+        events.append(RollbackFinished(action_id, action.incident_id, state, text))
+        return action
+
+    return incidents.write(engine, dispatcher, command)
+
+
+def verify(
+    engine: Engine, slo_engine: Any, dispatcher: Dispatcher | None, action_id: int, at: datetime
+) -> RollbackAction:
+    """Did the burn stop? The page tiers' short windows must be back under their thresholds."""
+    with Session(engine) as session:
+        action = get(session, action_id)
+        slo_id = incidents.get(session, action.incident_id).slo_id if action.incident_id else None
+    if action.state != "succeeded":
+        raise Conflict(f"rollback {action_id} is {action.state}; only a succeeded change is verified")
+    slo = slo_engine.by_id.get(slo_id) if slo_id else None
+    if slo is None:
+        return _verified(
+            engine, dispatcher, action_id, "verified", "no SLO linked to the incident: nothing to watch", {}
+        )
+    from app.slo.service import SloEngine
+
+    (result,) = SloEngine(
+        [slo], slo_engine.prometheus, slo_engine.elasticsearch, slo_engine.options
+    ).evaluate(at, remember=False)
+    if result.evaluation is None:
+        return _verified(engine, dispatcher, action_id, "not_recovered", f"cannot tell: {result.detail}", {})
+    figures = {}
+    recovered = True
+    for tier in slo.tiers:
+        if tier.severity != State.page:
+            continue
+        short = result.evaluation.windows.get(tier.short.name)
+        burn = short.burn_rate if short else None
+        figures[tier.short.name] = {"burn_rate": burn, "threshold": tier.factor}
+        if burn is None or burn >= tier.factor:
+            recovered = False
+    described = ", ".join(
+        f"{w} burn {f['burn_rate']:.2f} (page at {f['threshold']:g})"
+        if f["burn_rate"] is not None
+        else f"{w} no data"
+        for w, f in figures.items()
+    )
+    state = "verified" if recovered else "not_recovered"
+    outcome = "recovered" if recovered else "not recovered"
+    text = f"{outcome} after the change to {action.to_version}: {described}"
+    return _verified(engine, dispatcher, action_id, state, text, figures)
+
+
+def _verified(
+    engine: Engine,
+    dispatcher: Dispatcher | None,
+    action_id: int,
+    state: str,
+    text: str,
+    figures: dict[str, Any],
+) -> RollbackAction:
+    def command(session: Session, events: incidents.Events) -> RollbackAction:
+        action = get(session, action_id)
+        action.state, action.verification = state, {"text": text, "figures": figures}
+        session.add(action)
+        _audit(session, action, state, "sloguard", text, figures=figures)
+        events.append(RollbackFinished(action_id, action.incident_id, state, text))
+        return action
+
+    return incidents.write(engine, dispatcher, command)
+
+
+def audit_trail(session: Session, action_id: int) -> list[AuditEvent]:
+    return list(
+        session.exec(select(AuditEvent).where(AuditEvent.action_id == action_id).order_by(col(AuditEvent.id)))
+    )
+
+
+def schedule_verify(state: Any, action: RollbackAction, env: ModelEnvironment) -> threading.Timer | None:
+    """Watch the burn `verify_for` after a successful change, in the background."""
+    if action.state != "succeeded" or action.id is None:
+        return None
+    action_id = action.id
+
+    def run() -> None:
+        try:
+            verify(state.engine, state.slo_engine, state.events, action_id, utcnow())
+        except Exception:
+            log.exception("rollback verification failed", extra={"action_id": action_id})
+
+    timer = threading.Timer(env.verify_for, run)
+    timer.daemon = True
+    timer.start()
+    return timer
