@@ -8,7 +8,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
-from app.chat.listeners import actions, commands, events
+from app.chat.listeners import actions, commands, events, rollback
 from app.config import Settings
 
 
@@ -33,4 +33,5 @@ def build_bolt_app(settings: Settings, state: Any, client: AsyncWebClient) -> As
     commands.register(app, state)
     actions.register(app, state)
     events.register(app, state)
+    rollback.register(app, state)
     return app

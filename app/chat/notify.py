@@ -22,6 +22,7 @@ from app.events import Dispatcher, IncidentEscalated, IncidentOpened, IncidentSt
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml import service as ml
+from app.rollback.service import RollbackFinished
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,12 @@ class SlackNotifier:
             f"after {minutes:.0f} min",
         )
 
+    def rollback_news(self, event: RollbackFinished) -> None:
+        """Each rollback outcome (done, failed, recovered, not recovered) in the incident's thread."""
+        if event.incident_id is None:
+            return
+        self.update(event.incident_id, blocks.escape(event.text))
+
     def _run(self, what: str, fn: Any, *args: Any) -> None:
         def task() -> None:
             try:
@@ -147,6 +154,7 @@ class SlackNotifier:
             ),
         )
         dispatcher.subscribe(IncidentEscalated, lambda e: self._run("remind", self.remind, e))
+        dispatcher.subscribe(RollbackFinished, lambda e: self._run("rollback", self.rollback_news, e))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -33,11 +32,3 @@ def register(app: AsyncApp, state: Any) -> None:
     @app.action("incident_postmortem")
     async def postmortem(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await run(ack, body, respond, "postmortem")
-
-    @app.action("incident_rollback")
-    async def rollback(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
-        await asyncio.sleep(0)
-        await respond(
-            text="Rollback from Slack arrives with the guarded rollback feature.", response_type="ephemeral"
-        )
