@@ -139,15 +139,15 @@ def incident_buttons(incident: Mapping[str, Any], previous: Mapping[str, Any] | 
         buttons.append(_button("Acknowledge", "incident_ack", number, "primary"))
     if status in ("triggered", "acknowledged", "mitigated"):
         buttons.append(_button("Resolve", "incident_resolve", number))
-        if previous is not None:
-            buttons.append(
-                _button(
-                    f"Roll back to {previous['version']}",
-                    "incident_rollback",
-                    f"{number}:{previous['version']}",
-                    "danger",
-                )
+    if previous is not None and status != "resolved":
+        buttons.append(
+            _button(
+                f"Roll back to {previous['version']}",
+                "incident_rollback",
+                f"{number}:{previous['version']}",
+                "danger",
             )
+        )
     buttons.append(_button("Post review draft", "incident_postmortem", number))
     return buttons
 

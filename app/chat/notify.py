@@ -121,6 +121,25 @@ class SlackNotifier:
         if event.incident_id is None:
             return
         self.update(event.incident_id, blocks.escape(event.text))
+        if event.state == "not_recovered" and event.undo_to is not None:
+            with Session(self.engine) as session:
+                incident = incidents.get(session, event.incident_id)
+            if incident.slack_channel and incident.slack_ts:
+                undo = blocks.incident_buttons(
+                    {"id": event.incident_id, "status": "closed"}, {"version": event.undo_to}
+                )
+                self.client.chat_postMessage(
+                    channel=incident.slack_channel,
+                    thread_ts=incident.slack_ts,
+                    text=f"The burn did not stop. Undo: back to version {event.undo_to}?",
+                    blocks=[
+                        {"type": "section", "text": {"type": "mrkdwn", "text": "The burn did not stop."}},
+                        {
+                            "type": "actions",
+                            "elements": [b for b in undo if b["action_id"] == "incident_rollback"],
+                        },
+                    ],
+                )
 
     def _run(self, what: str, fn: Any, *args: Any) -> None:
         def task() -> None:

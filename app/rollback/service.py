@@ -43,6 +43,7 @@ class RollbackFinished:
     incident_id: int | None
     state: str
     text: str
+    undo_to: str | None = None  # the version to go back to when the change did not help
 
 
 def _lock(model: str, environment: str) -> threading.Lock:
@@ -359,7 +360,7 @@ def _verified(
         action.state, action.verification = state, {"text": text, "figures": figures}
         session.add(action)
         _audit(session, action, state, "sloguard", text, figures=figures)
-        events.append(RollbackFinished(action_id, action.incident_id, state, text))
+        events.append(RollbackFinished(action_id, action.incident_id, state, text, action.from_version))
         return action
 
     return incidents.write(engine, dispatcher, command)
