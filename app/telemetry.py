@@ -30,6 +30,22 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
+def current_trace_id() -> str | None:
+    """The request id (it is on every log line of the request), else the OpenTelemetry trace id."""
+    request_id = request_id_var.get()
+    if request_id:
+        return request_id
+    try:
+        from opentelemetry import trace
+
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            return format(context.trace_id, "032x")
+    except ImportError:  # pragma: no cover - the package is a dependency
+        pass
+    return None
+
+
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()

@@ -20,7 +20,10 @@ def read(engine: Any, action: RollbackAction) -> dict[str, Any]:
         trail = rollbacks.audit_trail(session, action.id)
     return {
         **RollbackRead.model_validate(action).model_dump(),
-        "audit": [{"at": a.at, "step": a.step, "actor": a.actor, "result": a.result} for a in trail],
+        "audit": [
+            {"at": a.at, "step": a.step, "actor": a.actor, "result": a.result, "trace_id": a.trace_id}
+            for a in trail
+        ],
     }
 
 

@@ -31,6 +31,7 @@ from app.rollback.targets.command import CommandTarget
 from app.rollback.targets.http_webhook import HttpWebhookTarget
 from app.rollback.targets.mlflow_alias import MlflowAliasTarget
 from app.slo.burn import State
+from app.telemetry import current_trace_id
 
 log = logging.getLogger(__name__)
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -93,7 +94,10 @@ def _audit(
     session: Session, action: RollbackAction, step: str, actor: str | None, result: str, **data: Any
 ) -> None:
     assert action.id is not None
-    session.add(AuditEvent(action_id=action.id, step=step, actor=actor, result=result, data=data))
+    trace = current_trace_id()
+    session.add(
+        AuditEvent(action_id=action.id, step=step, actor=actor, result=result, data=data, trace_id=trace)
+    )
     if action.incident_id is not None:
         incident = incidents.get(session, action.incident_id)
         incidents.note(
@@ -146,7 +150,10 @@ def propose(engine: Engine, config: FileConfig, registry: Any, request: Rollback
                 last.from_version if last else None
             )
     if to is None:
-        raise Conflict(f"no previous good version of {request.model} is known: name one (`to VERSION`)")
+        known = ", ".join(target.candidates()) or "see the registry"
+        raise Conflict(
+            f"no previous good version of {request.model} is known: name one (`to VERSION`; {known})"
+        )
     if to == current:
         raise Conflict(f"{request.model} in {request.environment} already serves version {to}")
     key = logic.idempotency_key(

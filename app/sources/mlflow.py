@@ -51,6 +51,14 @@ class MlflowRegistry:
             "POST", "/registered-models/alias", json={"name": model, "alias": alias, "version": version}
         )
 
+    def versions(self, model: str) -> list[str]:
+        """Registered versions of a model, newest first."""
+        body = self._call(
+            "GET", "/model-versions/search", params={"filter": f"name='{model}'", "max_results": 200}
+        )
+        numbers = [str(v["version"]) for v in body.get("model_versions", [])]
+        return sorted(numbers, key=lambda v: int(v) if v.isdigit() else -1, reverse=True)
+
     def set_version_tag(self, model: str, version: str, key: str, value: str) -> None:
         self._call(
             "POST",

@@ -43,5 +43,8 @@ class RollbackTarget(Protocol):
     def current(self) -> str | None:
         """The version serving now (None when the target cannot tell)."""
 
+    def candidates(self) -> list[str]:
+        """Versions that could be served (newest first), when the target knows them."""
+
     def set_version(self, change: Change) -> TargetResult:
         """Serve `change.to_version`, refusing with StaleVersion unless `change.from_version` still serves."""

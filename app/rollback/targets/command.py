@@ -39,6 +39,9 @@ class CommandTarget:
     def current(self) -> str | None:
         return self._current
 
+    def candidates(self) -> list[str]:
+        return []
+
     def set_version(self, change: Change) -> TargetResult:
         argv = render(self.argv, change)
         try:

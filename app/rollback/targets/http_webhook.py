@@ -38,6 +38,9 @@ class HttpWebhookTarget:
     def current(self) -> str | None:
         return self._current  # a deploy hook cannot be asked; sloguard's records and metrics tell
 
+    def candidates(self) -> list[str]:
+        return []
+
     def set_version(self, change: Change) -> TargetResult:
         body = json.dumps(
             {

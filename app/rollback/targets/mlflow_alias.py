@@ -19,6 +19,12 @@ class MlflowAliasTarget:
         except NotFound:
             return None
 
+    def candidates(self) -> list[str]:
+        try:
+            return self.registry.versions(self.registered_model)
+        except (SourceError, NotFound):
+            return []
+
     def set_version(self, change: Change) -> TargetResult:
         try:
             serving = self.current()

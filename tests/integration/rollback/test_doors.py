@@ -134,11 +134,15 @@ def test_rollback_api(world: SlackWorld, mlflow: MlflowServer) -> None:
                 "actor": "U1",
                 "confirm": True,
             },
+            headers={"X-Request-ID": "trace-rollback-1"},
         )
         assert created.status_code == 201, created.text
         body = created.json()
         assert (body["state"], body["from_version"], body["to_version"]) == ("succeeded", "4", "1")
         assert [step["step"] for step in body["audit"]] == ["proposed", "executing", "succeeded"]
+        assert {step["trace_id"] for step in body["audit"]} == {
+            "trace-rollback-1"
+        }  # ties the audit to the logs
         assert http.get(f"/api/v1/rollbacks/{body['id']}").json()["state"] == "succeeded"
         refused = http.post(
             "/api/v1/rollbacks", json={"model": "fraud-detector", "to_version": "2", "actor": "U9"}

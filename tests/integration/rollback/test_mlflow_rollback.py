@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from app import db
 from app.config import FileConfig, ModelConfig, ModelEnvironment, RegistryConfig, TargetConfig
-from app.errors import Forbidden
+from app.errors import Conflict, Forbidden
 from app.incidents import service as incidents
 from app.incidents.models import IncidentCreate
 from app.ml.models import ModelVersionLink
@@ -201,3 +201,17 @@ def test_dry_run_changes_nothing(engine: Engine, registry: MlflowRegistry, mlflo
     with pytest.raises(Exception, match="dry run"):
         rollbacks.confirm(engine, config(), registry, None, action.id, "U2")  # type: ignore[arg-type]
     assert alias(mlflow) == "4"
+
+
+def test_without_a_known_previous_version_the_registry_versions_are_listed(
+    engine: Engine, registry: MlflowRegistry
+) -> None:
+    incident = incidents.declare(
+        engine, None, IncidentCreate(title="no evidence", model="fraud-detector"), datetime.now(UTC)
+    )
+    request = RollbackRequest(model="fraud-detector", incident_id=incident.id, actor="U1")
+    with pytest.raises(Conflict) as caught:
+        rollbacks.propose(engine, config(), registry, request)
+    assert str(caught.value) == (
+        "no previous good version of fraud-detector is known: name one (`to VERSION`; 4, 3, 2, 1)"
+    )
