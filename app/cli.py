@@ -104,6 +104,59 @@ def check_config() -> None:
     typer.echo("configuration is valid")
 
 
+@cli.command("postmortem")
+def postmortem(
+    incident_id: Annotated[int, typer.Argument(help="The incident number.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
+) -> None:
+    """Write the review draft for an incident (into SLOGUARD_POSTMORTEM_DIR unless -o)."""
+    from types import SimpleNamespace
+
+    from app import db
+    from app.errors import NotFound
+    from app.main import build_sources
+    from app.postmortems import service as postmortems
+    from app.slo.service import SloEngine
+
+    settings = settings_or_exit()
+    configure_logging("WARNING", "text")
+    file_config = load_file_config(settings.config_file)
+    sources = build_sources(settings)
+    engine = db.make_engine(settings.database_url)
+    try:
+        db.upgrade(engine)
+        slo_engine = SloEngine(
+            load_slos(None, settings), sources["prometheus"], sources.get("elasticsearch"), file_config.slo
+        )
+        state = SimpleNamespace(settings=settings, slo_engine=slo_engine, file_config=file_config)
+        draft = postmortems.write(engine, state, incident_id, datetime.now(UTC), output)
+    except NotFound as exc:
+        fail(str(exc), code=1)
+    finally:
+        engine.dispose()
+        for source in sources.values():
+            source.close()
+    typer.echo(f"wrote {draft.path}")
+
+
+runbooks_cli = typer.Typer(help="Runbooks in SLOGUARD_RUNBOOK_DIR.", no_args_is_help=True)
+cli.add_typer(runbooks_cli, name="runbooks")
+
+
+@runbooks_cli.command("lint")
+def runbooks_lint() -> None:
+    """Every SLO and generated alert names a runbook that exists; runbooks name SLOs that exist."""
+    from app.postmortems.runbooks import lint
+
+    settings = settings_or_exit()
+    problems = lint(load_slos(None, settings), settings.runbook_dir)
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("runbooks OK")
+
+
 PathsArgument = Annotated[
     list[Path] | None, typer.Argument(help="Spec files or folders (default: SLOGUARD_SLO_DIR).")
 ]

@@ -20,13 +20,14 @@ from app.api import install_error_handlers, require_api_token
 from app.chat.bolt import build_bolt_app
 from app.chat.notify import SlackNotifier
 from app.config import Settings, load_file_config
-from app.events import Dispatcher
+from app.events import Dispatcher, IncidentStatusChanged
 from app.health import router as health_router
 from app.incidents import jobs as incident_jobs
 from app.incidents import service as incidents
 from app.incidents.routes import router as incidents_router
 from app.ml import service as ml
 from app.ml.service import Enricher
+from app.postmortems import service as postmortems
 from app.rollback.routes import router as rollback_router
 from app.scheduler import Job, build_scheduler
 from app.slo import service as slos
@@ -114,6 +115,8 @@ def create_app(settings: Settings) -> FastAPI:
             ml.Sources(sources["prometheus"], sources.get("elasticsearch"), sources.get("mlflow")),
         )
         enricher.subscribe(fastapi_app.state.events)
+        drafts = postmortems.Writer(engine, fastapi_app.state)
+        fastapi_app.state.events.subscribe(IncidentStatusChanged, drafts.on_status)
         fastapi_app.state.enricher = enricher
         notifier = None
         if settings.slack_enabled:
@@ -147,6 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
             if scheduler.running:
                 scheduler.shutdown(wait=True)
             enricher.close()
+            drafts.close()
             if notifier is not None:
                 notifier.close()
             if socket_mode is not None:

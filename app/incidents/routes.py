@@ -109,6 +109,23 @@ def enrich(request: Request, engine: EngineDep, incident_id: int) -> IncidentDet
     return detail(engine, incident_id)
 
 
+@router.get("/{incident_id}/postmortem", response_class=Response)
+def postmortem(request: Request, engine: EngineDep, incident_id: int, format: str = "markdown") -> Response:
+    """The review draft (written to SLOGUARD_POSTMORTEM_DIR too); `?format=html` for a browser."""
+    from app.postmortems import service as postmortems
+
+    draft = postmortems.write(engine, request.app.state, incident_id, datetime.now(UTC))
+    if format == "html":
+        import markdown
+
+        body = markdown.markdown(draft.markdown, extensions=["tables"])
+        return Response(
+            f"<!doctype html><meta charset=utf-8><title>Incident {incident_id}</title>{body}",
+            media_type="text/html",
+        )
+    return Response(draft.markdown, media_type="text/markdown; charset=utf-8")
+
+
 @router.post("/{incident_id}/timeline", response_model=TimelineEventRead, status_code=201)
 def add_note(engine: EngineDep, incident_id: int, body: NoteCreate) -> TimelineEventRead:
     event = incidents.add_note(engine, incident_id, body.text, body.actor, datetime.now(UTC), body.kind)

@@ -109,8 +109,18 @@ def run_incident_command(state: Any, text: str, user: str) -> tuple[str, bool]:
             True,
         )
     if verb == "postmortem":
+        from app.postmortems import service as postmortems
+
         number = _id(args[0] if args else None)
-        return f"Review drafts arrive with the post-incident review feature (incident #{number}).", False
+        draft = postmortems.write(engine, state, number, now)
+        budget = draft.context["budget"]
+        spent = f", {budget['consumed_percent']} of the error budget" if budget else ""
+        figures = draft.context["figures"]
+        return (
+            f"Review draft for incident #{number} written to `{draft.path}` "
+            f"(duration {figures['duration']}, MTTA {figures['time_to_acknowledge']}{spent})",
+            False,
+        )
     raise UsageError(f"unknown verb `{blocks.escape(verb)}`")
 
 

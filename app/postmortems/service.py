@@ -1,0 +1,345 @@
+"""Post-incident review drafts: gather what sloguard knows, render Markdown and SVG charts, keep edits.
+
+Rendering uses a sandboxed Jinja2 environment (a team's own template cannot reach Python internals) and
+escapes user text for Markdown. Sections between `<!-- sloguard:keep NAME -->` and `<!-- sloguard:end -->`
+are taken from the existing draft when it is regenerated.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from app.errors import SourceError
+from app.incidents import logic
+from app.incidents import service as incidents
+from app.incidents.models import Incident
+from app.ml import service as ml
+from app.postmortems import charts
+from app.rollback.models import RollbackAction
+from app.slo import burn
+from app.slo.spec import EventsSli, LatencySli, Slo
+
+log = logging.getLogger(__name__)
+BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+KEEP = re.compile(r"<!-- sloguard:keep ([\w-]+) -->\n(.*?)<!-- sloguard:end -->", re.DOTALL)
+MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|])")
+POLICY_SHARE = 0.20  # one incident spending more than this much of the budget needs a P0 action item
+
+
+def md(value: object) -> str:
+    """Escape Markdown (and HTML) so user text shows as written and cannot inject markup or links."""
+    text = "" if value is None else str(value)
+    return MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (
+        (f"{hours} h " if hours else "")
+        + (f"{minutes} min" if minutes or hours else "")
+        + (f" {secs} s" if secs and not hours else "")
+    )
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class Draft:
+    path: Path
+    markdown: str
+    context: dict[str, Any]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:50] or "incident"
+
+
+def draft_path(directory: Path, incident: Incident) -> Path:
+    return directory / f"{incident.detected_at:%Y-%m-%d}-{incident.id}-{slug(incident.title)}.md"
+
+
+def _events_counts(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> dict[str, float] | None:
+    """Bad and total events of the incident window, and total events over the SLO period, from Prometheus."""
+    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
+    if not isinstance(sli, EventsSli) or prometheus is None:
+        return None
+    window = max(60, int((end - start).total_seconds()))
+    name = burn.format_duration(window)
+    period = burn.format_duration(slo.period_seconds)
+
+    def value(query: str, seconds: int) -> float:
+        result = prometheus.query(f"sum({query})", at=end)
+        return float(result[0]["value"][1]) * seconds if result else 0.0
+
+    return {
+        "bad": value(sli.error_for(name), window),
+        "total": value(sli.total_for(name), window),
+        "period_total": value(sli.total_for(period), slo.period_seconds),
+    }
+
+
+def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> list[tuple[datetime, float | None]]:
+    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
+    if not isinstance(sli, EventsSli):
+        return []
+    query = f"sum({sli.error_for('5m')}) / sum({sli.total_for('5m')})"
+    step = max(60, int((end - start).total_seconds() / 60) // 60 * 60)
+    result = prometheus.query_range(query, start, end, step)
+    values = {float(t): float(v) for t, v in (result[0]["values"] if result else [])}
+    points = []
+    moment = start
+    while moment <= end:
+        points.append((moment, values.get(moment.timestamp())))
+        moment += timedelta(seconds=step)
+    return points
+
+
+def _budget_series(
+    prometheus: Any, slo: Slo, start: datetime, end: datetime
+) -> list[tuple[datetime, float | None]]:
+    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
+    if not isinstance(sli, EventsSli):
+        return []
+    period = burn.format_duration(slo.period_seconds)
+    query = f"1 - (sum({sli.error_for(period)}) / sum({sli.total_for(period)})) / {slo.budget!r}"
+    step = max(60, int((end - start).total_seconds() / 60) // 60 * 60)
+    result = prometheus.query_range(query, start, end, step)
+    values = {float(t): float(v) for t, v in (result[0]["values"] if result else [])}
+    points = []
+    moment = start
+    while moment <= end:
+        points.append((moment, values.get(moment.timestamp())))
+        moment += timedelta(seconds=step)
+    return points
+
+
+def gather(engine: Engine, state: Any, incident_id: int, now: datetime) -> dict[str, Any]:
+    with Session(engine) as session:
+        incident = incidents.get(session, incident_id)
+        timeline = incidents.timeline(session, incident_id)
+        alerts = incidents.alerts(session, incident_id)
+        items = incidents.action_items(session, incident_id)
+        evidence = ml.evidence(session, incident_id)
+        actions = session.exec(
+            select(RollbackAction)
+            .where(RollbackAction.incident_id == incident_id)
+            .order_by(col(RollbackAction.id))
+        ).all()
+    times = logic.response_times(
+        incident.started_at,
+        incident.detected_at,
+        incident.acknowledged_at,
+        incident.mitigated_at,
+        incident.resolved_at,
+    )
+    end = incident.resolved_at or now
+    slo = state.slo_engine.by_id.get(incident.slo_id) if incident.slo_id else None
+    budget = None
+    if slo is not None:
+        try:
+            counts = _events_counts(state.slo_engine.prometheus, slo, incident.started_at, end)
+        except SourceError as exc:
+            log.warning("budget figures unavailable", extra={"error": str(exc)})
+            counts = None
+        if counts and counts["period_total"] > 0:
+            budget_events = slo.budget * counts["period_total"]
+            share = counts["bad"] / budget_events
+            budget = {
+                "slo_id": slo.id,
+                "objective_percent": f"{slo.objective * 100:g} %",
+                "period": burn.format_duration(slo.period_seconds),
+                "bad_events": f"{counts['bad']:,.0f}",
+                "total_events": f"{counts['total']:,.0f}",
+                "budget_events": f"{budget_events:,.0f}",
+                "consumed": share,
+                "consumed_percent": f"{share * 100:.1f} %",
+                "policy_p0": share > POLICY_SHARE,
+                "remaining_percent": None,
+                "exhausted": False,
+            }
+    suspect = next((v for v in evidence["model_versions"] if v.role == "suspect"), None)
+    responders = sorted({e.actor for e in timeline if e.actor and e.actor[:1] in ("U", "W")})
+    detection = {"alertmanager": "an Alertmanager alert", "slo": "sloguard's burn-rate evaluation"}.get(
+        incident.source, "a person (declared by hand)"
+    )
+    runbook = slo.runbook if slo else None
+    return {
+        "incident": incidents.as_dict(incident),
+        "generated_at": _utc(now),
+        "times": {
+            "started": _utc(incident.started_at),
+            "detected": _utc(incident.detected_at),
+            "resolved": _utc(incident.resolved_at),
+        },
+        "figures": {
+            "duration": duration((end - incident.started_at).total_seconds()),
+            **{key: duration(value) for key, value in times.items()},
+        },
+        "raw_times": times,
+        "budget": budget,
+        "detection": detection,
+        "responders": responders,
+        "suspect": {
+            "version": suspect.version,
+            "model": suspect.model,
+            "reason": suspect.detail.get("reason", ""),
+        }
+        if suspect
+        else None,
+        "rollbacks": [
+            {
+                "kind": a.kind,
+                "model": a.model,
+                "environment": a.environment,
+                "from_version": a.from_version,
+                "to_version": a.to_version,
+                "actor": a.actor,
+                "state": a.state,
+                "created": _utc(a.created_at),
+                "finished": _utc(a.finished_at),
+                "verification": a.verification.get("text"),
+            }
+            for a in actions
+        ],
+        "timeline": [{"at": _utc(e.at), "kind": e.kind, "actor": e.actor, "text": e.text} for e in timeline],
+        "versions": [
+            {
+                **v.model_dump(),
+                "first_seen": _utc(v.first_seen),
+                "last_seen": _utc(v.last_seen),
+                "error_ratio": (
+                    f"{v.detail['error_ratio']:.2%}" if v.detail.get("error_ratio") is not None else None
+                ),
+            }
+            for v in evidence["model_versions"]
+        ],
+        "drift": [d.model_dump() for d in evidence["drift_signals"]],
+        "logs": [
+            {**item.model_dump(), "first_seen": _utc(item.first_seen), "last_seen": _utc(item.last_seen)}
+            for item in evidence["log_evidence"]
+        ],
+        "action_items": [i.model_dump() for i in items],
+        "runbook": runbook,
+        "runbook_link": f"../{runbook}" if runbook and not runbook.startswith("http") else runbook,
+        "alert_links": sorted({a.generator_url for a in alerts if a.generator_url}),
+        "charts": [],
+        "_slo": slo,
+    }
+
+
+def environment(template_dir: Path | None) -> SandboxedEnvironment:
+    folders = [str(template_dir)] if template_dir and template_dir.is_dir() else []
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader([*folders, str(BUILTIN_TEMPLATES)]),
+        autoescape=select_autoescape(default=False),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+    env.filters["md"] = md
+    return env
+
+
+def merge_kept(new: str, old: str | None) -> str:
+    """Put back what people wrote in kept sections of the previous draft."""
+    if not old:
+        return new
+    kept = {name: body for name, body in KEEP.findall(old)}
+
+    def restore(match: re.Match[str]) -> str:
+        name = match.group(1)
+        body = kept.get(name, match.group(2))
+        return f"<!-- sloguard:keep {name} -->\n{body}<!-- sloguard:end -->"
+
+    return KEEP.sub(restore, new)
+
+
+def render(context: dict[str, Any], template_dir: Path | None) -> str:
+    template = environment(template_dir).get_template("postmortem.md.j2")
+    public = {key: value for key, value in context.items() if not key.startswith("_")}
+    return template.render(**public)
+
+
+def write(engine: Engine, state: Any, incident_id: int, now: datetime, output: Path | None = None) -> Draft:
+    """Render (and chart) the draft for an incident and write it, keeping people's edits."""
+    settings = state.settings
+    context = gather(engine, state, incident_id, now)
+    with Session(engine) as session:
+        incident = incidents.get(session, incident_id)
+    path = output or draft_path(settings.postmortem_dir, incident)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    slo: Slo | None = context["_slo"]
+    if slo is not None and state.slo_engine.prometheus is not None:
+        assets = path.parent / f"{path.stem}-assets"
+        start = incident.started_at - timedelta(hours=1)
+        end = (incident.resolved_at or now) + timedelta(minutes=30)
+        try:
+            points = _series(state.slo_engine.prometheus, slo, start, end)
+        except SourceError as exc:
+            log.warning("chart data unavailable", extra={"error": str(exc)})
+            points = []
+        if points:
+            assets.mkdir(exist_ok=True)
+            page = next((t for t in slo.tiers if t.name == "page-fast"), slo.tiers[0])
+            (assets / "error-ratio.svg").write_text(
+                charts.error_ratio_chart(points, page.threshold(slo.budget), f"{slo.id}: error ratio"),
+                encoding="utf-8",
+            )
+            context["charts"].append(
+                {"title": f"{slo.id} error ratio", "path": f"{assets.name}/error-ratio.svg"}
+            )
+    template_dir = settings.postmortem_dir / "templates"
+    text = render(context, template_dir)
+    old = path.read_text(encoding="utf-8") if path.exists() else None
+    merged = merge_kept(text, old)
+    path.write_text(merged, encoding="utf-8")
+    return Draft(path, merged, context)
+
+
+class Writer:
+    """Writes the draft when an incident is resolved, in the background."""
+
+    def __init__(self, engine: Engine, state: Any) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.engine, self.state = engine, state
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postmortem")
+
+    def on_status(self, event: Any) -> None:
+        if event.new != "resolved":
+            return
+
+        def run() -> None:
+            try:
+                draft = write(self.engine, self.state, event.incident_id, datetime.now(UTC))
+                incidents.add_note(
+                    self.engine,
+                    event.incident_id,
+                    f"review draft written: {draft.path}",
+                    "sloguard",
+                    datetime.now(UTC),
+                    "postmortem",
+                )
+            except Exception:
+                log.exception("review draft failed", extra={"incident_id": event.incident_id})
+
+        self.pool.submit(run)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
