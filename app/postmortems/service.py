@@ -8,6 +8,7 @@ are taken from the existing draft when it is regenerated.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,12 +95,18 @@ def _events_counts(prometheus: Any, slo: Slo, start: datetime, end: datetime) ->
     }
 
 
+def chart_step(start: datetime, end: datetime) -> int:
+    """About 60 points, on whole 5-minute steps so each point's 5m window lines up with the samples."""
+    span = (end - start).total_seconds()
+    return max(300, math.ceil(span / 60 / 300) * 300)
+
+
 def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> list[tuple[datetime, float | None]]:
     sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
     if not isinstance(sli, EventsSli):
         return []
     query = f"sum({sli.error_for('5m')}) / sum({sli.total_for('5m')})"
-    step = max(60, int((end - start).total_seconds() / 60) // 60 * 60)
+    step = chart_step(start, end)
     result = prometheus.query_range(query, start, end, step)
     values = {float(t): float(v) for t, v in (result[0]["values"] if result else [])}
     points = []
@@ -118,7 +125,7 @@ def _budget_series(
         return []
     period = burn.format_duration(slo.period_seconds)
     query = f"1 - (sum({sli.error_for(period)}) / sum({sli.total_for(period)})) / {slo.budget!r}"
-    step = max(60, int((end - start).total_seconds() / 60) // 60 * 60)
+    step = chart_step(start, end)
     result = prometheus.query_range(query, start, end, step)
     values = {float(t): float(v) for t, v in (result[0]["values"] if result else [])}
     points = []
@@ -291,11 +298,13 @@ def write(engine: Engine, state: Any, incident_id: int, now: datetime, output: P
         end = (incident.resolved_at or now) + timedelta(minutes=30)
         try:
             points = _series(state.slo_engine.prometheus, slo, start, end)
+            remaining = _budget_series(state.slo_engine.prometheus, slo, start, end)
         except SourceError as exc:
             log.warning("chart data unavailable", extra={"error": str(exc)})
-            points = []
-        if points:
+            points, remaining = [], []
+        if points or remaining:
             assets.mkdir(exist_ok=True)
+        if points:
             page = next((t for t in slo.tiers if t.name == "page-fast"), slo.tiers[0])
             (assets / "error-ratio.svg").write_text(
                 charts.error_ratio_chart(points, page.threshold(slo.budget), f"{slo.id}: error ratio"),
@@ -303,6 +312,13 @@ def write(engine: Engine, state: Any, incident_id: int, now: datetime, output: P
             )
             context["charts"].append(
                 {"title": f"{slo.id} error ratio", "path": f"{assets.name}/error-ratio.svg"}
+            )
+        if remaining:
+            (assets / "budget.svg").write_text(
+                charts.budget_chart(remaining, f"{slo.id}: error budget remaining"), encoding="utf-8"
+            )
+            context["charts"].append(
+                {"title": f"{slo.id} budget remaining", "path": f"{assets.name}/budget.svg"}
             )
     template_dir = settings.postmortem_dir / "templates"
     text = render(context, template_dir)

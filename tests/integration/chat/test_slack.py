@@ -162,6 +162,11 @@ def test_every_incident_verb(world: SlackWorld) -> None:
     assert world.scalar("SELECT commander FROM incident WHERE id = 1") == "U9"
     assert world.scalar("SELECT count(*) FROM timeline_event WHERE incident_id = 1 AND kind = 'note'") == 1
     assert world.run("/incident", "list all")["text"].startswith("#1")
+    review = world.run("/incident", "postmortem 1")
+    assert review["response_type"] == "ephemeral"
+    assert review["text"].startswith("Review draft for incident #1 written to `")
+    written = Path(review["text"].split("`")[1])
+    assert written.exists() and written.read_text().startswith("# Post-incident review: Feature store timeouts")
 
 
 @pytest.mark.parametrize(

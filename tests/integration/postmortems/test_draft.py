@@ -1,0 +1,158 @@
+"""A review draft from an incident built through the real paths, checked against hand-computed figures."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.incidents import service as incidents
+from app.incidents.models import IncidentUpdate
+from app.main import create_app
+from app.rollback import service as rollbacks
+from app.rollback.models import RollbackRequest
+from app.slo.service import run_cycle
+from tests.conftest import API_TOKEN, REPO, WEBHOOK_TOKEN, make_settings
+from tests.integration.incidents.test_burn_door import BLIP_SPEC
+from tests.prometheus import PrometheusServer
+from tests.servers import UvicornThread, wait_until
+
+pytestmark = pytest.mark.integration
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def plotted(svg: Path) -> list[list[float]]:
+    """Each series' values, read back from pygal's SVG (one <desc class="value"> per point)."""
+    root = ET.parse(svg).getroot()
+    series: dict[str, list[float]] = {}
+    for group in root.iter(f"{SVG}g"):
+        classes = (group.get("class") or "").split()
+        if "series" not in classes:
+            continue
+        name = next(c for c in classes if c.startswith("serie-"))
+        values = [
+            float(desc.text.replace(",", ""))
+            for desc in group.iter(f"{SVG}desc")
+            if desc.get("class") == "value" and desc.text
+        ]
+        if len(values) > len(series.get(name, [])):
+            series[name] = values
+    return [series[name] for name in sorted(series)]
+
+
+def test_draft_from_alerts_burn_enrichment_and_rollback(
+    tmp_path: Path, history_prometheus: PrometheusServer, history_end: int
+) -> None:
+    (tmp_path / "slo").mkdir()
+    (tmp_path / "slo" / "blip.yaml").write_text(BLIP_SPEC)
+    (tmp_path / "sloguard.yaml").write_text(
+        "models:\n  fraud-detector:\n    services: [fraud-blip]\n    selector: 'service=\"fraud-blip\"'\n"
+        "    environments:\n      prod:\n        target: {kind: command, argv: ['"
+        + sys.executable
+        + "', '-c', 'print(1)']}\n"
+        "        rollback: [U1]\n"
+    )
+    settings = make_settings(tmp_path, prometheus_url=history_prometheus.url, slo_dir=tmp_path / "slo")
+    T = datetime.fromtimestamp(history_end, UTC)
+    with UvicornThread(create_app(settings)) as server, httpx.Client(base_url=server.url) as http:
+        state = server.server.config.app.state
+        # The burn door: ten hours before T the blip pages (5m at 30 %, 1h at 5 %).
+        detected = T - timedelta(hours=10)
+        run_cycle(state.slo_engine, state.engine, state.metrics, state.events, detected)
+        (incident,) = incidents.list_incidents(__import__("sqlmodel").Session(state.engine))
+        # Alertmanager's page for the same SLO joins it.
+        payload = json.loads((REPO / "tests" / "data" / "alertmanager-0.25-firing.json").read_text())
+        payload = copy.deepcopy(payload)
+        payload["commonLabels"]["sloth_id"] = "fraud-blip-availability"
+        payload["alerts"][0]["generatorURL"] = "http://prometheus:9090/graph?g0.expr=blip"
+        hook = http.post(
+            "/webhooks/alertmanager", json=payload, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+        )
+        assert hook.json()["incident_id"] == incident.id
+        incidents.update(
+            state.engine,
+            state.events,
+            incident.id,
+            IncidentUpdate(status="acknowledged", actor="U1"),
+            detected + timedelta(minutes=3),
+        )
+        action = rollbacks.propose(
+            state.engine,
+            state.file_config,
+            None,
+            RollbackRequest(
+                model="fraud-detector", to_version="3", incident_id=incident.id, actor="U1", reason="blip"
+            ),
+        )
+        rollbacks.confirm(state.engine, state.file_config, None, state.events, action.id, "U1")
+        # Seven hours later the burn has cleared (held for half the 5m short window), then a person resolves.
+        run_cycle(state.slo_engine, state.engine, state.metrics, state.events, T - timedelta(hours=3))
+        run_cycle(
+            state.slo_engine, state.engine, state.metrics, state.events, T - timedelta(hours=3, seconds=-150)
+        )
+        resolved = T - timedelta(hours=2, minutes=50)
+        incidents.update(
+            state.engine, state.events, incident.id, IncidentUpdate(status="resolved", actor="U1"), resolved
+        )
+
+        drafts = settings.postmortem_dir
+        wait_until(lambda: list(drafts.glob("*.md")), timeout=30, what="draft written on resolve")
+        (path,) = drafts.glob("*.md")
+        assert (
+            path.name
+            == f"{detected:%Y-%m-%d}-{incident.id}-fraud-blip-availability-error-budget-burning-page.md"
+        )
+        text = path.read_text()
+
+        # Hand-computed: started = detected - 5m; resolved 7h15m (26,100 s) later. Bad events in that
+        # window: the blip's last 5 minutes (300 s x 100/s x 30 % = 9,000) plus 25,800 s at 0.05 %
+        # (1,290) = 10,290. The period's budget: 0.1 % of 30 days at 100/s = 259,200 bad events.
+        bad, budget_events = 300 * 100 * 0.3 + 25_800 * 100 * 0.0005, 0.001 * 30 * 86400 * 100
+        assert f"{bad / budget_events * 100:.1f} %" == "4.0 %"
+        assert "- **Duration:** 7 h 15 min" in text
+        assert "- **Error budget consumed:** 4.0 % of the 30d budget (10,290 bad events of 2,610,000" in text
+        assert "the period's budget is 259,200 bad events" in text
+        assert "- **Time to detect (MTTD):** 5 min" in text
+        assert "- **Time to acknowledge (MTTA):** 3 min" in text
+        assert "- **Time to resolve (MTTR):** 7 h 15 min" in text
+        assert "under the 20 % that makes a P0 action item mandatory" in text
+        assert "rollback of `fraud-detector` in prod from None to 3 by U1: **succeeded**" in text
+        assert "| alert_firing | alertmanager |" in text
+        assert "<http://prometheus:9090/graph?g0.expr=blip>" in text
+        assert "[runbooks/fraud-model-availability.md](../runbooks/fraud-model-availability.md)" in text
+
+        ratio_svg = drafts / f"{path.stem}-assets" / "error-ratio.svg"
+        ratio, threshold = plotted(ratio_svg)
+        assert set(threshold) == {0.0144}  # 14.4 x 0.1 %
+        assert max(ratio) == pytest.approx(0.3)  # the 5m window entirely inside the blip
+        assert min(ratio) == pytest.approx(0.0005)  # the background
+        (remaining,) = plotted(drafts / f"{path.stem}-assets" / "budget.svg")
+        # Before the blip the 30 days hold only the 0.05 % background: half the 0.1 % budget is left.
+        assert remaining[0] == pytest.approx(0.5)
+        # The whole ten-minute blip (600 s x 100/s x 30 % = 18,000 bad, 30 of them background anyway) is in
+        # the last point's 30 days: 17,970 of 259,200 budget events more.
+        assert remaining[-1] == pytest.approx(0.5 - 17_970 / 259_200, abs=1e-6)
+
+        # A person edits a kept section; regenerating keeps it and refreshes the rest.
+        edited = text.replace(
+            "- **What went well:** _…_", "- **What went well:** the page fired in 52 seconds"
+        )
+        path.write_text(edited.replace("- **Duration:** 7 h 15 min", "- **Duration:** garbage"))
+        again = http.get(
+            f"/api/v1/incidents/{incident.id}/postmortem", headers={"Authorization": f"Bearer {API_TOKEN}"}
+        )
+        assert again.status_code == 200
+        assert "the page fired in 52 seconds" in again.text and "- **Duration:** 7 h 15 min" in again.text
+        assert "the page fired in 52 seconds" in path.read_text()
+        html = http.get(
+            f"/api/v1/incidents/{incident.id}/postmortem",
+            params={"format": "html"},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        )
+        assert html.headers["content-type"].startswith("text/html") and "<table>" in html.text
