@@ -166,7 +166,7 @@ def test_every_incident_verb(world: SlackWorld) -> None:
     assert review["response_type"] == "ephemeral"
     assert review["text"].startswith("Review draft for incident #1 written to `")
     written = Path(review["text"].split("`")[1])
-    assert written.exists() and written.read_text().startswith("# Post-incident review: Feature store timeouts")
+    assert written.read_text().startswith("# Post-incident review: Feature store timeouts")
 
 
 @pytest.mark.parametrize(
