@@ -103,6 +103,10 @@ def ingest_alertmanager(
             result.created = True
             result.first_alert_start = started
         assert incident.id is not None
+        # Lock the incident: two notifications resolving different alerts of it must see each other's work
+        # before deciding that "every alert resolved".
+        incident = incidents.lock(session, incident.id)
+        assert incident.id is not None
         result.incident_id = incident.id
 
         for alert in payload.alerts:

@@ -77,6 +77,15 @@ def write(engine: Engine, dispatcher: Dispatcher | None, command: Callable[[Sess
 # ---------------------------------------------------------------- reading
 
 
+def lock(session: Session, incident_id: int) -> Incident:
+    """The incident row, locked until the transaction ends (PostgreSQL; SQLite serialises writers anyway),
+    so concurrent commands on one incident apply one after the other instead of overwriting each other."""
+    incident = session.get(Incident, incident_id, with_for_update=True, populate_existing=True)
+    if incident is None:
+        raise NotFound(f"incident {incident_id} not found")
+    return incident
+
+
 def get(session: Session, incident_id: int) -> Incident:
     incident = session.get(Incident, incident_id)
     if incident is None:
@@ -284,10 +293,10 @@ def update(
 ) -> Incident:
     changes = data.model_dump(exclude_unset=True)
     actor = changes.pop("actor", None)
+    status = changes.pop("status", None)  # outside the command: a retried command must see it again
 
     def command(session: Session, events: Events) -> Incident:
-        incident = get(session, incident_id)
-        status = changes.pop("status", None)
+        incident = lock(session, incident_id)
         if status is not None and status != incident.status:
             change_status(session, events, incident, IncidentStatus(status), actor=actor, now=now)
         applied = {}

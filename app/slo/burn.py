@@ -236,6 +236,15 @@ def evaluate(
         return replace(result, state=top.severity, memory=TierMemory(top.severity, top.name, None))
 
     if previous.state in SEVERITY_RANK:
+        tier = next((t for t in tiers if t.name == previous.tier), None)
+        if tier is not None and any(
+            measurement.ratios.get(window.seconds) is None for window in (tier.long, tier.short)
+        ):
+            # The firing tier's windows went silent: no data is not "below threshold" and never clears.
+            silent = TierMemory(previous.state, previous.tier, None)
+            return replace(
+                result, state=previous.state, memory=silent, held=True, detail="no data in the firing tier"
+            )
         held = _held(previous, tiers, now)
         if held is not None:
             return replace(result, state=previous.state, memory=held, held=True)

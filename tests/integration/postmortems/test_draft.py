@@ -94,7 +94,7 @@ def test_draft_from_alerts_burn_enrichment_and_rollback(
         # Seven hours later the burn has cleared (held for half the 5m short window), then a person resolves.
         run_cycle(state.slo_engine, state.engine, state.metrics, state.events, T - timedelta(hours=3))
         run_cycle(
-            state.slo_engine, state.engine, state.metrics, state.events, T - timedelta(hours=3, seconds=-150)
+            state.slo_engine, state.engine, state.metrics, state.events, T - timedelta(hours=3, seconds=-300)
         )
         resolved = T - timedelta(hours=2, minutes=50)
         incidents.update(

@@ -212,3 +212,20 @@ def test_a_tier_never_fires_with_a_window_at_or_below_its_threshold(
     threshold = tier.threshold(0.001)
     ratio_by_window[tier.short.seconds] = min(ratio_by_window[tier.short.seconds] or 0.0, threshold)
     assert not burn.tier_fires(tier, ratio_by_window, 0.001)
+
+
+def test_a_page_never_clears_while_its_windows_have_no_data() -> None:
+    paging = run(flat(1.0))
+    silent = Measurement(ratios={w: None for w in WINDOWS})
+    later = NOW + timedelta(minutes=1)
+    for minutes in (0, 5, 60):
+        held = run(silent, paging.memory, later + timedelta(minutes=minutes))
+        assert (held.state, held.detail) == (State.page, "no data in the firing tier")
+    # Data comes back quiet: only now does the hold (150 s) start.
+    back = later + timedelta(hours=2)
+    assert run(flat(0.0), held.memory, back).state == State.page
+    assert (
+        run(flat(0.0), held.memory, back + timedelta(seconds=150)).state == State.page
+    )  # memory of first quiet
+    quiet = run(flat(0.0), held.memory, back)
+    assert run(flat(0.0), quiet.memory, back + timedelta(seconds=150)).state == State.ok
