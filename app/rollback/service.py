@@ -133,6 +133,25 @@ def _incident_version(session: Session, incident_id: int | None, role: str) -> s
 def propose(engine: Engine, config: FileConfig, registry: Any, request: RollbackRequest) -> RollbackAction:
     model_config, env = environment_of(config, request.model, request.environment)
     target = build_target(request.model, model_config, request.environment, env, registry)
+    try:
+        return _propose(engine, config, env, target, request)
+    finally:
+        _close(target)
+
+
+def _close(target: RollbackTarget) -> None:
+    close = getattr(target, "close", None)
+    if close is not None and target.kind != "mlflow_alias":  # the registry client is shared
+        close()
+
+
+def _propose(
+    engine: Engine,
+    config: FileConfig,
+    env: ModelEnvironment,
+    target: RollbackTarget,
+    request: RollbackRequest,
+) -> RollbackAction:
     with Session(engine) as session:
         commander = incidents.get(session, request.incident_id).commander if request.incident_id else None
         logic.check_permission(
@@ -162,11 +181,16 @@ def propose(engine: Engine, config: FileConfig, registry: Any, request: Rollback
     key += ":dry" if request.dry_run else ""
 
     def command(session: Session, events: incidents.Events) -> RollbackAction:
-        existing = session.exec(select(RollbackAction).where(RollbackAction.idempotency_key == key)).first()
-        if existing is not None:
-            return existing
+        same = session.exec(
+            select(RollbackAction)
+            .where(col(RollbackAction.idempotency_key).startswith(key))
+            .order_by(col(RollbackAction.id))
+        ).all()
+        open_ones = [a for a in same if a.state in ("proposed", "confirmed", "executing")]
+        if open_ones:
+            return open_ones[-1]  # a double click, or the same change asked for again while it runs
         action = RollbackAction(
-            idempotency_key=key,
+            idempotency_key=key if not same else f"{key}:{len(same)}",  # a retry after a failure
             kind=request.kind,
             incident_id=request.incident_id,
             model=request.model,
@@ -223,6 +247,7 @@ def confirm(
         raise Forbidden(
             f"{action.environment} needs a second person: someone other than <@{actor}> must confirm"
         )
+    target = build_target(action.model, model_config, action.environment, env, registry)
     now = utcnow()
     with engine.begin() as connection:  # compare-and-set: only one confirm moves proposed -> confirmed
         moved = connection.execute(
@@ -231,9 +256,9 @@ def confirm(
             .values(state="confirmed", approver=actor, confirmed_at=now)
         ).rowcount
     if moved != 1:
+        _close(target)
         with Session(engine) as session:
             return get(session, action_id)
-    target = build_target(action.model, model_config, action.environment, env, registry)
     change = Change(
         action.model,
         action.environment,
@@ -253,20 +278,38 @@ def confirm(
             f"{actor} confirmed; changing {action.model} in {action.environment}",
         )
         try:
+            _check_recorded_version(engine, target, action)
             result = target.set_version(change)
         except StaleVersion as exc:
             return _finish(engine, dispatcher, action_id, "failed", actor, f"refused: {exc}", exc.output)
         except TargetFailed as exc:
             return _finish(engine, dispatcher, action_id, "failed", actor, f"failed: {exc}", exc.output)
+        except Exception as exc:  # never leave an action stuck in `executing`
+            log.exception("rollback target crashed", extra={"action_id": action_id})
+            return _finish(
+                engine, dispatcher, action_id, "failed", actor, f"failed: {type(exc).__name__}: {exc}", ""
+            )
         finally:
-            close = getattr(target, "close", None)
-            if close is not None and target.kind != "mlflow_alias":
-                close()
+            _close(target)
     text = (
         f"{action.model} in {action.environment} now serves version {action.to_version} "
         f"(was {action.from_version})"
     )
     return _finish(engine, dispatcher, action_id, "succeeded", actor, text, result.output)
+
+
+def _check_recorded_version(engine: Engine, target: RollbackTarget, action: RollbackAction) -> None:
+    """Compare-and-set for targets that cannot say what serves (deploy hooks, commands): sloguard's own
+    record of the last change must still show the version this action was proposed against."""
+    if target.current() is not None:
+        return  # the target checks itself (MLflow alias)
+    with Session(engine) as session:
+        last = _last_change(session, action.model, action.environment)
+    if last is not None and last.id != action.id and action.from_version != last.to_version:
+        raise StaleVersion(
+            f"since this was proposed, change {last.id} moved {action.model} in {action.environment} "
+            f"to {last.to_version}: propose again"
+        )
 
 
 def _set_state(engine: Engine, action_id: int, state: str, actor: str | None, text: str) -> None:

@@ -12,10 +12,13 @@ import httpx
 from app.rollback.targets import Change, TargetFailed, TargetResult
 
 SIGNATURE_HEADER = "X-Sloguard-Signature"
+TIMESTAMP_HEADER = "X-Sloguard-Timestamp"
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """sha256=HMAC(secret, "<timestamp>.<body>"): receivers reject old timestamps, so a captured
+    request cannot be replayed later."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
 class HttpWebhookTarget:
@@ -55,13 +58,15 @@ class HttpWebhookTarget:
             },
             sort_keys=True,
         ).encode()
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(self.secret, body),
-            "Idempotency-Key": change.idempotency_key,
-        }
         attempts: list[str] = []
         for attempt in range(self.retries + 1):
+            timestamp = str(int(time.time()))
+            headers = {
+                "Content-Type": "application/json",
+                TIMESTAMP_HEADER: timestamp,
+                SIGNATURE_HEADER: signature(self.secret, timestamp, body),
+                "Idempotency-Key": change.idempotency_key,
+            }
             try:
                 response = self.client.post(self.url, content=body, headers=headers)
             except httpx.TimeoutException as exc:

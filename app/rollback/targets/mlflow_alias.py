@@ -34,13 +34,15 @@ class MlflowAliasTarget:
                     f"not {change.from_version}: refresh and propose again"
                 )
             self.registry.set_alias(self.registered_model, self.alias, change.to_version)
-            reason = f"{change.reason} (by {change.actor}" + (
-                f", incident {change.incident_id})" if change.incident_id else ")"
-            )
-            self.registry.set_version_tag(self.registered_model, change.to_version, "sloguard.change", reason)
         except (SourceError, NotFound) as exc:
             raise TargetFailed(f"MLflow: {exc}") from exc
-        return TargetResult(
-            f"alias {self.alias} of {self.registered_model}: {serving} -> {change.to_version}",
-            {"alias": self.alias, "registered_model": self.registered_model},
+        output = f"alias {self.alias} of {self.registered_model}: {serving} -> {change.to_version}"
+        reason = f"{change.reason} (by {change.actor}" + (
+            f", incident {change.incident_id})" if change.incident_id else ")"
         )
+        try:
+            self.registry.set_version_tag(self.registered_model, change.to_version, "sloguard.change", reason)
+        except (SourceError, NotFound) as exc:
+            # The alias moved: the change happened. A missing tag is worth saying, not a failure.
+            output += f"\nwarning: could not tag version {change.to_version}: {exc}"
+        return TargetResult(output, {"alias": self.alias, "registered_model": self.registered_model})

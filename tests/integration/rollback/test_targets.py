@@ -46,8 +46,11 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                valid = hmac.compare_digest(expected, self.headers.get("X-Sloguard-Signature", ""))
+                stamp = self.headers.get("X-Sloguard-Timestamp", "")
+                signed = stamp.encode() + b"." + body
+                expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+                fresh = stamp.isdigit() and abs(time.time() - int(stamp)) < 300
+                valid = fresh and hmac.compare_digest(expected, self.headers.get("X-Sloguard-Signature", ""))
                 receiver.received.append({"body": json.loads(body), "valid": valid})
                 time.sleep(receiver.stall)
                 status = 401 if not valid else (receiver.statuses.pop(0) if receiver.statuses else 200)
@@ -146,6 +149,14 @@ def test_webhook_timeout_fails_with_nothing_marked_done(
         last = rollbacks.audit_trail(session, action.id)[-1]
     assert "rolled_back_to" not in roles
     assert last.result == "failed: deploy hook timed out after 0.5s"
+    # The same change can be asked for again after a failure: a new action, not the failed one.
+    again = rollbacks.propose(
+        engine,
+        config,
+        None,
+        RollbackRequest(model="ranker", to_version="6", incident_id=action.incident_id, actor="U1"),
+    )
+    assert (again.id != action.id, again.state, again.from_version) == (True, "proposed", "7")
 
 
 def test_command_output_and_exit_code_are_recorded(engine: Engine) -> None:
@@ -214,3 +225,47 @@ def test_verify_reports_recovered_and_not_recovered_with_figures(
     assert recovered.verification["figures"]["5m"]["burn_rate"] == pytest.approx(0.5)
     assert recovered.verification["figures"]["30m"]["burn_rate"] == pytest.approx(0.5)
     assert recovered.verification["text"].startswith("recovered after the change to 5")
+
+
+def test_two_proposals_from_the_same_version_run_once_and_a_failure_can_be_retried(engine: Engine) -> None:
+    argv = [sys.executable, "-c", "print('ok')"]
+    config = setup(TargetConfig(kind="command", argv=argv))
+    incident = incidents.declare(
+        engine, None, IncidentCreate(title="ranker", model="ranker"), datetime.now(UTC)
+    )
+    with Session(engine) as session:
+        session.add(
+            ModelVersionLink(
+                incident_id=incident.id or 0, model="ranker", version="7", role="suspect", source="prometheus"
+            )
+        )
+        session.commit()
+    first = rollbacks.propose(
+        engine,
+        config,
+        None,
+        RollbackRequest(model="ranker", to_version="6", incident_id=incident.id, actor="U1"),
+    )
+    second = rollbacks.propose(
+        engine,
+        config,
+        None,
+        RollbackRequest(model="ranker", to_version="5", incident_id=incident.id, actor="U1"),
+    )
+    assert (first.from_version, second.from_version) == ("7", "7")
+    assert rollbacks.confirm(engine, config, None, None, first.id, "U1").state == "succeeded"  # type: ignore[arg-type]
+    # sloguard's record now says 6 serves: the second, proposed against 7, is stale for a command target.
+    stale = rollbacks.confirm(engine, config, None, None, second.id, "U1")  # type: ignore[arg-type]
+    assert stale.state == "failed"
+    with Session(engine) as session:
+        assert rollbacks.audit_trail(session, second.id)[-1].result.startswith(  # type: ignore[arg-type]
+            f"refused: since this was proposed, change {first.id} moved ranker in prod to 6"
+        )
+    retried = rollbacks.propose(
+        engine,
+        config,
+        None,
+        RollbackRequest(model="ranker", to_version="5", incident_id=incident.id, actor="U1"),
+    )
+    assert retried.id != second.id and retried.from_version == "6"
+    assert rollbacks.confirm(engine, config, None, None, retried.id, "U1").state == "succeeded"  # type: ignore[arg-type]
