@@ -140,16 +140,15 @@ def incident_buttons(incident: Mapping[str, Any], previous: Mapping[str, Any] | 
     if status in ("triggered", "acknowledged", "mitigated"):
         buttons.append(_button("Resolve", "incident_resolve", number))
     if previous is not None and status != "resolved":
-        buttons.append(
-            _button(
-                f"Roll back to {previous['version']}",
-                "incident_rollback",
-                f"{number}:{previous['version']}",
-                "danger",
-            )
-        )
+        buttons.append(rollback_button(number, str(previous["version"])))
     buttons.append(_button("Post review draft", "incident_postmortem", number))
     return buttons
+
+
+def rollback_button(incident_id: int | str, version: str, environment: str | None = None) -> dict[str, Any]:
+    """The button that proposes a rollback to `version` (in `environment`, else the incident's)."""
+    value = f"{incident_id}:{version}" + (f":{environment}" if environment else "")
+    return _button(f"Roll back to {version}", "incident_rollback", value, "danger")
 
 
 def _button(text: str, action: str, value: str, style: str | None = None) -> dict[str, Any]:

@@ -125,19 +125,14 @@ class SlackNotifier:
             with Session(self.engine) as session:
                 incident = incidents.get(session, event.incident_id)
             if incident.slack_channel and incident.slack_ts:
-                undo = blocks.incident_buttons(
-                    {"id": event.incident_id, "status": "closed"}, {"version": event.undo_to}
-                )
+                undo = blocks.rollback_button(event.incident_id, event.undo_to, event.environment)
                 self.client.chat_postMessage(
                     channel=incident.slack_channel,
                     thread_ts=incident.slack_ts,
                     text=f"The burn did not stop. Undo: back to version {event.undo_to}?",
                     blocks=[
                         {"type": "section", "text": {"type": "mrkdwn", "text": "The burn did not stop."}},
-                        {
-                            "type": "actions",
-                            "elements": [b for b in undo if b["action_id"] == "incident_rollback"],
-                        },
+                        {"type": "actions", "elements": [undo]},
                     ],
                 )
 

@@ -45,6 +45,7 @@ class RollbackFinished:
     state: str
     text: str
     undo_to: str | None = None  # the version to go back to when the change did not help
+    environment: str | None = None
 
 
 def _lock(model: str, environment: str) -> threading.Lock:
@@ -410,7 +411,8 @@ def _verified(
         action.state, action.verification = state, {"text": text, "figures": figures}
         session.add(action)
         _audit(session, action, state, "sloguard", text, figures=figures)
-        events.append(RollbackFinished(action_id, action.incident_id, state, text, action.from_version))
+        undo = action.from_version if state == "not_recovered" and figures else None  # "cannot tell": no undo
+        events.append(RollbackFinished(action_id, action.incident_id, state, text, undo, action.environment))
         return action
 
     return incidents.write(engine, dispatcher, command)

@@ -67,7 +67,12 @@ class LatencySli:
     def to_events(self) -> EventsSli:
         window = "[{{.window}}]"
         total = f"sum(rate({self.metric}_count{{{self._matchers()}}}{window}))"
-        le_matcher = 'le="' + self.le + '"'
+        if self.threshold.is_integer():
+            # Exporters write whole-number buckets as "1" or "1.0" (Prometheus 3 normalises to "1.0").
+            whole = str(int(self.threshold))
+            le_matcher = f'le=~"{whole}|{whole}.0"'
+        else:
+            le_matcher = 'le="' + self.le + '"'
         fast = f"sum(rate({self.metric}_bucket{{{self._matchers(le_matcher)}}}{window}))"
         return EventsSli(error_query=f"({total} - {fast})", total_query=total)
 

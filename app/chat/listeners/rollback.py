@@ -133,7 +133,10 @@ def register(app: AsyncApp, state: Any) -> None:
             await respond(text=blocks.escape(str(exc)), response_type="ephemeral")
             return
         content = proposal_blocks(state, action)
-        await respond(text=content[0]["text"]["text"], blocks=content, response_type="ephemeral")
+        _, env = rollbacks.environment_of(state.file_config, action.model, action.environment)
+        # With the two-person rule the second person must see the Confirm button: post it in the channel.
+        visibility = "in_channel" if env.two_person and not action.dry_run else "ephemeral"
+        await respond(text=content[0]["text"]["text"], blocks=content, response_type=visibility)
 
     @app.command("/rollback")
     async def rollback_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
@@ -176,7 +179,7 @@ def register(app: AsyncApp, state: Any) -> None:
     @app.action("incident_rollback")
     async def rollback_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        incident_id, _, version = str(body["actions"][0]["value"]).partition(":")
+        incident_id, version, *rest = str(body["actions"][0]["value"]).split(":")
         with Session(state.engine) as session:
             incident = incidents.get(session, int(incident_id))
         if not incident.model:
@@ -184,7 +187,7 @@ def register(app: AsyncApp, state: Any) -> None:
             return
         request = RollbackRequest(
             model=incident.model,
-            environment=incident.environment or "prod",
+            environment=rest[0] if rest else incident.environment or "prod",
             to_version=version,
             incident_id=incident.id,
             actor=body["user"]["id"],

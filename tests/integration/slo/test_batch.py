@@ -95,4 +95,5 @@ def test_slos_without_rules_fall_back_to_direct_queries(
     engine = SloEngine(slos, PrometheusSource(live_prometheus.url), None, SloOptions(batch=True))
     results = {result.slo.id: result for result in engine.evaluate(datetime.now(UTC))}
     assert engine.last_stats.direct == 1  # only no-rules-availability
-    assert results["no-rules-availability"].state.value in ("ticket", "ok")
+    # 0.5 % errors everywhere on a 99.9 % SLO: burn 5, a ticket (SLO-MATH.md's worked example).
+    assert results["no-rules-availability"].state.value == "ticket"

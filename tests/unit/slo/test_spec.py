@@ -260,3 +260,14 @@ def test_sloth_kubernetes_resource(slo_dir: Path) -> None:
     )
     (slo,) = load_specs([slo_dir])
     assert slo.id == "fraud-availability"
+
+
+def test_whole_second_latency_thresholds_match_both_bucket_spellings(slo_dir: Path) -> None:
+    write(
+        slo_dir,
+        "latency.yaml",
+        OPENSLO.format(method="Occurrences", target="target: 0.99").replace("value: 0.25", "value: 1"),
+    )
+    (slo,) = load_specs([slo_dir])
+    assert isinstance(slo.sli, LatencySli)
+    assert 'le=~"1|1.0"' in slo.sli.to_events().error_for("5m")
