@@ -314,9 +314,15 @@ def run_cycle(
     dispatcher: Dispatcher,
     now: datetime,
 ) -> list[SloResult]:
+    remembered = dict(slo_engine.memory)
     results = slo_engine.evaluate(now)
-    with Session(db_engine) as session:
-        store(session, results, slo_engine.options.status_retention)
+    try:
+        with Session(db_engine) as session:
+            store(session, results, slo_engine.options.status_retention)
+    except Exception:
+        # Not stored means not announced: forget this cycle, so the next one sees the breach as new.
+        slo_engine.memory = remembered
+        raise
     update_gauges(metrics, results)
     for event in transitions(results):
         dispatcher.publish(event)
