@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import REPO
-from tests.servers import free_port, wait_until
+from tests.servers import free_port, stop_process, wait_until
 
 MLFLOW = Path(os.environ.get("SLOGUARD_TEST_MLFLOW", REPO / ".venv-mlflow" / "bin" / "mlflow"))
 
@@ -66,12 +66,4 @@ class MlflowServer:
             )
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None:
-            self.log.close()
+        stop_process(self.process, getattr(self, "log", None))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port, wait_until
+from tests.servers import free_port, stop_process, wait_until
 
 
 def binary(name: str) -> str:
@@ -131,15 +131,7 @@ class PrometheusServer:
         return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None:
-            self.log.close()
+        stop_process(self.process, getattr(self, "log", None))
 
     def query(self, promql: str, at: float | None = None) -> list[dict[str, object]]:
         params = {"query": promql} | ({"time": str(at)} if at is not None else {})

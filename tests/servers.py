@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -137,3 +138,16 @@ def get_json(url: str, **kwargs: Any) -> Any:
     response = httpx.get(url, timeout=10, **kwargs)
     response.raise_for_status()
     return response.json()
+
+
+def stop_process(process: Any, log: Any) -> None:
+    """Terminate a server started with Popen (kill it if it lingers) and close its log."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process is not None:
+        log.close()

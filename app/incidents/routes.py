@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.engine import Engine
 
 from app.api import EngineDep, SessionDep
-from app.incidents import logic
 from app.incidents import service as incidents
 from app.incidents.models import (
     ActionItemCreate,
@@ -31,13 +30,7 @@ router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 
 def read_model(incident: Incident) -> IncidentRead:
-    times = logic.response_times(
-        incident.started_at,
-        incident.detected_at,
-        incident.acknowledged_at,
-        incident.mitigated_at,
-        incident.resolved_at,
-    )
+    times = incidents.response_times(incident)
     stored = {
         field: getattr(incident, field) for field in IncidentRead.model_fields if hasattr(incident, field)
     }

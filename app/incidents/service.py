@@ -582,3 +582,14 @@ def find_by_slack_message(session: Session, channel: str, ts: str) -> Incident |
 def as_dict(incident: Incident) -> dict[str, Any]:
     """Plain values of an incident row (status and severity as strings, as they are stored)."""
     return {column: getattr(incident, column) for column in Incident.model_fields}
+
+
+def response_times(incident: Incident) -> dict[str, float | None]:
+    """Detect, acknowledge, mitigate and resolve times (seconds) from the stored timestamps."""
+    return logic.response_times(
+        incident.started_at,
+        incident.detected_at,
+        incident.acknowledged_at,
+        incident.mitigated_at,
+        incident.resolved_at,
+    )

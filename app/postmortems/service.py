@@ -21,7 +21,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from app.errors import SourceError
-from app.incidents import logic
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml import service as ml
@@ -77,8 +76,8 @@ def draft_path(directory: Path, incident: Incident) -> Path:
 
 def _events_counts(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> dict[str, float] | None:
     """Bad and total events of the incident window, and total events over the SLO period, from Prometheus."""
-    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
-    if not isinstance(sli, EventsSli) or prometheus is None:
+    sli = _events_sli(slo)
+    if sli is None or prometheus is None:
         return None
     window = max(60, int((end - start).total_seconds()))
     name = burn.format_duration(window)
@@ -101,15 +100,15 @@ def chart_step(start: datetime, end: datetime) -> int:
     return max(300, math.ceil(span / 60 / 300) * 300)
 
 
-def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> list[tuple[datetime, float | None]]:
-    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
-    if not isinstance(sli, EventsSli):
-        return []
-    query = f"sum({sli.error_for('5m')}) / sum({sli.total_for('5m')})"
+Points = list[tuple[datetime, float | None]]
+
+
+def _range_points(prometheus: Any, query: str, start: datetime, end: datetime) -> Points:
+    """One value per chart step from `start` to `end` (None where Prometheus had none)."""
     step = chart_step(start, end)
     result = prometheus.query_range(query, start, end, step)
     values = {float(t): float(v) for t, v in (result[0]["values"] if result else [])}
-    points = []
+    points: Points = []
     moment = start
     while moment <= end:
         points.append((moment, values.get(moment.timestamp())))
@@ -117,23 +116,27 @@ def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> list[t
     return points
 
 
-def _budget_series(
-    prometheus: Any, slo: Slo, start: datetime, end: datetime
-) -> list[tuple[datetime, float | None]]:
+def _events_sli(slo: Slo) -> EventsSli | None:
     sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
-    if not isinstance(sli, EventsSli):
+    return sli if isinstance(sli, EventsSli) else None
+
+
+def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
+    """The 5-minute error ratio."""
+    sli = _events_sli(slo)
+    if sli is None:
+        return []
+    return _range_points(prometheus, f"sum({sli.error_for('5m')}) / sum({sli.total_for('5m')})", start, end)
+
+
+def _budget_series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
+    """Error budget remaining over the SLO period ending at each point."""
+    sli = _events_sli(slo)
+    if sli is None:
         return []
     period = burn.format_duration(slo.period_seconds)
-    query = f"1 - (sum({sli.error_for(period)}) / sum({sli.total_for(period)})) / {slo.budget!r}"
-    step = chart_step(start, end)
-    result = prometheus.query_range(query, start, end, step)
-    values = {float(t): float(v) for t, v in (result[0]["values"] if result else [])}
-    points = []
-    moment = start
-    while moment <= end:
-        points.append((moment, values.get(moment.timestamp())))
-        moment += timedelta(seconds=step)
-    return points
+    ratio = f"sum({sli.error_for(period)}) / sum({sli.total_for(period)})"
+    return _range_points(prometheus, f"1 - ({ratio}) / {slo.budget!r}", start, end)
 
 
 def gather(engine: Engine, state: Any, incident_id: int, now: datetime) -> dict[str, Any]:
@@ -148,13 +151,7 @@ def gather(engine: Engine, state: Any, incident_id: int, now: datetime) -> dict[
             .where(RollbackAction.incident_id == incident_id)
             .order_by(col(RollbackAction.id))
         ).all()
-    times = logic.response_times(
-        incident.started_at,
-        incident.detected_at,
-        incident.acknowledged_at,
-        incident.mitigated_at,
-        incident.resolved_at,
-    )
+    times = incidents.response_times(incident)
     end = incident.resolved_at or now
     slo = state.slo_engine.by_id.get(incident.slo_id) if incident.slo_id else None
     budget = None
