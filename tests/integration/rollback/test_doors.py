@@ -152,3 +152,23 @@ def test_rollback_api(world: SlackWorld, mlflow: MlflowServer) -> None:
         assert unknown.status_code == 404
         assert http.get("/api/v1/rollbacks/999").status_code == 404
     assert alias(mlflow) == "1"
+
+
+def test_incident_message_buttons_roll_back_and_post_the_review(
+    world: SlackWorld, mlflow: MlflowServer
+) -> None:
+    world.run("/incident", "declare fraud model failing SEV2")
+    engine = db.make_engine(world.database_url)
+    with Session(engine) as session:
+        session.execute(sa.text("UPDATE incident SET model = 'fraud-detector' WHERE id = 1"))
+        session.commit()
+    engine.dispose()
+    seen = len(world.slack.called("/response/cmd"))
+    world.button("incident_rollback", "1:2")  # the message's "Roll back to 2" button, clicked by U2
+    proposal = world.reply(seen)
+    assert proposal["text"].startswith("*Rollback fraud-detector* in *prod*: version 4 → *2*")
+    seen = len(world.slack.called("/response/cmd"))
+    world.button("incident_postmortem", "1")
+    review = world.reply(seen)
+    assert review["text"].startswith("Review draft for incident #1 written to `")
+    assert alias(mlflow) == "4"  # proposing changes nothing
