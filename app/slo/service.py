@@ -335,11 +335,15 @@ def run_cycle(
     return results
 
 
-def _latest_rows(session: Session, slo_ids: Sequence[str] | None = None) -> dict[str, SloStatus]:
-    """The newest SloStatus row of each SLO (one query)."""
+def _latest_rows(
+    session: Session, slo_ids: Sequence[str] | None = None, states: Sequence[str] | None = None
+) -> dict[str, SloStatus]:
+    """The newest SloStatus row of each SLO (one query), optionally among rows in `states`."""
     latest = select(SloStatus.slo_id, sa.func.max(SloStatus.evaluated_at).label("at"))
     if slo_ids is not None:
         latest = latest.where(col(SloStatus.slo_id).in_(slo_ids))
+    if states is not None:
+        latest = latest.where(col(SloStatus.state).in_(states))
     newest = latest.group_by(col(SloStatus.slo_id)).subquery()
     rows = session.exec(
         select(SloStatus).join(
@@ -351,7 +355,10 @@ def _latest_rows(session: Session, slo_ids: Sequence[str] | None = None) -> dict
 
 
 def latest_states(session: Session) -> dict[str, tuple[str, str | None]]:
-    return {slo_id: (row.state, row.tier) for slo_id, row in _latest_rows(session).items()}
+    """The last judged state of each SLO: rows that only say a source failed or data was missing are
+    looked past, since they never changed what was firing."""
+    judged = (State.ok.value, State.ticket.value, State.page.value)
+    return {slo_id: (row.state, row.tier) for slo_id, row in _latest_rows(session, states=judged).items()}
 
 
 def latest_status(session: Session, slos: Sequence[Slo], slo_id: str | None = None) -> list[dict[str, Any]]:

@@ -147,3 +147,24 @@ def test_prometheus_outage_marks_slos_source_error_and_readyz_says_so(
             assert httpx.get(f"{server.url}/api/v1/slos").status_code == 401
     finally:
         proxy.close()
+
+
+def test_a_restart_remembers_a_page_across_source_errors(
+    history_prometheus: PrometheusServer, scenario_slo_dir: Path, history_end: int, tmp_path: Path
+) -> None:
+    from app.slo import service as slos
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'restart.db'}")
+    db.upgrade(engine)
+    at = datetime.fromtimestamp(history_end, UTC)
+    live = SloEngine(load_specs([scenario_slo_dir]), PrometheusSource(history_prometheus.url), None)
+    run_cycle(live, engine, Metrics(), Dispatcher(), at)  # fraud-model-availability pages
+    down = SloEngine(load_specs([scenario_slo_dir]), PrometheusSource("http://127.0.0.1:9", timeout=1), None)
+    down.memory = dict(live.memory)
+    run_cycle(down, engine, Metrics(), Dispatcher(), at + timedelta(minutes=1))  # source_error rows
+    restarted = SloEngine(load_specs([scenario_slo_dir]), PrometheusSource(history_prometheus.url), None)
+    with Session(engine) as session:
+        restarted.restore(slos.latest_states(session))
+    assert restarted.memory["fraud-model-availability"].state == "page"
+    assert restarted.memory["fraud-model-availability"].tier == "page-fast"
+    engine.dispose()
