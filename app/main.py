@@ -68,7 +68,7 @@ def build_jobs(fastapi_app: FastAPI, settings: Settings) -> list[Job]:
     state = fastapi_app.state
     options = state.file_config.incidents
     return [
-        Job("slo-evaluation", lambda: evaluate_slos(state), settings.eval_interval),
+        Job("slo-evaluation", lambda: evaluate_slos(state), settings.eval_interval, run_at_start=True),
         Job("incident-escalation", lambda: incident_jobs.escalate(state, options), 60),
         Job("incident-auto-resolve", lambda: incident_jobs.auto_resolve(state, options), 300),
     ]

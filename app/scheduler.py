@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.util import undefined
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,7 @@ class Job:
     id: str
     func: Callable[[], object]
     every_seconds: float
+    run_at_start: bool = False  # first run right away rather than one interval after start-up
 
 
 def build_scheduler(jobs: list[Job]) -> BackgroundScheduler:
@@ -31,6 +34,12 @@ def build_scheduler(jobs: list[Job]) -> BackgroundScheduler:
     )
     for job in jobs:
         scheduler.add_job(
-            job.func, "interval", seconds=job.every_seconds, id=job.id, name=job.id, replace_existing=True
+            job.func,
+            "interval",
+            seconds=job.every_seconds,
+            id=job.id,
+            name=job.id,
+            replace_existing=True,
+            next_run_time=datetime.now(UTC) if job.run_at_start else undefined,
         )
     return scheduler

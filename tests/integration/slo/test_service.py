@@ -168,3 +168,25 @@ def test_a_restart_remembers_a_page_across_source_errors(
     assert restarted.memory["fraud-model-availability"].state == "page"
     assert restarted.memory["fraud-model-availability"].tier == "page-fast"
     engine.dispose()
+
+
+def test_the_first_evaluation_runs_at_start_up(
+    history_prometheus: PrometheusServer, scenario_slo_dir: Path, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        prometheus_url=history_prometheus.url,
+        slo_dir=scenario_slo_dir,
+        scheduler_enabled=True,
+        eval_interval=3600,  # an hour: only a run at start-up can fill the status in time
+    )
+    with (
+        UvicornThread(create_app(settings)) as server,
+        httpx.Client(base_url=server.url, headers=AUTH) as http,
+    ):
+        wait_until(
+            lambda: all(item["evaluated_at"] for item in http.get("/api/v1/slos").json()),
+            timeout=15,
+            what="evaluation at start-up",
+        )
+        assert "slo_evaluation" in http.get("/readyz").json()
