@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,23 +11,23 @@ from app.config import IncidentOptions
 from app.incidents import service as incidents
 
 log = logging.getLogger(__name__)
+Sweep = Callable[[Any, Any, IncidentOptions, datetime], list[int]]
+
+
+def _sweep(what: str, sweep: Sweep, state: Any, options: IncidentOptions) -> None:
+    """Run one sweep over incidents; never raise into the scheduler."""
+    try:
+        changed = sweep(state.engine, state.events, options, datetime.now(UTC))
+    except Exception:
+        log.exception("incident job failed", extra={"job": what})
+        return
+    if changed:
+        log.info("incidents changed by job", extra={"job": what, "incident_ids": changed})
 
 
 def escalate(state: Any, options: IncidentOptions) -> None:
-    try:
-        escalated = incidents.escalate_unacknowledged(state.engine, state.events, options, datetime.now(UTC))
-    except Exception:
-        log.exception("incident escalation job failed")
-        return
-    if escalated:
-        log.info("incidents escalated", extra={"incident_ids": escalated})
+    _sweep("escalation", incidents.escalate_unacknowledged, state, options)
 
 
 def auto_resolve(state: Any, options: IncidentOptions) -> None:
-    try:
-        resolved = incidents.auto_resolve(state.engine, state.events, options, datetime.now(UTC))
-    except Exception:
-        log.exception("incident auto-resolve job failed")
-        return
-    if resolved:
-        log.info("incidents auto-resolved", extra={"incident_ids": resolved})
+    _sweep("auto-resolve", incidents.auto_resolve, state, options)

@@ -45,14 +45,14 @@ def md(value: object) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "n/a"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
+    hours, rest = divmod(int(round(seconds)), 3600)
     minutes, secs = divmod(rest, 60)
-    return (
-        (f"{hours} h " if hours else "")
-        + (f"{minutes} min" if minutes or hours else "")
-        + (f" {secs} s" if secs and not hours else "")
-    )
+    parts = [f"{hours} h"] if hours else []
+    if minutes or hours:
+        parts.append(f"{minutes} min")
+    if (secs and not hours) or not parts:
+        parts.append(f"{secs} s")  # seconds only matter for spans under an hour
+    return " ".join(parts)
 
 
 def _utc(moment: datetime | None) -> str | None:

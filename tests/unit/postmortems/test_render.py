@@ -45,7 +45,10 @@ def test_kept_sections_survive_and_the_rest_refreshes() -> None:
 def test_durations_read_like_a_person_writes_them() -> None:
     assert postmortems.duration(26100) == "7 h 15 min"
     assert postmortems.duration(300) == "5 min"
-    assert postmortems.duration(45) == " 45 s"  # seconds only for short spans
+    assert postmortems.duration(45) == "45 s"
+    assert postmortems.duration(125) == "2 min 5 s"
+    assert postmortems.duration(3605) == "1 h 0 min"  # seconds only for spans under an hour
+    assert postmortems.duration(0) == "0 s"
     assert postmortems.duration(None) == "n/a"
 
 
