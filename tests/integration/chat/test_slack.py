@@ -114,6 +114,11 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SlackWorld
             yield SlackWorld(server, slack, settings.database_url)
 
 
+def posted_ts(world: SlackWorld) -> str:
+    """The ts the Slack stand-in gave the first chat.postMessage (its ts counter starts at 1764100001)."""
+    return "1764100001.000100"
+
+
 def test_declare_posts_one_message_that_ack_and_resolve_update(world: SlackWorld) -> None:
     reply = world.run("/incident", "declare Fraud scores all zero SEV2")
     assert reply["response_type"] == "in_channel"
@@ -122,8 +127,12 @@ def test_declare_posts_one_message_that_ack_and_resolve_update(world: SlackWorld
     (posted,) = world.slack.called("chat.postMessage")
     assert posted["channel"] == "C-INCIDENTS"
     assert posted["blocks"][0]["text"]["text"] == "#1 Fraud scores all zero"
+    # The notifier stores the message's ts right after Slack answers; give it that moment.
+    wait_until(
+        lambda: world.scalar("SELECT slack_ts FROM incident WHERE id = 1") is not None, what="stored ts"
+    )
     ts = world.scalar("SELECT slack_ts FROM incident WHERE id = 1")
-    assert ts
+    assert ts == posted_ts(world)
 
     assert world.run("/incident", "ack 1")["text"] == "<@U1> moved incident #1 to acknowledged"
     wait_until(lambda: len(world.slack.called("chat.update")) == 1, what="update after ack")
