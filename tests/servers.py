@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import uvicorn
 
+from app.demo.stack import free_port, stop_process, wait_until
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(
-    predicate: Any, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception as exc:  # the server may not listen yet
-            last_error = exc
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout}s (last error: {last_error!r})")
+__all__ = ["TcpProxy", "UvicornThread", "free_port", "get_json", "serve", "stop_process", "wait_until"]
 
 
 class UvicornThread:
@@ -138,16 +118,3 @@ def get_json(url: str, **kwargs: Any) -> Any:
     response = httpx.get(url, timeout=10, **kwargs)
     response.raise_for_status()
     return response.json()
-
-
-def stop_process(process: Any, log: Any) -> None:
-    """Terminate a server started with Popen (kill it if it lingers) and close its log."""
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process is not None:
-        log.close()
