@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.engine import Engine
 
-from app.api import EngineDep, SessionDep
+from app.api import EngineDep, IdPath, OffsetQuery, SessionDep
 from app.incidents import service as incidents
 from app.incidents.models import (
     ActionItemCreate,
@@ -68,7 +68,7 @@ def list_incidents(
     model: str | None = None,
     severity: Severity | None = None,
     limit: int = Query(default=50, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: OffsetQuery = 0,
 ) -> list[IncidentRead]:
     rows = incidents.list_incidents(
         session, status=status, service=service, model=model, severity=severity, limit=limit, offset=offset
@@ -77,7 +77,7 @@ def list_incidents(
 
 
 @router.get("/{incident_id}", response_model=IncidentDetail)
-def get_incident(engine: EngineDep, incident_id: int) -> IncidentDetail:
+def get_incident(engine: EngineDep, incident_id: IdPath) -> IncidentDetail:
     return detail(engine, incident_id)
 
 
@@ -89,13 +89,13 @@ def declare(request: Request, engine: EngineDep, body: IncidentCreate) -> Incide
 
 
 @router.patch("/{incident_id}", response_model=IncidentDetail)
-def update(request: Request, engine: EngineDep, incident_id: int, body: IncidentUpdate) -> IncidentDetail:
+def update(request: Request, engine: EngineDep, incident_id: IdPath, body: IncidentUpdate) -> IncidentDetail:
     incidents.update(engine, request.app.state.events, incident_id, body, datetime.now(UTC))
     return detail(engine, incident_id)
 
 
 @router.post("/{incident_id}/enrich", response_model=IncidentDetail)
-def enrich(request: Request, engine: EngineDep, incident_id: int) -> IncidentDetail:
+def enrich(request: Request, engine: EngineDep, incident_id: IdPath) -> IncidentDetail:
     """Gather the ML evidence again now (it also runs when the incident opens)."""
     enricher = request.app.state.enricher
     ml.enrich(engine, enricher.config, enricher.sources, incident_id, datetime.now(UTC))
@@ -103,7 +103,9 @@ def enrich(request: Request, engine: EngineDep, incident_id: int) -> IncidentDet
 
 
 @router.get("/{incident_id}/postmortem", response_class=Response)
-def postmortem(request: Request, engine: EngineDep, incident_id: int, format: str = "markdown") -> Response:
+def postmortem(
+    request: Request, engine: EngineDep, incident_id: IdPath, format: str = "markdown"
+) -> Response:
     """The review draft (written to SLOGUARD_POSTMORTEM_DIR too); `?format=html` for a browser."""
     from app.postmortems import service as postmortems
 
@@ -120,24 +122,24 @@ def postmortem(request: Request, engine: EngineDep, incident_id: int, format: st
 
 
 @router.post("/{incident_id}/timeline", response_model=TimelineEventRead, status_code=201)
-def add_note(engine: EngineDep, incident_id: int, body: NoteCreate) -> TimelineEventRead:
+def add_note(engine: EngineDep, incident_id: IdPath, body: NoteCreate) -> TimelineEventRead:
     event = incidents.add_note(engine, incident_id, body.text, body.actor, datetime.now(UTC), body.kind)
     return TimelineEventRead.model_validate(event)
 
 
 @router.post("/{incident_id}/action-items", response_model=ActionItemRead, status_code=201)
-def add_action_item(engine: EngineDep, incident_id: int, body: ActionItemCreate) -> ActionItemRead:
+def add_action_item(engine: EngineDep, incident_id: IdPath, body: ActionItemCreate) -> ActionItemRead:
     return ActionItemRead.model_validate(incidents.add_action_item(engine, incident_id, body))
 
 
 @router.patch("/{incident_id}/action-items/{item_id}", response_model=ActionItemRead)
 def update_action_item(
-    engine: EngineDep, incident_id: int, item_id: int, body: ActionItemUpdate
+    engine: EngineDep, incident_id: IdPath, item_id: IdPath, body: ActionItemUpdate
 ) -> ActionItemRead:
     return ActionItemRead.model_validate(incidents.update_action_item(engine, incident_id, item_id, body))
 
 
 @router.delete("/{incident_id}/action-items/{item_id}", status_code=204)
-def delete_action_item(engine: EngineDep, incident_id: int, item_id: int) -> Response:
+def delete_action_item(engine: EngineDep, incident_id: IdPath, item_id: IdPath) -> Response:
     incidents.delete_action_item(engine, incident_id, item_id)
     return Response(status_code=204)

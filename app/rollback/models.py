@@ -56,7 +56,7 @@ class RollbackRequest(SQLModel):
     environment: str = Field(default="prod", min_length=1, max_length=50)
     to_version: str | None = Field(default=None, max_length=100)
     kind: Literal["rollback", "promote"] = "rollback"
-    incident_id: int | None = None
+    incident_id: int | None = Field(default=None, ge=1, le=2**31 - 1)  # a row id (PostgreSQL integer)
     actor: str = Field(min_length=1, max_length=100)
     reason: str = Field(default="", max_length=2000)
     dry_run: bool = False

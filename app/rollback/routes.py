@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlmodel import Session
 
-from app.api import EngineDep
+from app.api import EngineDep, IdPath
 from app.rollback import service as rollbacks
 from app.rollback.models import ConfirmRequest, RollbackAction, RollbackRead, RollbackRequest
 
@@ -47,12 +47,12 @@ def propose(request: Request, engine: EngineDep, body: RollbackRequest) -> dict[
 
 
 @router.get("/{action_id}")
-def get_rollback(engine: EngineDep, action_id: int) -> dict[str, Any]:
+def get_rollback(engine: EngineDep, action_id: IdPath) -> dict[str, Any]:
     with Session(engine) as session:
         action = rollbacks.get(session, action_id)
     return read(engine, action)
 
 
 @router.post("/{action_id}/confirm")
-def confirm(request: Request, engine: EngineDep, action_id: int, body: ConfirmRequest) -> dict[str, Any]:
+def confirm(request: Request, engine: EngineDep, action_id: IdPath, body: ConfirmRequest) -> dict[str, Any]:
     return read(engine, _confirm(request, engine, action_id, body.actor))
