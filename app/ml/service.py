@@ -87,6 +87,20 @@ def _versions(incident: Incident, name: str, config: ModelConfig, sources: Sourc
     )
     bad = {s["metric"].get(label): float(s["value"][1]) for s in errors}
     total = {s["metric"].get(label): float(s["value"][1]) for s in totals}
+    # A version that stopped serving before the incident window (fully replaced by the suspect) is
+    # judged over the same span at the end of its own service, so it can still be the previous good one.
+    for version in seen:
+        if total.get(version.version) or version.last_seen >= detected - timedelta(seconds=window):
+            continue
+        only = _matchers(config.selector, f'{label}="{version.version}"')
+        before = prometheus.query(f"sum(increase({metric}{{{only}}}[{span}]))", at=version.last_seen)
+        failed = prometheus.query(
+            f"sum(increase({metric}{{{_matchers(only, config.error_selector)}}}[{span}]))",
+            at=version.last_seen,
+        )
+        if before:
+            total[version.version] = float(before[0]["value"][1])
+            bad[version.version] = float(failed[0]["value"][1]) if failed else 0.0
     with_ratios = [
         VersionSeen(
             v.version,

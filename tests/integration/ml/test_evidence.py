@@ -327,3 +327,60 @@ def test_sources_down_still_open_the_incident_with_a_note(tmp_path: Path) -> Non
             assert texts[0].startswith("missing: serving versions (prometheus at http://127.0.0.1:9")
             assert texts[1].startswith("missing: log evidence (elasticsearch search: 503")
             assert http.get(f"/api/v1/incidents/{incident_id}").json()["status"] == "triggered"
+
+
+@pytest.fixture(scope="module")
+def replaced_prometheus(tmp_path_factory: pytest.TempPathFactory, T: int) -> Iterator[PrometheusServer]:
+    """A full rollout: version 2 serves 100 req/s (0.2 % failing) until version 5 replaces it entirely
+    50 minutes before T; version 5 fails 4 % of its 100 req/s. Version 2 has no traffic in the incident
+    window at all."""
+    folder = tmp_path_factory.mktemp("replaced")
+    start, v5_start = T - 8 * 3600, T - 50 * 60
+
+    def until(rate: float, begin: int, end: int) -> Any:
+        return lambda t: 1000 + (min(t, end) - begin) * rate if begin <= t <= end else None
+
+    labels = {"service": "fraud-model"}
+    series = [
+        Series(
+            "http_requests_total",
+            labels | {"model_version": "2", "code": "200"},
+            until(99.8, start, v5_start),
+        ),
+        Series(
+            "http_requests_total", labels | {"model_version": "2", "code": "500"}, until(0.2, start, v5_start)
+        ),
+        Series("http_requests_total", labels | {"model_version": "5", "code": "200"}, until(96, v5_start, T)),
+        Series("http_requests_total", labels | {"model_version": "5", "code": "500"}, until(4, v5_start, T)),
+    ]
+    write_openmetrics(folder / "rollout.om", series, start, T, STEP)
+    backfill(folder / "rollout.om", folder / "data")
+    server = PrometheusServer(folder / "data").start()
+    yield server
+    server.stop()
+
+
+def test_a_version_fully_replaced_before_the_burn_is_still_the_previous_good_one(
+    replaced_prometheus: PrometheusServer, database_url: str, T: int
+) -> None:
+    engine, incident_id = open_incident(database_url, T)
+    config = FileConfig(
+        models={"fraud-detector": ModelConfig(services=["fraud-model"], selector='service="fraud-model"')}
+    )
+    sources = ml.Sources(PrometheusSource(replaced_prometheus.url), None, None)
+    try:
+        ml.enrich(engine, config, sources, incident_id, datetime.fromtimestamp(T + 60, UTC))
+    finally:
+        close(sources)
+    with Session(engine) as session:
+        evidence = ml.evidence(session, incident_id)
+    links = {(row.role, row.version): row for row in evidence["model_versions"]}
+    assert {("suspect", "5"), ("previous_good", "2")} <= set(links)
+    # Version 2 is judged over the last 10 minutes it served: 0.2 of 100 requests a second failed.
+    assert links[("previous_good", "2")].detail["error_ratio"] == pytest.approx(0.002, rel=1e-6)
+    assert links[("suspect", "5")].detail["error_ratio"] == pytest.approx(0.04, rel=1e-6)
+    assert links[("suspect", "5")].detail["reason"] == (
+        "version 5 began serving 40 min before the burn and fails 4.00% of requests "
+        "against 0.20% for version 2"
+    )
+    engine.dispose()
