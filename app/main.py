@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 import app as package
 from app import db
+from app.alerts.routes import ALERTMANAGER_PATH
 from app.alerts.routes import router as webhook_router
 from app.api import install_error_handlers, require_api_token
 from app.chat.bolt import build_bolt_app
@@ -28,6 +29,7 @@ from app.incidents.routes import router as incidents_router
 from app.ml import service as ml
 from app.ml.service import Enricher
 from app.postmortems import service as postmortems
+from app.request_guard import REQUEST_MAX_BYTES, RequestGuard
 from app.rollback.routes import router as rollback_router
 from app.scheduler import Job, build_scheduler
 from app.slo import service as slos
@@ -171,6 +173,10 @@ def create_app(settings: Settings) -> FastAPI:
     fastapi_app.state.metrics = metrics
     fastapi_app.state.events = Dispatcher()
     fastapi_app.state.last_evaluation = None
+    # Added before the metrics middleware, so it runs inside it: its refusals are counted and logged too.
+    fastapi_app.add_middleware(
+        RequestGuard, max_bytes=REQUEST_MAX_BYTES, own_body_paths=frozenset({ALERTMANAGER_PATH})
+    )
     fastapi_app.middleware("http")(metrics_middleware(metrics, RouteTemplates()))
     install_error_handlers(fastapi_app)
 

@@ -13,8 +13,39 @@ from starlette.concurrency import run_in_threadpool
 from app.alerts import service as alerts
 from app.alerts.alertmanager import WebhookPayload, describe_validation_error
 from app.api import EngineDep, require_webhook_token
+from app.request_guard import NUL_REFUSED, body_has_nul
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+# Reads its own body (configurable limit, refusals counted), so the request guard leaves it alone.
+ALERTMANAGER_PATH = "/webhooks/alertmanager"
+
+
+def _inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
+    """The payload's JSON schema with its `$defs` written in place (OpenAPI has no `$defs` of its own)."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            reference = node.get("$ref", "")
+            if reference.startswith("#/$defs/"):
+                return resolve(definitions[reference.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+# The route reads the raw body itself (size limit first, then JSON, then the model), so FastAPI cannot
+# describe it; this puts Alertmanager's payload in /openapi.json for clients and for the fuzz tests.
+PAYLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline_definitions(WebhookPayload.model_json_schema())}},
+    }
+}
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -30,7 +61,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-@router.post("/alertmanager", dependencies=[Depends(require_webhook_token)])
+@router.post("/alertmanager", dependencies=[Depends(require_webhook_token)], openapi_extra=PAYLOAD_DOC)
 async def alertmanager(request: Request, engine: EngineDep) -> dict[str, Any]:
     """Open, attach to or update incidents from one notification. Idempotent: resend at will."""
     state = request.app.state
@@ -38,6 +69,8 @@ async def alertmanager(request: Request, engine: EngineDep) -> dict[str, Any]:
     metrics = state.metrics
     try:
         raw = await read_limited(request, options.webhook_max_bytes)
+        if body_has_nul(raw, "json"):
+            raise HTTPException(400, f"{NUL_REFUSED} in the body")
         try:
             document = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

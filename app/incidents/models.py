@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from pydantic import model_validator
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
@@ -202,10 +203,18 @@ class ActionItemCreate(SQLModel):
 
 class ActionItemUpdate(SQLModel):
     text: str | None = Field(default=None, min_length=1, max_length=2000)
-    owner: str | None = Field(default=None, max_length=100)
-    due: datetime | None = None
+    owner: str | None = Field(default=None, max_length=100)  # null clears it
+    due: datetime | None = None  # null clears it
     priority: Priority | None = None
     done: bool | None = None
+
+    @model_validator(mode="after")
+    def _required_fields_are_not_cleared(self) -> ActionItemUpdate:
+        # Leaving a field out keeps it; `null` would clear it, which only owner and due may be.
+        for name in ("text", "priority", "done"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null: leave it out to keep the current value")
+        return self
 
 
 class ActionItemRead(SQLModel):
