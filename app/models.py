@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.chat.models import SlackDelivery
 from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
 from app.rollback.models import AuditEvent, RollbackAction
@@ -16,6 +17,7 @@ __all__ = [
     "LogEvidence",
     "ModelVersionLink",
     "RollbackAction",
+    "SlackDelivery",
     "SloStatus",
     "TimelineEvent",
 ]
