@@ -30,10 +30,10 @@ def _chart(title: str, y_title: str) -> Any:
 
 
 def error_ratio_chart(
-    points: Sequence[tuple[datetime, float | None]], page_threshold: float, title: str
+    points: Sequence[tuple[datetime, float | None]], page_threshold: float, title: str, window: str = "5m"
 ) -> str:
     """The SLI error ratio over time, with the fast page threshold as a flat line."""
-    chart = _chart(title, "error ratio (5m)")
+    chart = _chart(title, f"error ratio ({window})")
     chart.x_labels = [t.strftime("%H:%M") for t, _ in points]
     chart.x_labels_major_every = max(1, len(points) // 8)
     chart.add("error ratio", [v for _, v in points])

@@ -94,24 +94,34 @@ def _events_counts(prometheus: Any, slo: Slo, start: datetime, end: datetime) ->
     }
 
 
-def chart_step(start: datetime, end: datetime) -> int:
-    """About 60 points, on whole 5-minute steps so each point's 5m window lines up with the samples."""
+def chart_window(slo: Slo) -> burn.Window:
+    """The window each chart point's error ratio covers: the fast page's short window (5m for 30 days)."""
+    page = next((t for t in slo.tiers if t.name == "page-fast"), slo.tiers[0])
+    return page.short
+
+
+def chart_step(start: datetime, end: datetime, window: int = 300) -> int:
+    """About 60 points, on whole multiples of the window so each point's window lines up with the next."""
     span = (end - start).total_seconds()
-    return max(300, math.ceil(span / 60 / 300) * 300)
+    return max(window, math.ceil(span / 60 / window) * window)
 
 
 Points = list[tuple[datetime, float | None]]
 
 
-def _range_points(prometheus: Any, query: str, start: datetime, end: datetime) -> Points:
-    """One value per chart step from `start` to `end` (None where Prometheus had none)."""
-    step = chart_step(start, end)
-    result = prometheus.query_range(query, start, end, step)
-    values = {float(t): float(v) for t, v in (result[0]["values"] if result else [])}
+def _range_points(prometheus: Any, query: str, start: datetime, end: datetime, window: int) -> Points:
+    """One value per chart step from `start` to `end` (None where Prometheus had none).
+
+    Points sit on whole steps (incident times carry fractions of a second that Prometheus would echo
+    back rounded), and no point lies after `end`."""
+    step = chart_step(start, end, window)
+    first = datetime.fromtimestamp(math.floor(start.timestamp() / step) * step, UTC)
+    result = prometheus.query_range(query, first, end, step)
+    values = {round(float(t)): float(v) for t, v in (result[0]["values"] if result else [])}
     points: Points = []
-    moment = start
+    moment = first
     while moment <= end:
-        points.append((moment, values.get(moment.timestamp())))
+        points.append((moment, values.get(round(moment.timestamp()))))
         moment += timedelta(seconds=step)
     return points
 
@@ -122,11 +132,13 @@ def _events_sli(slo: Slo) -> EventsSli | None:
 
 
 def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
-    """The 5-minute error ratio."""
+    """The error ratio over the chart window."""
     sli = _events_sli(slo)
     if sli is None:
         return []
-    return _range_points(prometheus, f"sum({sli.error_for('5m')}) / sum({sli.total_for('5m')})", start, end)
+    window = chart_window(slo)
+    query = f"sum({sli.error_for(window.name)}) / sum({sli.total_for(window.name)})"
+    return _range_points(prometheus, query, start, end, window.seconds)
 
 
 def _budget_series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
@@ -136,7 +148,7 @@ def _budget_series(prometheus: Any, slo: Slo, start: datetime, end: datetime) ->
         return []
     period = burn.format_duration(slo.period_seconds)
     ratio = f"sum({sli.error_for(period)}) / sum({sli.total_for(period)})"
-    return _range_points(prometheus, f"1 - ({ratio}) / {slo.budget!r}", start, end)
+    return _range_points(prometheus, f"1 - ({ratio}) / {slo.budget!r}", start, end, chart_window(slo).seconds)
 
 
 def gather(engine: Engine, state: Any, incident_id: int, now: datetime) -> dict[str, Any]:
@@ -292,7 +304,7 @@ def write(engine: Engine, state: Any, incident_id: int, now: datetime, output: P
     if slo is not None and state.slo_engine.prometheus is not None:
         assets = path.parent / f"{path.stem}-assets"
         start = incident.started_at - timedelta(hours=1)
-        end = (incident.resolved_at or now) + timedelta(minutes=30)
+        end = min(now, (incident.resolved_at or now) + timedelta(minutes=30))
         try:
             points = _series(state.slo_engine.prometheus, slo, start, end)
             remaining = _budget_series(state.slo_engine.prometheus, slo, start, end)
@@ -304,7 +316,9 @@ def write(engine: Engine, state: Any, incident_id: int, now: datetime, output: P
         if points:
             page = next((t for t in slo.tiers if t.name == "page-fast"), slo.tiers[0])
             (assets / "error-ratio.svg").write_text(
-                charts.error_ratio_chart(points, page.threshold(slo.budget), f"{slo.id}: error ratio"),
+                charts.error_ratio_chart(
+                    points, page.threshold(slo.budget), f"{slo.id}: error ratio", chart_window(slo).name
+                ),
                 encoding="utf-8",
             )
             context["charts"].append(

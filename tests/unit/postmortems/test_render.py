@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jinja2.exceptions import SecurityError
@@ -73,3 +75,40 @@ def test_runbook_lint_passes_on_the_repository() -> None:
         [sloguard, "runbooks", "lint"], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert (result.returncode, result.stdout.strip()) == (0, "runbooks OK"), result.stderr
+
+
+class RangeRecorder:
+    """Answers query_range with one value per step, echoing timestamps as Prometheus does (in ms)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[float, float, int]] = []
+
+    def query_range(self, query: str, start: Any, end: Any, step: int) -> list[dict[str, Any]]:
+        self.asked.append((start.timestamp(), end.timestamp(), step))
+        times = range(int(start.timestamp()), int(end.timestamp()) + 1, step)
+        return [{"metric": {}, "values": [[round(t + 0.0, 3), "0.5"] for t in times]}]
+
+
+def test_chart_points_sit_on_whole_steps_of_the_page_window(tmp_path: Path) -> None:
+    (thirty_days,) = [
+        s for s in load_specs([REPO / "slo" / "fraud-model.yaml"]) if s.id.endswith("availability")
+    ]
+    assert postmortems.chart_window(thirty_days).seconds == 300  # the 1h/5m page reads 5m
+    one_day_file = tmp_path / "day.yaml"
+    one_day_file.write_text(
+        (REPO / "slo" / "fraud-model-quality.yaml").read_text().replace("duration: 30d", "duration: 1d")
+    )
+    (one_day,) = load_specs([one_day_file])
+    assert postmortems.chart_window(one_day).seconds == 60  # 5m scaled by 1/30 is 10 s, floored at 1 minute
+
+    # 70 minutes at about 60 points on whole minutes: 70 / 60 rounds up to 2-minute steps.
+    start = datetime(2026, 11, 26, 1, 0, 0, 654321, tzinfo=UTC)  # real incident times carry microseconds
+    end = start + timedelta(minutes=70)
+    assert postmortems.chart_step(start, end, 60) == 120
+    assert postmortems.chart_step(start, end, 300) == 300
+    prometheus = RangeRecorder()
+    points = postmortems._range_points(prometheus, "q", start, end, 60)
+    ((asked_start, _, step),) = prometheus.asked
+    assert step == 120 and asked_start == datetime(2026, 11, 26, 1, 0, tzinfo=UTC).timestamp()
+    assert len(points) == 36 and all(value == 0.5 for _, value in points)  # every point found its value
+    assert points[-1][0] <= end
