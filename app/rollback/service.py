@@ -376,14 +376,16 @@ def verify(
     ).evaluate(at, remember=False)
     if result.evaluation is None:
         return _verified(engine, dispatcher, action_id, "not_recovered", f"cannot tell: {result.detail}", {})
-    figures = {}
+    figures: dict[str, dict[str, float | None]] = {}
     recovered = True
     for tier in slo.tiers:
         if tier.severity != State.page:
             continue
         short = result.evaluation.windows.get(tier.short.name)
         burn = short.burn_rate if short else None
-        figures[tier.short.name] = {"burn_rate": burn, "threshold": tier.factor}
+        # Two page tiers may share a short window (periods of a few days); the lower threshold counts.
+        threshold = min(tier.factor, figures.get(tier.short.name, {}).get("threshold", tier.factor))
+        figures[tier.short.name] = {"burn_rate": burn, "threshold": threshold}
         if burn is None or burn >= tier.factor:
             recovered = False
     described = ", ".join(

@@ -68,7 +68,12 @@ def proposal_blocks(state: Any, action: RollbackAction) -> list[dict[str, Any]]:
                 select(ModelVersionLink).where(ModelVersionLink.incident_id == action.incident_id)
             ).all()
         for link in links:
-            if link.role == "serving" and link.version in (action.from_version, action.to_version):
+            # Prometheus' rows carry the figures; the registry's row for the same version adds nothing here.
+            if (
+                link.role == "serving"
+                and link.source == "prometheus"
+                and link.version in (action.from_version, action.to_version)
+            ):
                 ratio = link.detail.get("error_ratio")
                 served = (
                     f"{link.first_seen:%H:%M}–{link.last_seen:%H:%M}"
