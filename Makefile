@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := prometheus prometheus-alertmanager
 # MLflow's real server for the registry tests, in its own environment (it is large and pins a lot).
 MLFLOW_VENV := .venv-mlflow
 
-.PHONY: run test lint typecheck pytest install install-test debian-packages postgres clean
+.PHONY: run demo test lint typecheck pytest install install-test debian-packages postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/sloguard db upgrade
 	$(BIN)/sloguard serve --host 127.0.0.1 --port 8080
+
+# The whole story on this machine in about two minutes (needs the Debian packages `make test` installs).
+demo: install
+	$(BIN)/sloguard demo
 
 debian-packages:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \

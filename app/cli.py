@@ -250,6 +250,31 @@ def slo_status(
         typer.echo(status_table(results))
 
 
+@cli.command()
+def demo(
+    output: Annotated[
+        Path, typer.Option(help="Where the review draft and its charts are written (kept afterwards).")
+    ] = Path("demo-output"),
+    registry: Annotated[
+        str,
+        typer.Option(help="Rollback target: auto (MLflow if installed, else a webhook), mlflow or webhook."),
+    ] = "auto",
+) -> None:
+    """The whole story on this machine: burn, incident, Slack, rollback, recovery, review draft."""
+    from app.demo.run import DemoFailed, run_demo
+    from app.demo.stack import MissingBinary
+
+    if registry not in ("auto", "mlflow", "webhook"):
+        fail(f"--registry: must be auto, mlflow or webhook (got {registry!r})")
+    try:
+        run_demo(output, registry)
+    except (MissingBinary, DemoFailed) as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        typer.echo("sloguard demo: stopped; everything it started is stopped", err=True)
+        raise typer.Exit(130) from None
+
+
 def main() -> None:
     cli(prog_name="sloguard")
 
