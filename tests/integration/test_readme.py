@@ -41,6 +41,7 @@ def test_the_readme_shows_the_commands() -> None:
         ("slo", "rules"),
         ("postmortem",),
         ("runbooks", "lint"),
+        ("demo",),
     } <= commands()
 
 
