@@ -7,7 +7,8 @@ import subprocess
 
 from app.rollback.targets import Change, TargetFailed, TargetResult
 
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$")
+# Matched whole (fullmatch): with `$`, a value ending in a newline would pass.
+SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}")
 PLACEHOLDER = re.compile(r"\{(model|environment|from|to|incident)\}")
 
 
@@ -22,7 +23,7 @@ def render(argv: list[str], change: Change) -> list[str]:
     }
     used = {name for part in argv for name in PLACEHOLDER.findall(part)}
     for name in sorted(used):
-        if not SAFE_VALUE.match(values[name]):
+        if not SAFE_VALUE.fullmatch(values[name]):
             raise TargetFailed(f"refused: {name} {values[name]!r} is not a plain identifier")
     return [PLACEHOLDER.sub(lambda m: values[m.group(1)], part) for part in argv]
 
