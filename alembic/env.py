@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 
 from alembic import context
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import app.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from app.db import make_engine
 
 config = context.config
+MIGRATION_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('sloguard-migrations:' || current_schema(), 0))"
+)
 target_metadata = SQLModel.metadata
 
 
@@ -26,6 +30,10 @@ def run_migrations() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together migrate one at a time; the others then find the schema
+                # at head. The lock is released when the migration transaction ends.
+                connection.execute(text(MIGRATION_LOCK))
             context.run_migrations()
         connection.commit()
 

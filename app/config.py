@@ -337,8 +337,10 @@ class Settings(BaseSettings):
 
     eval_interval: float = 60.0
     scheduler_enabled: bool = True
+    # PostgreSQL: how soon another replica takes the scheduler over when the leader dies.
+    leader_takeover: float = Field(default=15.0, ge=1)
 
-    @field_validator("eval_interval", mode="before")
+    @field_validator("eval_interval", "leader_takeover", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration_seconds(value)

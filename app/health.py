@@ -48,6 +48,9 @@ def readyz(request: Request, engine: EngineDep) -> JSONResponse:
             body["sources"][name] = "ok"
         except SourceError as exc:
             body["sources"][name] = f"error: {exc}"
+    leadership = getattr(request.app.state, "leadership", None)
+    if leadership is not None:
+        body["scheduler"] = leadership.describe() | {"enabled": request.app.state.settings.scheduler_enabled}
     last_cycle = getattr(request.app.state, "last_evaluation", None)
     if last_cycle is not None:
         body["slo_evaluation"] = last_cycle

@@ -30,6 +30,7 @@ from app.health import router as health_router
 from app.incidents import jobs as incident_jobs
 from app.incidents import service as incidents
 from app.incidents.routes import router as incidents_router
+from app.leader import Leadership, leadership_for
 from app.ml import service as ml
 from app.ml.service import Enricher
 from app.postmortems import service as postmortems
@@ -69,15 +70,31 @@ def build_sources(settings: Settings) -> dict[str, Any]:
     return sources
 
 
-def build_jobs(fastapi_app: FastAPI, settings: Settings) -> list[Job]:
-    """The whole background workload of one replica."""
+def build_jobs(fastapi_app: FastAPI, settings: Settings, leadership: Leadership) -> list[Job]:
+    """The whole background workload, run only by the scheduler leader (every replica ticks)."""
     state = fastapi_app.state
     options = state.file_config.incidents
+    lead = leadership.guard
     return [
-        Job("slo-evaluation", lambda: evaluate_slos(state), settings.eval_interval, run_at_start=True),
-        Job("incident-escalation", lambda: incident_jobs.escalate(state, options), 60),
-        Job("incident-auto-resolve", lambda: incident_jobs.auto_resolve(state, options), 300),
+        Job("slo-evaluation", lead(lambda: evaluate_slos(state)), settings.eval_interval, run_at_start=True),
+        Job("incident-escalation", lead(lambda: incident_jobs.escalate(state, options)), 60),
+        Job("incident-auto-resolve", lead(lambda: incident_jobs.auto_resolve(state, options)), 300),
     ]
+
+
+def follow_leadership(fastapi_app: FastAPI, leadership: Leadership) -> None:
+    """On becoming the leader, continue from the stored SLO states; show who leads on /metrics."""
+    state = fastapi_app.state
+    gauge = state.metrics.scheduler_leader.labels(leadership.replica)
+    gauge.set(0)
+
+    def changed(leading: bool) -> None:
+        if leading:
+            with Session(state.engine) as session:
+                state.slo_engine.reload(slos.latest_states(session))
+        gauge.set(1 if leading else 0)
+
+    leadership.on_change(changed)
 
 
 def mount_slack(fastapi_app: FastAPI, settings: Settings) -> None:
@@ -157,8 +174,12 @@ def create_app(settings: Settings) -> FastAPI:
             )
             await socket_mode.connect_async()  # type: ignore[no-untyped-call]
         setup_tracing(fastapi_app, engine)
-        scheduler = build_scheduler(build_jobs(fastapi_app, settings))
+        leadership = leadership_for(settings.database_url, settings.leader_takeover)
+        follow_leadership(fastapi_app, leadership)
+        fastapi_app.state.leadership = leadership
+        scheduler = build_scheduler(build_jobs(fastapi_app, settings, leadership))
         if settings.scheduler_enabled:
+            leadership.start()
             scheduler.start()
         fastapi_app.state.scheduler = scheduler
         log.info("sloguard started", extra={"version": package.__version__})
@@ -167,6 +188,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if scheduler.running:
                 scheduler.shutdown(wait=True)
+            leadership.stop()
             enricher.close()
             drafts.close()
             if notifier is not None:

@@ -137,6 +137,12 @@ class Metrics:
             ["severity"],
             registry=self.registry,
         )
+        self.scheduler_leader = Gauge(
+            "sloguard_scheduler_leader",
+            "1 when this replica runs the scheduled jobs (holds the leader lock), else 0.",
+            ["replica"],
+            registry=self.registry,
+        )
         self.slo_evaluations = Counter(
             "sloguard_slo_evaluation_cycles",
             "SLO evaluation cycles run, by outcome.",

@@ -226,6 +226,13 @@ class SloEngine:
                 )
         return results
 
+    def reload(self, states: dict[str, tuple[str, str | None]]) -> None:
+        """Forget this process's tier memory and take the stored states: a replica that becomes the
+        scheduler leader continues from what the previous leader stored, not from its own start-up."""
+        with self._lock:
+            self.memory.clear()
+        self.restore(states)
+
     def restore(self, states: dict[str, tuple[str, str | None]]) -> None:
         """Seed tier memory from the last stored states, so a restart neither re-pages nor clears."""
         with self._lock:
