@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,6 +53,27 @@ class RollbackFinished:
 def _lock(model: str, environment: str) -> threading.Lock:
     with _locks_guard:
         return _locks.setdefault((model, environment), threading.Lock())
+
+
+TARGET_LOCK = "SELECT pg_advisory_lock(hashtextextended(:name || current_schema(), 0))"
+TARGET_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(:name || current_schema(), 0))"
+
+
+@contextmanager
+def target_lock(engine: Engine, model: str, environment: str) -> Iterator[None]:
+    """One change at a time per model and environment: in this process (a thread lock) and, on
+    PostgreSQL, across replicas (an advisory lock held on one connection for the whole change)."""
+    with _lock(model, environment):
+        if engine.dialect.name != "postgresql":
+            yield
+            return
+        name = f"sloguard-target:{model}:{environment}:"
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text(TARGET_LOCK), {"name": name})
+            try:
+                yield
+            finally:
+                connection.execute(sa.text(TARGET_UNLOCK), {"name": name})
 
 
 def environment_of(config: FileConfig, model: str, environment: str) -> tuple[ModelConfig, ModelEnvironment]:
@@ -270,7 +293,7 @@ def confirm(
         action.incident_id,
         action.idempotency_key,
     )
-    with _lock(action.model, action.environment):
+    with target_lock(engine, action.model, action.environment):
         _set_state(
             engine,
             action_id,
