@@ -415,6 +415,15 @@ def _known_variables() -> set[str]:
     return names
 
 
+# `scheme://user:password@` -> `scheme://user:***@`, also in URLs too broken to parse (up to the last @,
+# with or without the scheme).
+_URL_PASSWORD = re.compile(r"^([\w+.-]+://[^:/@]*:|[^:/@]*:(?!//)).*@")
+
+
+def hide_url_password(url: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", url)
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     location = error.get("loc") or ()
     message = str(error.get("msg", "invalid"))
@@ -423,6 +432,8 @@ def _describe(error: Mapping[str, Any]) -> str:
         return message  # model-level checks already name their variables
     name = f"{ENV_PREFIX}{str(location[0]).upper()}"
     got = error.get("input")
+    if isinstance(got, str) and location[0] == "database_url":
+        got = hide_url_password(got)  # the URL is worth showing; its password is not
     shown = "" if location[0] in SECRET_FIELDS or isinstance(got, dict) else f" (got {got!r})"
     return f"{name}: {message}{shown}"
 
