@@ -116,6 +116,24 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     log.info("database migrated", extra={"revision": revision})
 
 
+@contextmanager
+def advisory_lock(engine: Engine, name: str, key: int = 0) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock named by `name` (and `key`, e.g. a row id) in this schema, on a
+    connection of its own, for the duration of the block: one holder across every replica. On SQLite
+    (one process) it does nothing; callers pair it with a thread lock where threads compete."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    params = {"name": f"sloguard:{name}:", "key": key}
+    lock_key = "hashtextextended(:name || current_schema(), :key)"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text(f"SELECT pg_advisory_lock({lock_key})"), params)
+        try:
+            yield
+        finally:
+            connection.execute(sa.text(f"SELECT pg_advisory_unlock({lock_key})"), params)
+
+
 def ping(engine: Engine) -> None:
     """Raise if the database does not answer a trivial query."""
     with engine.connect() as connection:

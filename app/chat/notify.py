@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from app import db
 from app.chat import blocks
 from app.config import FileConfig
 from app.events import Dispatcher, IncidentEscalated, IncidentOpened, IncidentStatusChanged, IncidentUpdated
@@ -64,6 +65,12 @@ class SlackNotifier:
         )
 
     def post(self, incident_id: int) -> None:
+        # Replicas serialise their Slack calls per incident: an update waits for the first post to
+        # store its ts, and each call renders the incident as it stands when it gets its turn.
+        with db.advisory_lock(self.engine, "slack-incident", incident_id):
+            self._post(incident_id)
+
+    def _post(self, incident_id: int) -> None:
         incident, content, text = self.render(incident_id)
         if incident.slack_ts:
             return  # already posted (an event delivered twice)
@@ -89,6 +96,10 @@ class SlackNotifier:
             )
 
     def update(self, incident_id: int, thread_text: str | None) -> None:
+        with db.advisory_lock(self.engine, "slack-incident", incident_id):
+            self._update(incident_id, thread_text)
+
+    def _update(self, incident_id: int, thread_text: str | None) -> None:
         incident, content, text = self.render(incident_id)
         if not incident.slack_ts or not incident.slack_channel:
             return

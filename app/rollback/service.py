@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from app import db
 from app.config import FileConfig, ModelConfig, ModelEnvironment
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound
@@ -55,25 +56,12 @@ def _lock(model: str, environment: str) -> threading.Lock:
         return _locks.setdefault((model, environment), threading.Lock())
 
 
-TARGET_LOCK = "SELECT pg_advisory_lock(hashtextextended(:name || current_schema(), 0))"
-TARGET_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(:name || current_schema(), 0))"
-
-
 @contextmanager
 def target_lock(engine: Engine, model: str, environment: str) -> Iterator[None]:
     """One change at a time per model and environment: in this process (a thread lock) and, on
-    PostgreSQL, across replicas (an advisory lock held on one connection for the whole change)."""
-    with _lock(model, environment):
-        if engine.dialect.name != "postgresql":
-            yield
-            return
-        name = f"sloguard-target:{model}:{environment}:"
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text(TARGET_LOCK), {"name": name})
-            try:
-                yield
-            finally:
-                connection.execute(sa.text(TARGET_UNLOCK), {"name": name})
+    PostgreSQL, across replicas (an advisory lock held for the whole change)."""
+    with _lock(model, environment), db.advisory_lock(engine, f"target:{model}:{environment}"):
+        yield
 
 
 def environment_of(config: FileConfig, model: str, environment: str) -> tuple[ModelConfig, ModelEnvironment]:

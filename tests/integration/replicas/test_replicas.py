@@ -342,3 +342,30 @@ def test_two_changes_of_one_target_on_two_replicas_run_one_at_a_time(
     assert sorted(states.values()) == ["failed", "succeeded"], states
     (ran,) = [action for action, state in states.items() if state == "succeeded"]
     assert calls.read_text() == ("3\n" if ran == one else "2\n")
+
+
+def test_one_slack_message_per_incident_kept_in_order_across_replicas(cluster: Cluster) -> None:
+    first, second = cluster.start(2)
+    cluster.slack.delay = 0.6  # slow Web API (the client gives up after 1 s): the first post is in flight
+    created = httpx.post(
+        f"{first.url}/api/v1/incidents",
+        json={"title": "scoring slow", "severity": "SEV3", "actor": "U1"},
+        headers=AUTH,
+        timeout=15,
+    )
+    assert created.status_code == 201, created.text
+    number = created.json()["id"]
+    time.sleep(0.3)
+    # Changed on the other replica while the first is still posting the message.
+    changed = httpx.patch(
+        f"{second.url}/api/v1/incidents/{number}", json={"severity": "SEV1", "actor": "U2"}, headers=AUTH
+    )
+    assert changed.status_code == 200, changed.text
+    wait_until(lambda: len(cluster.slack.called("chat.update")) >= 1, timeout=15, what="the update")
+    time.sleep(1.5)  # any call still queued lands
+    posts = [p for p in cluster.slack.called("chat.postMessage") if not p.get("thread_ts")]
+    assert len(posts) == 1
+    (update,) = cluster.slack.called("chat.update")
+    assert "SEV1" in update["text"] and "SEV3" not in update["text"]  # the message ends on the latest state
+    replies = [p["text"] for p in cluster.slack.called("chat.postMessage") if p.get("thread_ts")]
+    assert replies == ["severity: SEV1"], replies
