@@ -116,6 +116,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     log.info("database migrated", extra={"revision": revision})
 
 
+# Whole statements, values bound: SQL is never assembled from strings (tests/security scans for it).
+ADVISORY_LOCK = "SELECT pg_advisory_lock(hashtextextended(:name || current_schema(), :key))"
+ADVISORY_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(:name || current_schema(), :key))"
+
+
 @contextmanager
 def advisory_lock(engine: Engine, name: str, key: int = 0) -> Iterator[None]:
     """Hold a PostgreSQL advisory lock named by `name` (and `key`, e.g. a row id) in this schema, on a
@@ -125,13 +130,12 @@ def advisory_lock(engine: Engine, name: str, key: int = 0) -> Iterator[None]:
         yield
         return
     params = {"name": f"sloguard:{name}:", "key": key}
-    lock_key = "hashtextextended(:name || current_schema(), :key)"
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(sa.text(f"SELECT pg_advisory_lock({lock_key})"), params)
+        connection.execute(sa.text(ADVISORY_LOCK), params)
         try:
             yield
         finally:
-            connection.execute(sa.text(f"SELECT pg_advisory_unlock({lock_key})"), params)
+            connection.execute(sa.text(ADVISORY_UNLOCK), params)
 
 
 def ping(engine: Engine) -> None:
