@@ -35,6 +35,7 @@ from app.ml import service as ml
 from app.ml.service import Enricher
 from app.postmortems import service as postmortems
 from app.request_guard import REQUEST_MAX_BYTES, RequestGuard
+from app.rollback import service as rollbacks
 from app.rollback.routes import router as rollback_router
 from app.scheduler import Job, build_scheduler
 from app.slo import service as slos
@@ -79,7 +80,15 @@ def build_jobs(fastapi_app: FastAPI, settings: Settings, leadership: Leadership)
         Job("slo-evaluation", lead(lambda: evaluate_slos(state)), settings.eval_interval, run_at_start=True),
         Job("incident-escalation", lead(lambda: incident_jobs.escalate(state, options)), 60),
         Job("incident-auto-resolve", lead(lambda: incident_jobs.auto_resolve(state, options)), 300),
+        Job("rollback-verify", lead(lambda: verify_rollbacks(state)), 15),
     ]
+
+
+def verify_rollbacks(state: Any) -> None:
+    try:
+        rollbacks.verify_due(state.engine, state.file_config, state.slo_engine, state.events)
+    except Exception:
+        log.exception("rollback verification sweep failed")
 
 
 def follow_leadership(fastapi_app: FastAPI, leadership: Leadership) -> None:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -420,7 +420,11 @@ def _verified(
     figures: dict[str, Any],
 ) -> RollbackAction:
     def command(session: Session, events: incidents.Events) -> RollbackAction:
-        action = get(session, action_id)
+        action = session.get(RollbackAction, action_id, with_for_update=True, populate_existing=True)
+        if action is None:
+            raise NotFound(f"rollback {action_id} not found")
+        if action.state != "succeeded":
+            return action  # verified already (by the timer of the replica that ran it, or the sweep)
         action.state, action.verification = state, {"text": text, "figures": figures}
         session.add(action)
         _audit(session, action, state, "sloguard", text, figures=figures)
@@ -435,6 +439,32 @@ def audit_trail(session: Session, action_id: int) -> list[AuditEvent]:
     return list(
         session.exec(select(AuditEvent).where(AuditEvent.action_id == action_id).order_by(col(AuditEvent.id)))
     )
+
+
+def verify_due(
+    engine: Engine, config: FileConfig, slo_engine: Any, dispatcher: Dispatcher | None
+) -> list[int]:
+    """Verify every change whose watch time is over but that no one verified: the replica that ran it
+    may have stopped before its timer fired. Run by the scheduler leader."""
+    now = utcnow()
+    with Session(engine) as session:
+        waiting = session.exec(select(RollbackAction).where(RollbackAction.state == "succeeded")).all()
+    done = []
+    for action in waiting:
+        env = config.models.get(action.model, ModelConfig()).environments.get(action.environment)
+        watch = env.verify_for if env is not None else 600.0
+        if (
+            action.id is None
+            or action.finished_at is None
+            or action.finished_at + timedelta(seconds=watch) > now
+        ):
+            continue
+        try:
+            verify(engine, slo_engine, dispatcher, action.id, now)
+            done.append(action.id)
+        except Conflict:
+            continue  # verified meanwhile
+    return done
 
 
 def schedule_verify(state: Any, action: RollbackAction, env: ModelEnvironment) -> threading.Timer | None:

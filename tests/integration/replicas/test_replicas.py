@@ -122,7 +122,8 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, pg_database: str) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, pg_database: str, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    verify_for = getattr(request, "param", 600)  # seconds to watch the burn after a change
     (tmp_path / "slo").mkdir()
     (tmp_path / "slo" / "fraud-model.yaml").write_text((REPO / "slo" / "fraud-model.yaml").read_text())
     marker = tmp_path / "target-calls.txt"
@@ -143,7 +144,7 @@ def cluster(tmp_path: Path, pg_database: str) -> Iterator[Cluster]:
                             ],
                         },
                         "rollback": ["U1", "U2"],
-                        "verify_for": 600,
+                        "verify_for": verify_for,
                     }
                 }
             }
@@ -369,3 +370,29 @@ def test_one_slack_message_per_incident_kept_in_order_across_replicas(cluster: C
     assert "SEV1" in update["text"] and "SEV3" not in update["text"]  # the message ends on the latest state
     replies = [p["text"] for p in cluster.slack.called("chat.postMessage") if p.get("thread_ts")]
     assert replies == ["severity: SEV1"], replies
+
+
+@pytest.mark.parametrize("cluster", [2], indirect=True)
+def test_a_change_is_verified_even_when_the_replica_that_made_it_dies(cluster: Cluster) -> None:
+    first, second = cluster.start(2)
+    action_id = propose(first, "3")
+    done = confirm(first, action_id, "U1")()
+    assert done.status_code == 200 and done.json()["state"] == "succeeded", done.text
+    first.kill()  # its two-second verify timer dies with it
+    # The scheduler leader (the survivor, after taking over) finds the change overdue and verifies it.
+    wait_until(lambda: cluster.leaders() == [second], timeout=3 * TAKEOVER, what="the survivor leads")
+    wait_until(
+        lambda: (
+            cluster.scalar("SELECT state FROM rollback_action WHERE id = :id", id=action_id) != "succeeded"
+        ),
+        timeout=30,
+        interval=0.5,
+        what="the verification",
+    )
+    state = cluster.scalar("SELECT state FROM rollback_action WHERE id = :id", id=action_id)
+    # No incident links the change to an SLO: there is nothing to watch, which counts as verified.
+    assert state == "verified"
+    verified = cluster.scalar(
+        "SELECT count(*) FROM audit_event WHERE action_id = :id AND step = 'verified'", id=action_id
+    )
+    assert verified == 1
