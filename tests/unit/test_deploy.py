@@ -112,15 +112,15 @@ def test_server_deployment_runs_three_replicas_with_probes_on_healthz_and_readyz
     assert main["startupProbe"]["httpGet"]["path"] == "/healthz"
 
 
-def test_only_one_pod_runs_the_scheduler() -> None:
-    """Nothing elects a leader among replicas yet, so every job would run once per replica."""
-    scheduler_on = {
-        doc["metadata"]["name"]: doc["spec"]["replicas"]
-        for doc in deployments()
-        if env_of(doc)["SLOGUARD_SCHEDULER_ENABLED"]["value"] == "true"
-    }
-    assert scheduler_on == {"sloguard-scheduler": 1}
-    assert by_kind("Deployment", "sloguard-scheduler")["spec"]["strategy"] == {"type": "Recreate"}
+def test_the_replicas_share_postgresql_and_elect_the_scheduler_leader() -> None:
+    """Every replica runs the scheduler; PostgreSQL's advisory lock picks the one that runs the jobs, so
+    the database must be PostgreSQL (SQLite would also give each pod a database of its own)."""
+    (deployment,) = deployments()
+    env = env_of(deployment)
+    assert env["SLOGUARD_SCHEDULER_ENABLED"]["value"] == "true"
+    assert "SLOGUARD_LEADER_TAKEOVER" in env
+    (secret,) = documents("secret.example.yaml")
+    assert secret["stringData"]["database-url"].startswith("postgresql://")
 
 
 def test_service_and_pdb_select_the_server_pods() -> None:
