@@ -27,7 +27,11 @@ def capture(
     at = datetime.fromtimestamp(float(message.get("ts", "0")), UTC)
 
     def command(session: Session, events: incidents.Events) -> None:
-        found = incidents.get(session, incident.id)  # type: ignore[arg-type]
+        # Checked again on the locked row: a retry delivered to another replica at the same moment
+        # waits here and then finds the note.
+        found = incidents.lock(session, incident.id)  # type: ignore[arg-type]
+        if incidents.has_timeline_marker(session, found.id or 0, "slack_pin", marker):
+            return
         incidents.note(
             session,
             found,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import signal
 import subprocess
@@ -249,8 +250,8 @@ def test_duplicate_webhooks_spread_across_replicas_make_one_incident_per_group(c
     )
 
 
-def sign(body: str) -> dict[str, str]:
-    timestamp = str(int(time.time()))
+def sign(body: str, at: float | None = None) -> dict[str, str]:
+    timestamp = str(int(at if at is not None else time.time()))
     digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
     return {
         "X-Slack-Request-Timestamp": timestamp,
@@ -396,3 +397,43 @@ def test_a_change_is_verified_even_when_the_replica_that_made_it_dies(cluster: C
         "SELECT count(*) FROM audit_event WHERE action_id = :id AND step = 'verified'", id=action_id
     )
     assert verified == 1
+
+
+def test_a_slack_event_and_its_retry_on_two_replicas_capture_one_note(cluster: Cluster) -> None:
+    first, second = cluster.start(2)
+    created = httpx.post(
+        f"{first.url}/api/v1/incidents", json={"title": "scoring errors", "actor": "U1"}, headers=AUTH
+    )
+    number = created.json()["id"]
+    query = "SELECT slack_ts FROM incident WHERE id = :id"
+    wait_until(lambda: cluster.scalar(query, id=number), timeout=15, what="the incident message")
+    ts = cluster.scalar(query, id=number)
+    cluster.slack.replies[("C-INCIDENTS", ts)] = [
+        {"ts": ts, "text": "feature store timing out", "user": "U1"}
+    ]
+    event = {
+        "type": "event_callback",
+        "team_id": "T1",
+        "event_id": "Ev0PIN",
+        "event": {
+            "type": "reaction_added",
+            "user": "U2",
+            "reaction": "pushpin",
+            "item": {"type": "message", "channel": "C-INCIDENTS", "ts": ts},
+        },
+    }
+    body = json.dumps(event)
+
+    def deliver(replica: Replica, retry: int | None) -> Callable[[], httpx.Response]:
+        # Slack signs a retry anew (new timestamp), so only the event id says it is the same event.
+        headers = sign(body, time.time() + (retry or 0)) | {"Content-Type": "application/json"}
+        if retry is not None:
+            headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        return lambda: httpx.post(f"{replica.url}/slack/events", content=body, headers=headers, timeout=15)
+
+    responses = at_once([deliver(first, None), deliver(second, 1)])
+    assert [r.status_code for r in responses] == [200, 200]
+    pins = "SELECT count(*) FROM timeline_event WHERE incident_id = :id AND kind = 'slack_pin'"
+    wait_until(lambda: cluster.scalar(pins, id=number) >= 1, timeout=15, what="the pinned note")
+    time.sleep(1.0)  # the other delivery, if it were to add a second note, has landed by now
+    assert cluster.scalar(pins, id=number) == 1
