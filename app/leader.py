@@ -125,10 +125,7 @@ class AdvisoryLockLeadership(Leadership):
             try:
                 if self._connection is None:
                     self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-                    self._connection.execute(
-                        sa.text("SELECT set_config('idle_session_timeout', :ms, false)"),
-                        {"ms": str(self.idle_timeout_ms)},
-                    )
+                    self._limit_idle_session(self._connection)
                 if self._leading:
                     self._connection.execute(sa.text("SELECT 1"))
                     return
@@ -141,6 +138,17 @@ class AdvisoryLockLeadership(Leadership):
                 return
             if got:
                 self._set(True)
+
+    def _limit_idle_session(self, connection: Connection) -> None:
+        """PostgreSQL 14+ ends this session (and frees the lock) once idle for the takeover time: a
+        leader cut off by the network cannot hold the lock for the kernel's keepalive time."""
+        try:
+            connection.execute(
+                sa.text("SELECT set_config('idle_session_timeout', :ms, false)"),
+                {"ms": str(self.idle_timeout_ms)},
+            )
+        except sa.exc.ProgrammingError:
+            log.info("idle_session_timeout not supported by this PostgreSQL; relying on keepalives")
 
     def _set(self, leading: bool) -> None:
         self._leading = leading

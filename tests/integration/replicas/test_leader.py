@@ -1,0 +1,63 @@
+"""Scheduler leadership on a real PostgreSQL, including a leader cut off from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.leader import AdvisoryLockLeadership, Leadership, leadership_for
+from tests.conftest import PG_HOST, PG_PORT, pg_schema_url
+from tests.servers import TcpProxy, wait_until
+
+pytestmark = pytest.mark.integration
+TAKEOVER = 1.5
+
+
+@pytest.fixture
+def schema_url(pg_database: str) -> Iterator[str]:
+    yield from pg_schema_url(pg_database)
+
+
+def test_sqlite_leads_in_process_and_postgresql_elects() -> None:
+    assert type(leadership_for("sqlite:///x.db", 15)) is Leadership
+    assert leadership_for("sqlite:///x.db", 15).is_leader
+    assert isinstance(leadership_for("postgresql+psycopg://u@h/db", 15), AdvisoryLockLeadership)
+
+
+def test_a_leader_cut_off_steps_down_and_the_other_takes_over(schema_url: str) -> None:
+    proxy = TcpProxy(PG_HOST, PG_PORT)
+    behind_proxy = make_url(schema_url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    first = AdvisoryLockLeadership(behind_proxy, TAKEOVER)
+    second = AdvisoryLockLeadership(schema_url, TAKEOVER)
+    changes: list[tuple[str, bool]] = []
+    first.on_change(lambda leading: changes.append(("first", leading)))
+    second.on_change(lambda leading: changes.append(("second", leading)))
+    try:
+        first.start()
+        assert first.is_leader  # decided before start() returns
+        second.start()
+        assert not second.is_leader
+        assert first.describe() == {
+            "mode": "postgresql-advisory-lock",
+            "leader": True,
+            "replica": first.replica,
+        }
+
+        proxy.cut()  # the network between the leader and PostgreSQL goes away
+        wait_until(lambda: not first.is_leader, timeout=3 * TAKEOVER, what="the cut-off leader steps down")
+        wait_until(lambda: second.is_leader, timeout=3 * TAKEOVER, what="the other takes over")
+        assert changes == [("first", True), ("first", False), ("second", True)]
+
+        proxy.restore()  # back on the network: it reconnects but the lock is taken
+        wait_until(lambda: first._connection is not None, timeout=3 * TAKEOVER, what="reconnected")
+        assert not first.is_leader
+
+        second.stop()  # a clean shutdown lets the lock go at once
+        wait_until(lambda: first.is_leader, timeout=2 * TAKEOVER, what="the first leads again")
+        assert changes[-2:] == [("second", False), ("first", True)]
+    finally:
+        first.stop()
+        second.stop()
+        proxy.close()
