@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.config import Settings
 from app.errors import ServiceError, SourceError
+
+log = logging.getLogger(__name__)
 
 
 def get_settings(request: Request) -> Settings:
@@ -78,5 +82,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def source_error(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"source unavailable: {exc}"}, status_code=503)
 
+    async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # The database went away (restart, failover, network): nothing was stored, and the caller's
+        # retry (Alertmanager retries every notification) succeeds once it is back.
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        return JSONResponse(
+            {"detail": "database unavailable; nothing was stored, retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(SourceError, source_error)
+    app.add_exception_handler(sa_exc.OperationalError, database_unavailable)
+    app.add_exception_handler(sa_exc.InterfaceError, database_unavailable)

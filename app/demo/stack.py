@@ -168,8 +168,8 @@ class PrometheusServer:
             ]
         return config
 
-    def start(self) -> PrometheusServer:
-        self.port = self.port if self.process is None else free_port()
+    def start(self, keep_port: bool = False) -> PrometheusServer:
+        self.port = self.port if self.process is None or keep_port else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = self.data_dir.parent / f"prometheus-{self.port}.yml"
         config.write_text(yaml.safe_dump(self.config()))
@@ -199,6 +199,15 @@ class PrometheusServer:
     def stop(self) -> None:
         stop_process(self.process, self.log)
         self.log = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would; `start(keep_port=True)` brings it back."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
     def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
         params = {"query": promql} | ({"time": str(at)} if at is not None else {})
