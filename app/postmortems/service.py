@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from app.errors import SourceError
+from app.errors import ServiceError, SourceError
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml import service as ml
@@ -34,6 +34,10 @@ BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 KEEP = re.compile(r"<!-- sloguard:keep ([\w-]+) -->\n(.*?)<!-- sloguard:end -->", re.DOTALL)
 MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|])")
 POLICY_SHARE = 0.20  # one incident spending more than this much of the budget needs a P0 action item
+
+
+class TemplateRefused(ServiceError):
+    status_code = 422
 
 
 def md(value: object) -> str:
@@ -332,7 +336,14 @@ def write(engine: Engine, state: Any, incident_id: int, now: datetime, output: P
                 {"title": f"{slo.id} budget remaining", "path": f"{assets.name}/budget.svg"}
             )
     template_dir = settings.postmortem_dir / "templates"
-    text = render(context, template_dir)
+    try:
+        text = render(context, template_dir)
+    except TemplateError as exc:  # the sandbox refused a team's template, or it does not parse
+        log.warning("review template refused", extra={"error": f"{type(exc).__name__}: {exc}"})
+        raise TemplateRefused(
+            f"the review template in {template_dir} could not be used ({type(exc).__name__}); "
+            "the sandbox allows only the draft's fields and filters — see the logs for the detail"
+        ) from None
     old = path.read_text(encoding="utf-8") if path.exists() else None
     merged = merge_kept(text, old)
     path.write_text(merged, encoding="utf-8")
