@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -13,7 +14,9 @@ from app.config import IncidentOptions
 from app.events import Dispatcher
 from app.incidents import logic
 from app.incidents import service as incidents
-from app.incidents.models import CLOSED_STATUSES, AlertLink, Incident, IncidentStatus
+from app.incidents.models import CLOSED_STATUSES, AlertLink, IncidentStatus, TimelineEvent
+
+LAST_SEEN_EVERY = timedelta(minutes=1)
 
 
 class IngestResult:
@@ -66,17 +69,34 @@ def ingest_alertmanager(
                 )
             ).all()
         }
-        incident = next(
-            (
-                found
-                for link in known.values()
-                if (found := session.get(Incident, link.incident_id)) is not None
-                and found.status not in CLOSED_STATUSES
-            ),
-            None,
-        ) or incidents.find_open(session, key=key, slo_id=slo_id, service=service, model=model)
         firing = [alert for alert in payload.alerts if alert.status == "firing"]
         fresh_firing = [a for a in firing if (a.fingerprint, a.startsAt) not in known]
+        changes = [
+            alert
+            for alert in payload.alerts
+            if (link := known.get((alert.fingerprint, alert.startsAt))) is None
+            or (link.status == "firing" and alert.status == "resolved")
+        ]
+        # Each known alert's incident, locked: the same row lock the changes below need anyway.
+        incident = None
+        for incident_id in dict.fromkeys(link.incident_id for link in known.values()):
+            found = incidents.lock(session, incident_id)
+            if found.status not in CLOSED_STATUSES:
+                incident = found
+                break
+        if incident is not None and not changes:
+            # A re-send with nothing new (most of a storm): no writes; the alerts' last_seen moves
+            # only when it is a minute old, so a storm does not rewrite every row on every copy.
+            result.incident_id = incident.id
+            stale = [link.id for link in known.values() if link.last_seen < now - LAST_SEEN_EVERY]
+            if stale:
+                session.execute(
+                    sa.update(AlertLink).where(col(AlertLink.id).in_(stale)).values(last_seen=now)
+                )
+            return result
+        incident = incident or incidents.find_open(
+            session, key=key, slo_id=slo_id, service=service, model=model
+        )
         if incident is None:
             if not fresh_firing:
                 return result  # resolved alerts of a group we never opened: nothing to follow
@@ -109,35 +129,41 @@ def ingest_alertmanager(
         assert incident.id is not None
         result.incident_id = incident.id
 
+        # New links and their timeline notes go in as one multi-row INSERT each (a storm's hot path);
+        # a concurrent twin fails on (fingerprint, startsAt) and the whole command is retried.
+        new_links: list[dict[str, Any]] = []
+        notes: list[dict[str, Any]] = []
+
+        def note(kind: str, text: str, data: dict[str, Any]) -> None:
+            notes.append(
+                {"incident_id": incident_id, "at": now, "kind": kind, "actor": "alertmanager", "text": text}
+                | {"data": data}
+            )
+
+        incident_id = incident.id
         for alert in payload.alerts:
             link = known.get((alert.fingerprint, alert.startsAt))
             name = alert.labels.get("alertname", "alert")
             if link is None:
-                link = AlertLink(
-                    incident_id=incident.id,
-                    fingerprint=alert.fingerprint,
-                    alertname=name,
-                    starts_at=alert.startsAt,
-                    ends_at=alert.endsAt if alert.status == "resolved" else None,
-                    status=alert.status,
-                    labels=alert.labels,
-                    annotations=alert.annotations,
-                    generator_url=alert.generatorURL or None,
-                    group_key=payload.groupKey,
-                    first_seen=now,
-                    last_seen=now,
+                new_links.append(
+                    {
+                        "incident_id": incident_id,
+                        "fingerprint": alert.fingerprint,
+                        "alertname": name,
+                        "starts_at": alert.startsAt,
+                        "ends_at": alert.endsAt if alert.status == "resolved" else None,
+                        "status": alert.status,
+                        "labels": alert.labels,
+                        "annotations": alert.annotations,
+                        "generator_url": alert.generatorURL or None,
+                        "group_key": payload.groupKey,
+                        "first_seen": now,
+                        "last_seen": now,
+                    }
                 )
-                session.add(link)
-                session.flush()  # a concurrent duplicate fails here on (fingerprint, startsAt): retried
                 kind = "alert_firing" if alert.status == "firing" else "alert_resolved"
-                incidents.note(
-                    session,
-                    incident,
-                    kind,
-                    f"{name} {alert.status}",
-                    actor="alertmanager",
-                    at=now,
-                    data={"fingerprint": alert.fingerprint, "labels": alert.labels},
+                note(
+                    kind, f"{name} {alert.status}", {"fingerprint": alert.fingerprint, "labels": alert.labels}
                 )
                 if alert.status == "firing":
                     result.new_alerts += 1
@@ -146,19 +172,15 @@ def ingest_alertmanager(
             elif link.status == "firing" and alert.status == "resolved":
                 link.status, link.ends_at, link.last_seen = "resolved", alert.endsAt or now, now
                 session.add(link)
-                incidents.note(
-                    session,
-                    incident,
-                    "alert_resolved",
-                    f"{name} resolved",
-                    actor="alertmanager",
-                    at=now,
-                    data={"fingerprint": alert.fingerprint},
-                )
+                note("alert_resolved", f"{name} resolved", {"fingerprint": alert.fingerprint})
                 result.resolved_alerts += 1
-            else:
+            elif link.last_seen < now - LAST_SEEN_EVERY:
                 link.last_seen = now
                 session.add(link)
+        if new_links:
+            session.execute(sa.insert(AlertLink), new_links)
+        if notes:
+            session.execute(sa.insert(TimelineEvent), notes)
 
         if result.new_alerts and incident.status == IncidentStatus.mitigated:
             incidents.change_status(
