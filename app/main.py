@@ -46,7 +46,7 @@ from app.slo.spec import load_specs
 from app.sources.elasticsearch import ElasticsearchSource
 from app.sources.mlflow import MlflowRegistry
 from app.sources.prometheus import PrometheusSource
-from app.telemetry import Metrics, RouteTemplates, metrics_middleware, setup_tracing
+from app.telemetry import Metrics, MetricsMiddleware, RouteTemplates, setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
     fastapi_app.add_middleware(
         RequestGuard, max_bytes=REQUEST_MAX_BYTES, own_body_paths=frozenset({ALERTMANAGER_PATH})
     )
-    fastapi_app.middleware("http")(metrics_middleware(metrics, RouteTemplates()))
+    fastapi_app.add_middleware(MetricsMiddleware, metrics=metrics, templates=RouteTemplates())
     install_error_handlers(fastapi_app)
 
     fastapi_app.include_router(health_router)

@@ -13,13 +13,10 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from pythonjsonlogger.json import JsonFormatter
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import compile_path
 
 import app
@@ -28,6 +25,7 @@ log = logging.getLogger(__name__)
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode("latin-1")  # ASGI header names are lower-case
 
 
 def current_trace_id() -> str | None:
@@ -165,47 +163,62 @@ class RouteTemplates:
         templates = sorted(fastapi_app.openapi().get("paths", {}), key=lambda path: path.count("{"))
         return [(compile_path(template)[0], template) for template in templates]
 
-    def lookup(self, request: Request) -> str:
+    def lookup(self, fastapi_app: Any, path: str) -> str:
         if self._compiled is None:
-            self._compiled = self._build(request.app)
-        path = request.url.path
+            self._compiled = self._build(fastapi_app)
         for pattern, template in self._compiled:
             if pattern.match(path):
                 return template
         return "unmatched"
 
 
-def metrics_middleware(
-    metrics: Metrics, templates: RouteTemplates
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else None
-        token = request_id_var.set(request_id or uuid.uuid4().hex)
+class MetricsMiddleware:
+    """Pure ASGI (no per-request task group, unlike `@app.middleware("http")`): sets the request id,
+    counts and times each request by route template, logs one line, and echoes X-Request-ID."""
+
+    def __init__(self, app: Any, metrics: Metrics, templates: RouteTemplates) -> None:
+        self.app, self.metrics, self.templates = app, metrics, templates
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = ""
+        for key, value in scope["headers"]:
+            if key == REQUEST_ID_HEADER_BYTES:
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k != REQUEST_ID_HEADER_BYTES]
+                message["headers"] = [*headers, (REQUEST_ID_HEADER_BYTES, request_id.encode("latin-1"))]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers[REQUEST_ID_HEADER] = request_id_var.get() or ""
-            return response
+            await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = templates.lookup(request)
-            metrics.http_requests.labels(request.method, route, str(status)).inc()
-            metrics.http_latency.labels(request.method, route).observe(elapsed)
+            method = scope["method"]
+            route = self.templates.lookup(scope["app"], scope["path"])
+            self.metrics.http_requests.labels(method, route, str(status)).inc()
+            self.metrics.http_latency.labels(method, route).observe(elapsed)
             log.info(
                 "request",
                 extra={
-                    "method": request.method,
+                    "method": method,
                     "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
             request_id_var.reset(token)
-
-    return middleware
 
 
 def setup_tracing(fastapi_app: Any, engine: Any) -> bool:

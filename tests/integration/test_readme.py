@@ -60,3 +60,4 @@ def test_every_setting_in_the_readme_exists() -> None:
     assert len(names) > 15
     fields = {name.upper() for name in Settings.model_fields}
     assert names <= fields, names - fields
+    assert fields <= names, f"settings missing from the README: {sorted(fields - names)}"

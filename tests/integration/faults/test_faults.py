@@ -20,6 +20,7 @@ import sqlalchemy as sa
 import yaml
 
 from app.main import create_app
+from tests.alertmanager import group_notification
 from tests.conftest import API_TOKEN, REPO, WEBHOOK_TOKEN, make_settings, pg_schema_url
 from tests.mlflow_server import MlflowServer
 from tests.pg_cluster import PrivateCluster
@@ -104,30 +105,7 @@ def test_prometheus_killed_mid_cycles_and_restarted_changes_no_incident(
 
 
 def notification(group: int, alerts: int) -> dict[str, Any]:
-    labels = {"alertname": f"Fault{group}", "service": f"svc-{group}", "severity": "page"}
-    return {
-        "version": "4",
-        "status": "firing",
-        "receiver": "sloguard",
-        "groupKey": f'{{}}:{{alertname="Fault{group}"}}',
-        "groupLabels": {"alertname": f"Fault{group}"},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "truncatedAlerts": 0,
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels | {"instance": f"i-{index}"},
-                "annotations": {},
-                "startsAt": "2026-11-26T01:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus:9090/graph",
-                "fingerprint": f"{group:08x}{index:08x}",
-            }
-            for index in range(alerts)
-        ],
-    }
+    return group_notification(group, alerts, "Fault")
 
 
 class Storm:

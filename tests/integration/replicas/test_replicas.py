@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from tests.alertmanager import group_notification
 from tests.conftest import API_TOKEN, REPO, WEBHOOK_TOKEN, pg_schema_url
 from tests.fakes.slack import FakeSlack
 from tests.servers import free_port, wait_until
@@ -201,30 +202,7 @@ def test_one_replica_runs_the_schedule_and_another_takes_over_after_sigkill(clus
 
 
 def notification(group: int, alerts: int) -> dict[str, Any]:
-    labels = {"alertname": f"Storm{group}", "service": f"svc-{group}", "severity": "page"}
-    return {
-        "version": "4",
-        "status": "firing",
-        "receiver": "sloguard",
-        "groupKey": f'{{}}:{{alertname="Storm{group}"}}',
-        "groupLabels": {"alertname": f"Storm{group}"},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "truncatedAlerts": 0,
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels | {"instance": f"i-{index}"},
-                "annotations": {"summary": f"storm {group}/{index}"},
-                "startsAt": "2026-11-26T01:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus:9090/graph",
-                "fingerprint": f"{group:08x}{index:08x}",
-            }
-            for index in range(alerts)
-        ],
-    }
+    return group_notification(group, alerts, "Storm")
 
 
 def test_duplicate_webhooks_spread_across_replicas_make_one_incident_per_group(cluster: Cluster) -> None:
