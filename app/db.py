@@ -7,9 +7,12 @@ anything shared.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,6 +122,24 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 # Whole statements, values bound: SQL is never assembled from strings (tests/security scans for it).
 ADVISORY_LOCK = "SELECT pg_advisory_lock(hashtextextended(:name || current_schema(), :key))"
 ADVISORY_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(:name || current_schema(), :key))"
+
+
+# SQLite has one writer at a time, and it refuses a transaction that read before writing at once ("database
+# is locked", the busy timeout does not apply) when another writer committed meanwhile. Under a burst of
+# Alertmanager notifications this process's own commands then knocked each other out until the retries ran
+# out (HTTP 500). They queue on one lock per database instead; PostgreSQL orders its writers itself (row
+# locks, unique keys). Reentrant, so that a command that ends up writing again cannot deadlock itself.
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_sqlite_writers_guard = threading.Lock()
+
+
+def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """Held around a unit of work that reads and then writes: on SQLite every such writer of this
+    process takes turns; on PostgreSQL it is a no-op."""
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _sqlite_writers_guard:
+        return _sqlite_writers.setdefault(engine, threading.RLock())
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from app import db
 from app.chat.models import SlackDelivery
 
 # Longer than bolt's 5-minute window on either side of now, so a remembered signature outlives its use.
@@ -23,7 +24,7 @@ def first_delivery(engine: Engine, signature: str, now: datetime) -> bool:
     """Record the delivery; False when this signature was seen already (a replay)."""
     table = SlackDelivery.__table__  # type: ignore[attr-defined]
     insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
-    with engine.begin() as connection:
+    with db.writer_lock(engine), engine.begin() as connection:
         connection.execute(sa.delete(table).where(table.c.received_at < now - REMEMBER))
         added = connection.execute(
             insert.values(signature=signature, received_at=now)

@@ -7,14 +7,10 @@ published after the commit, never for work that was rolled back.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -23,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, func, select
 
+from app import db
 from app.config import IncidentOptions
 from app.db import utcnow
 from app.errors import NotFound
@@ -56,28 +53,12 @@ Events = list[Any]
 ATTEMPTS = 12
 
 
-# SQLite has one writer at a time, and it refuses a transaction that read before writing at once ("database
-# is locked", the busy timeout does not apply) when another writer committed meanwhile. Under a burst of
-# Alertmanager notifications this process's own commands then knocked each other out until the retries ran
-# out (HTTP 500). They queue on one lock per database instead; PostgreSQL orders its writers itself (row
-# locks, unique keys). Reentrant, so that a command that ends up writing again cannot deadlock itself.
-_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-_sqlite_writers_guard = threading.Lock()
-
-
-def _writer_lock(engine: Engine) -> AbstractContextManager[Any]:
-    if engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    with _sqlite_writers_guard:
-        return _sqlite_writers.setdefault(engine, threading.RLock())
-
-
 def write(engine: Engine, dispatcher: Dispatcher | None, command: Callable[[Session, Events], T]) -> T:
     """Run `command` in one transaction; retry on a lost race for a unique key; then publish events."""
     for attempt in range(ATTEMPTS):
         events: Events = []
         try:
-            with _writer_lock(engine), Session(engine, expire_on_commit=False) as session:
+            with db.writer_lock(engine), Session(engine, expire_on_commit=False) as session:
                 result = command(session, events)
                 session.commit()
         except (IntegrityError, OperationalError) as exc:

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 EPSILON = 1e-4  # stands in for an empty bin so PSI stays finite
 
@@ -37,6 +36,8 @@ def psi(reference: Sequence[float], current: Sequence[float], bins: int = 10) ->
 
 def ks(reference: Sequence[float], current: Sequence[float]) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov statistic and p-value."""
+    from scipy import stats  # imported on first use: scipy costs ~60 MiB that most processes never need
+
     result = stats.ks_2samp(reference, current)
     return float(result.statistic), float(result.pvalue)
 
@@ -44,6 +45,8 @@ def ks(reference: Sequence[float], current: Sequence[float]) -> tuple[float, flo
 def wasserstein(reference: Sequence[float], current: Sequence[float]) -> float:
     """Earth mover's distance divided by the reference's standard deviation (scale-free)."""
     spread = float(np.std(reference))
+    from scipy import stats
+
     distance = float(stats.wasserstein_distance(reference, current))
     if spread == 0:
         return 0.0 if distance == 0 else float("inf")

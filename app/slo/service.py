@@ -299,19 +299,11 @@ def store(session: Session, results: Sequence[SloResult], retention_seconds: flo
 
 
 def update_gauges(metrics: Metrics, results: Sequence[SloResult]) -> None:
+    states = tuple(state.value for state in State)
     for result in results:
-        slo_id = result.slo.id
-        for window, figures in result.windows().items():
-            if figures["burn_rate"] is not None:
-                metrics.slo_burn_rate.labels(slo_id, window).set(figures["burn_rate"])
-            else:
-                metrics.slo_burn_rate.labels(slo_id, window).set(float("nan"))
+        burn_rates = {window: figures["burn_rate"] for window, figures in result.windows().items()}
         remaining = result.evaluation.budget_remaining if result.evaluation else None
-        metrics.slo_error_budget_remaining.labels(slo_id).set(
-            float("nan") if remaining is None else remaining
-        )
-        for state in State:
-            metrics.slo_state.labels(slo_id, state.value).set(1 if state == result.state else 0)
+        metrics.slos.update(result.slo.id, burn_rates, remaining, result.state.value, states)
 
 
 def run_cycle(
