@@ -1,6 +1,6 @@
 """Engine, sessions and migrations.
 
-The schema changes only through Alembic (`alembic/versions`); start-up and `sloguard db upgrade` apply
+The schema changes only through Alembic (`app/migrations/versions`); start-up and `sloguard db upgrade` apply
 the migrations. SQLite is the embedded default (WAL, busy timeout, foreign keys on); PostgreSQL is for
 anything shared.
 """
@@ -26,7 +26,7 @@ from sqlmodel import Session, create_engine
 
 log = logging.getLogger(__name__)
 
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+ALEMBIC_DIR = Path(__file__).resolve().parent / "migrations"  # inside the package: wheels carry it
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
