@@ -67,7 +67,12 @@ def test_the_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Pat
     # 3 % errors against a 0.1 % budget: every window that only saw the bad phase burns at 30x.
     assert re.search(r"burn rates: 1m 30\.0×, 2m 30\.0×", text), text
     assert re.search(r"Incident #1 opened: .* \(SEV2\)", text)
-    assert "version 4 began serving 40 min before the burn and fails 3.00% of requests against 0.05%" in text
+    # Version 4 rolled out 40 minutes before the demo started; the burn is dated to its window's start,
+    # and Prometheus sees the rollout at a range step's resolution: 39 to 41 minutes.
+    suspect = (
+        r"version 4 began serving (39|40|41) min before the burn and fails 3\.00% of requests against 0\.05%"
+    )
+    assert re.search(suspect, text), text
     assert re.search(r"drift: `amount` gauge 0\.31 \(threshold 0\.1\): drifting", text)
     assert "Alertmanager's notification joined incident #1: FraudModelAvailability (page)" in text
     assert "alice acknowledged incident #1" in text
