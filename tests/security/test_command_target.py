@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from app.main import create_app
 from tests.conftest import API_TOKEN, make_settings
-from tests.servers import UvicornThread
+from tests.servers import UvicornThread, wait_until
 
 pytestmark = pytest.mark.integration
 API = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -49,6 +49,18 @@ class Deploy:
             timeout=10,
         )
         number: int = created.json()["id"]
+        # The evidence gathered in the background replaces the incident's version rows when it is stored:
+        # wait for it (Prometheus is unreachable here, so it stores "missing" notes), then add ours.
+        wait_until(
+            lambda: any(
+                event["kind"] == "evidence_missing"
+                for event in httpx.get(f"{self.url}/api/v1/incidents/{number}", headers=API).json()[
+                    "timeline"
+                ]
+            ),
+            timeout=30,
+            what="the background evidence",
+        )
         engine = sa.create_engine(self.database_url)
         with engine.begin() as connection:
             connection.execute(
