@@ -87,7 +87,7 @@ class Cluster:
             "SLOGUARD_API_TOKEN": API_TOKEN,
             "SLOGUARD_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
             "SLOGUARD_PROMETHEUS_URL": "http://127.0.0.1:9",  # nothing listens: cycles store source_error
-            "SLOGUARD_SOURCE_TIMEOUT": "1",
+            "SLOGUARD_SOURCE_TIMEOUT": "3",  # also the Slack client timeout: the Slack test delays calls
             "SLOGUARD_SLO_DIR": str(self.folder / "slo"),
             "SLOGUARD_RUNBOOK_DIR": str(self.folder / "runbooks"),
             "SLOGUARD_POSTMORTEM_DIR": str(self.folder / "postmortems"),
@@ -326,7 +326,7 @@ def test_two_changes_of_one_target_on_two_replicas_run_one_at_a_time(
 
 def test_one_slack_message_per_incident_kept_in_order_across_replicas(cluster: Cluster) -> None:
     first, second = cluster.start(2)
-    cluster.slack.delay = 0.6  # slow Web API (the client gives up after 1 s): the first post is in flight
+    cluster.slack.delay = 0.6  # a slow Web API (the client gives up after 3 s): the first post is in flight
     created = httpx.post(
         f"{first.url}/api/v1/incidents",
         json={"title": "scoring slow", "severity": "SEV3", "actor": "U1"},

@@ -189,4 +189,5 @@ def test_the_first_evaluation_runs_at_start_up(
             timeout=15,
             what="evaluation at start-up",
         )
-        assert "slo_evaluation" in http.get("/readyz").json()
+        # /readyz reports the cycle once it has finished (stored, announced), just after the rows land.
+        wait_until(lambda: "slo_evaluation" in http.get("/readyz").json(), timeout=5, what="the cycle report")
