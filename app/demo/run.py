@@ -9,8 +9,6 @@ slash commands and button clicks to sloguard's Slack endpoint as Slack would.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -30,6 +28,7 @@ from urllib.parse import urlencode
 import httpx
 import uvicorn
 from rich.console import Console
+from slack_sdk.signature import SignatureVerifier
 
 from app.config import Settings
 from app.demo import stack
@@ -187,12 +186,10 @@ class Demo:
 
     def _signed_post(self, body: str) -> httpx.Response:
         timestamp = str(int(time.time()))
-        digest = hmac.new(
-            self.signing_secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256
-        ).hexdigest()
+        signature = SignatureVerifier(self.signing_secret).generate_signature(timestamp=timestamp, body=body)
         headers = {
             "X-Slack-Request-Timestamp": timestamp,
-            "X-Slack-Signature": f"v0={digest}",
+            "X-Slack-Signature": signature or "",
             "Content-Type": "application/x-www-form-urlencoded",
         }
         response = httpx.post(f"{self.sloguard}/slack/events", content=body, headers=headers, timeout=15)

@@ -99,9 +99,8 @@ class FraudModel:
 
     def _phase_at(self, t: float) -> Phase:
         with self.lock:
-            return (
-                [p for p in self.phases if p.start <= t][-1] if self.phases[0].start <= t else self.phases[0]
-            )
+            begun = [phase for phase in self.phases if phase.start <= t]
+            return begun[-1] if begun else self.phases[0]
 
     def _labels(self, **extra: str) -> dict[str, str]:
         return {"job": SERVICE, "instance": self.instance, "service": SERVICE} | extra
