@@ -350,8 +350,11 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         try:
             url = make_url(value)
-        except ArgumentError as exc:
-            raise ValueError(f"not a database URL ({exc})") from None
+        except (ArgumentError, ValueError):
+            # SQLAlchemy's message may quote the URL, password and all: say what is wrong, not what it read.
+            raise ValueError(
+                "not a database URL: expected sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
+            ) from None
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {url.get_backend_name()!r}: use sqlite or postgresql")
         if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
@@ -415,13 +418,18 @@ def _known_variables() -> set[str]:
     return names
 
 
-# `scheme://user:password@` -> `scheme://user:***@`, also in URLs too broken to parse (up to the last @,
-# with or without the scheme).
-_URL_PASSWORD = re.compile(r"^([\w+.-]+://[^:/@]*:|[^:/@]*:(?!//)).*@")
-
-
 def hide_url_password(url: str) -> str:
-    return _URL_PASSWORD.sub(r"\1***@", url)
+    """`scheme://user:password@host` -> `scheme://user:***@host`, also in URLs too broken to parse: whatever
+    stands between the user's colon and the last `@` is hidden, scheme or no scheme, spaces or not."""
+    userinfo, at, rest = url.rpartition("@")
+    if not at:
+        return url
+    _, slashes, authority = userinfo.rpartition("://")
+    prefix = userinfo[: len(userinfo) - len(authority)] if slashes else ""
+    user, colon, _password = (authority if slashes else userinfo).partition(":")
+    if not colon:
+        return url
+    return f"{prefix}{user}:***@{rest}"
 
 
 def _describe(error: Mapping[str, Any]) -> str:

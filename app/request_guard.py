@@ -1,19 +1,25 @@
-"""Checks every request passes before any route runs: a body-size limit and no NUL characters.
+"""Checks every request passes before any route runs: a body-size limit, no NUL characters, and JSON of
+a sane shape.
 
 A body is read into memory up to the limit (413 past it, without reading the rest), so a route, bolt's
 Slack handler included, never sees more. NUL characters are refused (400) wherever a request can carry
 text to the database: PostgreSQL cannot store them in text columns and would fail the request with a
-500 instead; refusing them at the door keeps SQLite and PostgreSQL answering alike.
+500 instead; refusing them at the door keeps SQLite and PostgreSQL answering alike. A JSON body nested
+deeper than any route's schema (the parser would run out of stack) or holding a lone UTF-16 surrogate (no
+driver can store it) is refused with the place named; malformed JSON is left to the route's own 422.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from starlette.responses import JSONResponse
+
+from app.inputs import JsonProblem, check_json
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,10 +78,34 @@ class RequestGuard:
                 return
             if not message.get("more_body", False):
                 break
-        if body_has_nul(bytes(body), headers.get("content-type", "")):
+        content_type = headers.get("content-type", "")
+        if body_has_nul(bytes(body), content_type):
             await JSONResponse({"detail": f"{NUL_REFUSED} in the body"}, 400)(scope, receive, send)
             return
+        if "json" in content_type and (problem := json_problem(bytes(body))):
+            await JSONResponse({"detail": problem}, 422)(scope, receive, send)
+            return
         await self.app(scope, _replay(bytes(body), receive), send)
+
+
+def json_problem(body: bytes) -> str | None:
+    """Why a JSON body is refused before any route sees it, or None (malformed JSON included: the
+    route's own validation says what is wrong with it)."""
+    if not body.strip():
+        return None
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        return "body: JSON nested too deep"
+    except json.JSONDecodeError:
+        return None
+    except ValueError as exc:  # not UTF-8, or an integer past Python's digit limit
+        return f"body: {exc}"
+    try:
+        check_json(document)
+    except JsonProblem as exc:
+        return str(exc)
+    return None
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

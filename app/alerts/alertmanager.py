@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app.inputs import clamp_to_utc, json_path
+
 ZERO_TIME_YEAR = 1  # Alertmanager sends "0001-01-01T00:00:00Z" for "no end yet"
+FINGERPRINT_LIMIT = 64  # alert_link.fingerprint
 
 
 class WebhookAlert(BaseModel):
@@ -19,19 +23,36 @@ class WebhookAlert(BaseModel):
     startsAt: datetime
     endsAt: datetime | None = None
     generatorURL: str = ""
-    fingerprint: str = Field(min_length=1, max_length=64)
+    # Alertmanager's fingerprints are 16 hex digits; any other length is stored by its hash (no limit
+    # here: refusing would lose the page, since Alertmanager does not retry a 4xx).
+    fingerprint: str = Field(min_length=1)
 
     @field_validator("endsAt")
     @classmethod
     def _zero_time_is_none(cls, value: datetime | None) -> datetime | None:
-        return None if value is None or value.year == ZERO_TIME_YEAR else value
+        if value is None:
+            return None
+        value = clamp_to_utc(value)
+        return None if value.year == ZERO_TIME_YEAR else value
 
     @field_validator("startsAt")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
+    def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("must carry a time zone, as Alertmanager sends it")
-        return value
+        return clamp_to_utc(value)
+
+    @property
+    def stored_fingerprint(self) -> str:
+        """The fingerprint as stored (64 characters at most): itself, or its sha256 when longer."""
+        if len(self.fingerprint) <= FINGERPRINT_LIMIT:
+            return self.fingerprint
+        return hashlib.sha256(self.fingerprint.encode("utf-8")).hexdigest()
+
+    @property
+    def known_start(self) -> datetime | None:
+        """startsAt, unless it is Alertmanager's zero time (or a clock that far off): then unknown."""
+        return None if self.startsAt.year == ZERO_TIME_YEAR else self.startsAt
 
 
 class WebhookPayload(BaseModel):
@@ -40,7 +61,8 @@ class WebhookPayload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     version: Literal["4"]
-    groupKey: str = Field(min_length=1, max_length=4096)
+    # No length limit: the group key carries the group's label values, however long they are.
+    groupKey: str = Field(min_length=1)
     truncatedAlerts: int = 0
     status: Literal["firing", "resolved"]
     receiver: str
@@ -69,9 +91,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     """`alerts[0].fingerprint: Field required` for the first problem; the rest counted."""
     errors = exc.errors()
     first = errors[0]
-    path = ""
-    for part in first["loc"]:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    path = json_path([part for part in first["loc"] if isinstance(part, str | int)])
     message = str(first["msg"]).removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{path or 'body'}: {message}{more}"
+    return f"{path}: {message}{more}"

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from app.alerts import service as alerts
 from app.alerts.alertmanager import WebhookPayload, describe_validation_error
 from app.api import EngineDep, require_webhook_token
+from app.inputs import JsonTooDeep, check_json, repair_surrogates
 from app.request_guard import NUL_REFUSED, body_has_nul
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -73,10 +74,20 @@ async def alertmanager(request: Request, engine: EngineDep) -> dict[str, Any]:
             raise HTTPException(400, f"{NUL_REFUSED} in the body")
         try:
             document = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except RecursionError:
+            raise HTTPException(400, "body is not Alertmanager's: JSON nested too deep") from None
+        except ValueError as exc:  # not JSON, not UTF-8, or a number past Python's digit limit
             raise HTTPException(400, f"body is not JSON: {exc}") from None
         if not isinstance(document, dict):
             raise HTTPException(422, "body: must be a JSON object")
+        try:
+            check_json(document, surrogates=True)
+        except JsonTooDeep as exc:
+            raise HTTPException(422, str(exc)) from None
+        # A lone surrogate is valid JSON but no text: repaired as Alertmanager's own encoder would, rather
+        # than refused (a 4xx is never retried, and the page would be lost).
+        if b"\\u" in raw:  # only an escape can spell a lone surrogate
+            document = repair_surrogates(document)
         try:
             payload = WebhookPayload.model_validate(document)
         except ValidationError as exc:

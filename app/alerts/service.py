@@ -15,6 +15,9 @@ from app.events import Dispatcher
 from app.incidents import logic
 from app.incidents import service as incidents
 from app.incidents.models import CLOSED_STATUSES, AlertLink, IncidentStatus, TimelineEvent
+from app.inputs import fit
+
+LABEL_FIELD_LIMIT = 200  # incident.service / slo_id / model and alert_link.alertname; labels stay whole
 
 LAST_SEEN_EVERY = timedelta(minutes=1)
 
@@ -56,25 +59,25 @@ def ingest_alertmanager(
     def command(session: Session, events: incidents.Events) -> IngestResult:
         result = IngestResult()
         key = logic.alert_group_key(payload.groupKey)
-        slo_id = payload.common("sloth_id", "slo")
-        service = payload.common("service", "sloth_service")
-        model = payload.common("model")
+        slo_id = fit(payload.common("sloth_id", "slo"), LABEL_FIELD_LIMIT)
+        service = fit(payload.common("service", "sloth_service"), LABEL_FIELD_LIMIT)
+        model = fit(payload.common("model"), LABEL_FIELD_LIMIT)
         # Alerts already recorded say which incident they belong to; read them first, so that on
         # READ COMMITTED a twin request that committed meanwhile is followed, not mistaken for nothing.
         known = {
             (link.fingerprint, link.starts_at): link
             for link in session.exec(
                 select(AlertLink).where(
-                    col(AlertLink.fingerprint).in_([alert.fingerprint for alert in payload.alerts])
+                    col(AlertLink.fingerprint).in_([alert.stored_fingerprint for alert in payload.alerts])
                 )
             ).all()
         }
         firing = [alert for alert in payload.alerts if alert.status == "firing"]
-        fresh_firing = [a for a in firing if (a.fingerprint, a.startsAt) not in known]
+        fresh_firing = [a for a in firing if (a.stored_fingerprint, a.startsAt) not in known]
         changes = [
             alert
             for alert in payload.alerts
-            if (link := known.get((alert.fingerprint, alert.startsAt))) is None
+            if (link := known.get((alert.stored_fingerprint, alert.startsAt))) is None
             or (link.status == "firing" and alert.status == "resolved")
         ]
         # Each known alert's incident, locked: the same row lock the changes below need anyway.
@@ -104,7 +107,8 @@ def ingest_alertmanager(
                 (severities.for_labels({**payload.commonLabels, **a.labels}) for a in fresh_firing),
                 key=incidents.rank,
             )
-            started = min(alert.startsAt for alert in fresh_firing)
+            # Alertmanager's zero time (or a clock that far off) says nothing of when the impact began.
+            started = min((a.known_start for a in fresh_firing if a.known_start is not None), default=now)
             incident = incidents.open_incident(
                 session,
                 events,
@@ -142,14 +146,14 @@ def ingest_alertmanager(
 
         incident_id = incident.id
         for alert in payload.alerts:
-            link = known.get((alert.fingerprint, alert.startsAt))
+            link = known.get((alert.stored_fingerprint, alert.startsAt))
             name = alert.labels.get("alertname", "alert")
             if link is None:
                 new_links.append(
                     {
                         "incident_id": incident_id,
-                        "fingerprint": alert.fingerprint,
-                        "alertname": name,
+                        "fingerprint": alert.stored_fingerprint,
+                        "alertname": fit(name, LABEL_FIELD_LIMIT),
                         "starts_at": alert.startsAt,
                         "ends_at": alert.endsAt if alert.status == "resolved" else None,
                         "status": alert.status,

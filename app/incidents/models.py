@@ -11,6 +11,7 @@ from pydantic import model_validator
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
+from app.inputs import UtcDatetime
 
 
 class IncidentStatus(StrEnum):
@@ -76,7 +77,15 @@ class Incident(IncidentBase, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-class IncidentRead(IncidentBase):
+class IncidentRead(SQLModel):
+    # Not IncidentBase: a read never re-checks input limits, so nothing stored can break a later read.
+    title: str
+    service: str | None
+    slo_id: str | None
+    model: str | None
+    environment: str | None
+    severity: Severity
+    summary: str | None
     id: int
     key: str
     status: IncidentStatus
@@ -104,7 +113,7 @@ class IncidentCreate(SQLModel):
     severity: Severity = Severity.SEV3
     summary: str | None = None
     commander: str | None = Field(default=None, max_length=100)
-    started_at: datetime | None = None
+    started_at: UtcDatetime | None = None
     actor: str | None = Field(default=None, max_length=100)
 
 
@@ -197,14 +206,14 @@ class ActionItem(SQLModel, table=True):
 class ActionItemCreate(SQLModel):
     text: str = Field(min_length=1, max_length=2000)
     owner: str | None = Field(default=None, max_length=100)
-    due: datetime | None = None
+    due: UtcDatetime | None = None
     priority: Priority = "P2"
 
 
 class ActionItemUpdate(SQLModel):
     text: str | None = Field(default=None, min_length=1, max_length=2000)
     owner: str | None = Field(default=None, max_length=100)  # null clears it
-    due: datetime | None = None  # null clears it
+    due: UtcDatetime | None = None  # null clears it
     priority: Priority | None = None
     done: bool | None = None
 

@@ -46,11 +46,13 @@ from app.incidents.models import (
     Severity,
     TimelineEvent,
 )
+from app.inputs import fit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Events = list[Any]
 ATTEMPTS = 12
+TITLE_LIMIT, NAME_LIMIT, ENVIRONMENT_LIMIT = 300, 200, 50  # incident columns
 
 
 def write(engine: Engine, dispatcher: Dispatcher | None, command: Callable[[Session, Events], T]) -> T:
@@ -207,15 +209,17 @@ def open_incident(
     summary: str | None = None,
     commander: str | None = None,
 ) -> Incident:
+    # Display fields are cut to their columns (marked with …); what came in whole stays whole where it
+    # came from (alert labels and annotations, the request).
     incident = Incident(
         key=key,
-        title=title[:300],
+        title=fit(title, TITLE_LIMIT) or "",
         severity=severity,
         source=source,
-        service=service,
-        slo_id=slo_id,
-        model=model,
-        environment=environment,
+        service=fit(service, NAME_LIMIT),
+        slo_id=fit(slo_id, NAME_LIMIT),
+        model=fit(model, NAME_LIMIT),
+        environment=fit(environment, ENVIRONMENT_LIMIT),
         summary=summary,
         commander=commander,
         started_at=min(started_at, detected_at),
