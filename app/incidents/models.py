@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import model_validator
+from pydantic.json_schema import SkipJsonSchema
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
@@ -211,11 +212,13 @@ class ActionItemCreate(SQLModel):
 
 
 class ActionItemUpdate(SQLModel):
-    text: str | None = Field(default=None, min_length=1, max_length=2000)
+    # Left out keeps the value; only owner and due may be null (cleared), so the schema says so
+    # (SkipJsonSchema: None is the "not given" default, not a value a client may send).
+    text: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=2000)
     owner: str | None = Field(default=None, max_length=100)  # null clears it
     due: UtcDatetime | None = None  # null clears it
-    priority: Priority | None = None
-    done: bool | None = None
+    priority: Priority | SkipJsonSchema[None] = None
+    done: bool | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _required_fields_are_not_cleared(self) -> ActionItemUpdate:
