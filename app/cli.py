@@ -11,6 +11,7 @@ import typer
 
 from app.config import Settings, load_file_config, load_settings
 from app.errors import ConfigError, SpecError
+from app.inputs import MAX_ROW_ID, clamp_to_utc
 from app.slo import rules
 from app.slo.spec import Slo, load_specs
 from app.telemetry import configure_logging
@@ -22,6 +23,8 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# `--at` leaves room for a year-long window before it and stays inside what datetime can represent.
+AT_EARLIEST, AT_LATEST = datetime(1971, 1, 1, tzinfo=UTC), datetime(9998, 12, 31, tzinfo=UTC)
 db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 slo_cli = typer.Typer(help="SLO specs: lint, Prometheus rules, live status.", no_args_is_help=True)
@@ -106,7 +109,7 @@ def check_config() -> None:
 
 @cli.command("postmortem")
 def postmortem(
-    incident_id: Annotated[int, typer.Argument(help="The incident number.")],
+    incident_id: Annotated[int, typer.Argument(help="The incident number.", min=1, max=MAX_ROW_ID)],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
 ) -> None:
     """Write the review draft for an incident (into SLOGUARD_POSTMORTEM_DIR unless -o)."""
@@ -231,6 +234,9 @@ def slo_status(
             fail(f"--at: not an RFC 3339 time like 2026-11-25T10:00:00Z (got {at!r})")
         if moment.tzinfo is None:
             fail(f"--at: needs a time zone, e.g. 2026-11-25T10:00:00Z (got {at!r})")
+        moment = clamp_to_utc(moment)
+        if not AT_EARLIEST <= moment <= AT_LATEST:
+            fail(f"--at: must lie between {AT_EARLIEST:%Y} and {AT_LATEST:%Y} (got {at!r})")
     try:
         file_config = load_file_config(settings.config_file)
     except ConfigError as exc:

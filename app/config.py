@@ -466,6 +466,10 @@ def load_file_config(path: Path) -> FileConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deep to be a sloguard.yaml") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must be a mapping at the top level")
     try:

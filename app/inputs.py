@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
+MAX_ROW_ID = 2**31 - 1  # row ids are PostgreSQL `integer`s: a larger number is refused, not overflowed
 MAX_JSON_DEPTH = 32  # the deepest body any door accepts is Alertmanager's (4 levels); this is generous
 TRUNCATED = "…"  # ends a display value cut to fit its column; the whole value is kept elsewhere
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # a str from json.loads holds pairs already combined

@@ -182,6 +182,19 @@ def test_an_offset_datetime_is_stored_in_utc(client: httpx.Client, auth: dict[st
     assert created.json()["started_at"].startswith("2026-11-30T08:00:00")
 
 
+def sloguard_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run this checkout's `sloguard` (PYTHONPATH: whichever checkout the installed script points at)."""
+    environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)} | env
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=environment,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -192,17 +205,37 @@ def test_an_offset_datetime_is_stored_in_utc(client: httpx.Client, auth: dict[st
     ],
 )
 def test_check_config_never_prints_the_password_of_a_malformed_database_url(tmp_path: Path, url: str) -> None:
-    # This checkout's code (PYTHONPATH), whichever checkout the installed `sloguard` script points at.
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SLOGUARD_DATABASE_URL": url}
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "check-config"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = sloguard_cli(tmp_path, "check-config", SLOGUARD_DATABASE_URL=url)
     assert done.returncode != 0
     assert "SLOGUARD_DATABASE_URL" in done.stderr
     assert "hunter2secret" not in done.stdout + done.stderr
     assert "bob:***@" in done.stderr  # the URL is still shown, to find the mistake in
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["postmortem", "99999999999999999999"], "2147483647"),
+        (["slo", "status", "--at", "0001-01-01T00:00:00+01:00"], "--at: must lie between"),
+        (["slo", "status", "--at", "9999-12-31T23:59:59-01:00"], "--at: must lie between"),
+    ],
+)
+def test_cli_numbers_and_times_out_of_range_are_a_message_not_a_traceback(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    (tmp_path / "slo").mkdir()
+    done = sloguard_cli(tmp_path, *args, SLOGUARD_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b"a: " + b"[" * 100_000, "nested too deep"), (b"\xff\xfe models: {}", "cannot read")],
+)
+def test_an_unreadable_sloguard_yaml_names_the_file(tmp_path: Path, content: bytes, says: str) -> None:
+    (tmp_path / "sloguard.yaml").write_bytes(content)
+    done = sloguard_cli(tmp_path, "check-config", SLOGUARD_CONFIG_FILE=str(tmp_path / "sloguard.yaml"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"sloguard.yaml: {says}" in done.stderr and "Traceback" not in done.stderr
