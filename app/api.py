@@ -5,17 +5,17 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.config import Settings
-from app.errors import ServiceError, SourceError
+from app.errors import ServiceError, SourceError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,44 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    async def storage_replaced(_request: Request, exc: Exception) -> JSONResponse:
+        # Not the database this process started on (removed, or re-created empty): nothing was read or
+        # stored, and a retry will not help until someone restores it or restarts sloguard.
+        log.error("database replaced or removed", extra={"reason": str(exc)})
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(SourceError, source_error)
     app.add_exception_handler(sa_exc.OperationalError, database_unavailable)
     app.add_exception_handler(sa_exc.InterfaceError, database_unavailable)
+    app.add_exception_handler(StorageError, storage_replaced)
+
+
+# ---------------------------------------------------------------- error answers, as documented
+
+
+class Problem(BaseModel):
+    """Every refusal: a reason (FastAPI's own validation errors list theirs, one per field)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the refusals a route can answer, so clients (and the fuzz tests' status
+    and schema checks) know every answer: 400 NUL or bad JSON, 401 token, 404 no such row, 409 conflict,
+    413 body too large, 422 invalid field, 503 database unavailable (retry)."""
+    reasons = {
+        400: "Malformed request (NUL characters, not JSON)",
+        401: "Missing or wrong bearer token",
+        403: "Not allowed",
+        404: "No such resource",
+        409: "Conflict with the resource's state",
+        413: "Body too large",
+        422: "A field is invalid (named in detail)",
+        503: "Database unavailable: nothing was stored, retry",
+    }
+    return {status: {"model": Problem, "description": reasons[status]} for status in statuses}
+
+
+API_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 422, 503)
+WEBHOOK_PROBLEMS = problems(400, 401, 413, 422, 503)

@@ -3,16 +3,25 @@
 The schema changes only through Alembic (`app/migrations/versions`); start-up and `sloguard db upgrade` apply
 the migrations. SQLite is the embedded default (WAL, busy timeout, foreign keys on); PostgreSQL is for
 anything shared.
+
+Storage that notices: the migration that creates the `installation` table writes one row with a random id.
+After migrating, the service remembers that id (`remember_installation`); from then on each new database
+connection checks that the row is still there and the same, and on SQLite each transaction first checks
+that the file is still the one it opened (device and inode: a folder removed under a running service
+leaves open connections writing into deleted files). Any mismatch raises StorageReplaced (HTTP 503), and
+nothing re-migrates a re-created database while the service runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +29,12 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy.engine import Dialect, Engine
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import URL, Dialect, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import Session, create_engine
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+from app.errors import StorageReplaced
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +71,106 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Installation(SQLModel, table=True):
+    """Which database this is: one row, written by the migration that creates the table (0008)."""
+
+    __tablename__ = "installation"
+
+    id: str = Field(primary_key=True, max_length=36)  # a random UUID
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+INSTALLATION_QUERY = "SELECT id FROM installation"
+
+
+def describe_database(url: URL) -> str:
+    """Where a database is, for messages people read: the SQLite file, or backend://host:port/name.
+    Never the user, the password or the query string."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_file(url) or "an in-memory SQLite database"
+    port = f":{url.port}" if url.port else ""
+    return f"{backend}://{url.host or 'localhost'}{port}/{url.database or ''}"
+
+
+def _sqlite_file(url: URL) -> str | None:
+    database = url.database or ""
+    if database in ("", ":memory:") or url.query.get("mode") == "memory":
+        return None
+    return os.path.abspath(database)
+
+
+def _missing_table(exc: BaseException) -> bool:
+    """True for "no such table" from SQLite or PostgreSQL (SQLSTATE 42P01), raw or wrapped by SQLAlchemy."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(orig)
+
+
+@dataclass
+class StorageGuard:
+    """What this process saw when it started (after migrating); checked again on every new connection and,
+    on SQLite, at every transaction. Nothing is checked until `pin` (so the first migration can run)."""
+
+    where: str
+    sqlite_file: str | None
+    installation_id: str | None = None
+    file_identity: tuple[int, int] | None = None
+
+    def pin(self, installation_id: str) -> None:
+        if self.sqlite_file is not None:
+            found = os.stat(self.sqlite_file)
+            self.file_identity = (found.st_dev, found.st_ino)
+        self.installation_id = installation_id
+
+    def refusal(self, what: str) -> StorageReplaced:
+        return StorageReplaced(
+            f"the database at {self.where} was replaced or removed ({what}); "
+            "restart sloguard after restoring it"
+        )
+
+    def check_file(self) -> None:
+        """The SQLite file is still the one opened at start. An os.stat: about a microsecond."""
+        if self.file_identity is None or self.sqlite_file is None:
+            return
+        try:
+            found = os.stat(self.sqlite_file)
+        except OSError as exc:
+            raise self.refusal(f"the file is gone: {exc.strerror}") from exc
+        if (found.st_dev, found.st_ino) != self.file_identity:
+            raise self.refusal("another file is in its place")
+
+    def check_ids(self, ids: Sequence[str] | None) -> None:
+        """`ids`: the installation table's ids as read now (None: the table is gone)."""
+        if self.installation_id is None:
+            return
+        if ids is None:
+            raise self.refusal("its installation table is gone")
+        if list(ids) != [self.installation_id]:
+            shown = ", ".join(ids) or "none"
+            raise self.refusal(f"installation {self.installation_id} expected, found {shown}")
+
+    def check_connection(self, dbapi_connection: Any) -> None:
+        """A new DBAPI connection reaches the same installation (one query, then its transaction ends)."""
+        if self.installation_id is None:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(INSTALLATION_QUERY)
+            ids: list[str] | None = [str(row[0]) for row in cursor.fetchall()]
+        except Exception as exc:
+            if not _missing_table(exc):
+                raise
+            ids = None
+        finally:
+            cursor.close()
+            dbapi_connection.rollback()
+        self.check_ids(ids)
+
+
+# One guard per engine; an engine that was never pinned (tools, tests of migrations) checks nothing.
+_guards: weakref.WeakKeyDictionary[Engine, StorageGuard] = weakref.WeakKeyDictionary()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see _sqlite_begin).
     dbapi_connection.isolation_level = None
@@ -70,34 +182,56 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
-def _sqlite_begin(connection: sa.Connection) -> None:
-    """Start a real transaction at the first statement.
+def _sqlite_begin(guard: StorageGuard, connection: sa.Connection) -> None:
+    """Start a real transaction at the first statement, in the file this process started on.
 
     The sqlite3 module otherwise runs SELECTs outside any transaction and only opens one before the
     first write, so one unit of work could read two different database states. With an explicit
     BEGIN every unit of work reads one snapshot; a writer that lost a race gets "database is locked"
-    and is retried by the caller.
+    and is retried by the caller. An open connection to a deleted file would go on "working", so the
+    file is checked first.
     """
+    guard.check_file()
     connection.exec_driver_sql("BEGIN")
+
+
+def _on_connect(guard: StorageGuard, sqlite: bool) -> Any:
+    def connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        try:
+            if sqlite:
+                _sqlite_pragmas(dbapi_connection, record)
+            guard.check_connection(dbapi_connection)
+        except BaseException:
+            dbapi_connection.close()  # the pool never sees it
+            raise
+
+    return connect
 
 
 def make_engine(database_url: str) -> Engine:
     """An engine for `database_url`, configured for concurrent use by the web server and the jobs."""
-    if database_url.startswith("sqlite"):
+    sqlite = database_url.startswith("sqlite")
+    if sqlite:
         engine = create_engine(
             database_url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        sa.event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(
-        database_url,
-        pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=10,
-        connect_args={"connect_timeout": 5},
-    )
+    else:
+        engine = create_engine(
+            database_url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            connect_args={"connect_timeout": 5},
+        )
+    guard = StorageGuard(describe_database(engine.url), _sqlite_file(engine.url) if sqlite else None)
+    _guards[engine] = guard
+    sa.event.listen(engine, "connect", _on_connect(guard, sqlite))
+    if sqlite:
+        # Before sqlite3 opens the path: in a folder put back it would create an empty file there.
+        sa.event.listen(engine, "do_connect", lambda *_: guard.check_file())
+        sa.event.listen(engine, "begin", lambda connection: _sqlite_begin(guard, connection))
+    return engine
 
 
 @contextmanager
@@ -114,9 +248,40 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` on `engine`'s database."""
+    """Apply migrations up to `revision` on `engine`'s database.
+
+    An empty database is migrated from scratch: that is how an installation begins. A database that was
+    re-created empty under a stopped service cannot be told apart from a new one here, so it is said
+    loudly; under a running service it is refused instead (see StorageGuard).
+    """
+    with engine.connect() as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
+    if before is None:
+        log.warning(
+            "empty database: creating a new sloguard installation; if it held sloguard's data before, "
+            "stop now and restore it",
+            extra={"database": describe_database(engine.url)},
+        )
     command.upgrade(alembic_config(engine), revision)
     log.info("database migrated", extra={"revision": revision})
+
+
+def remember_installation(engine: Engine) -> str:
+    """Pin `engine` to the installation it reaches now (call after `upgrade`); return its id.
+
+    From here on, a new connection that finds another installation (or none), and on SQLite a transaction
+    whose file was removed or replaced, raises StorageReplaced instead of reading or writing.
+    """
+    guard = _guards[engine]
+    with engine.connect() as connection:
+        ids = [str(found) for found in connection.execute(sa.text(INSTALLATION_QUERY)).scalars()]
+    if len(ids) != 1:
+        raise StorageReplaced(
+            f"the database at {guard.where} has {len(ids)} installation rows; sloguard writes exactly one"
+        )
+    guard.pin(ids[0])
+    log.info("database installation", extra={"installation": ids[0], "database": guard.where})
+    return ids[0]
 
 
 # Whole statements, values bound: SQL is never assembled from strings (tests/security scans for it).
@@ -159,7 +324,21 @@ def advisory_lock(engine: Engine, name: str, key: int = 0) -> Iterator[None]:
             connection.execute(sa.text(ADVISORY_UNLOCK), params)
 
 
-def ping(engine: Engine) -> None:
-    """Raise if the database does not answer a trivial query."""
+def check(engine: Engine) -> str | None:
+    """Raise unless the database answers and is still the installation `engine` was pinned to (whose id is
+    returned; None for an engine never pinned, which is only asked to answer)."""
+    guard = _guards.get(engine)
     with engine.connect() as connection:
-        connection.execute(sa.text("SELECT 1"))
+        if guard is None or guard.installation_id is None:
+            connection.execute(sa.text("SELECT 1"))
+            return None
+        try:
+            ids: list[str] | None = [
+                str(found) for found in connection.execute(sa.text(INSTALLATION_QUERY)).scalars()
+            ]
+        except sa.exc.DBAPIError as exc:
+            if not _missing_table(exc):
+                raise
+            ids = None
+        guard.check_ids(ids)
+    return guard.installation_id

@@ -8,9 +8,11 @@
      │    ├── Conflict          409
      │    ├── InvalidTransition 409
      │    └── Forbidden         403
-     └── SourceError            a metrics or log backend failed (HTTP 502/503; SLO state `source_error`)
-          ├── SourceTimeout
-          └── SourceUnavailable
+     ├── SourceError            a metrics or log backend failed (HTTP 502/503; SLO state `source_error`)
+     │    ├── SourceTimeout     it did not answer within the timeout (connected, or not)
+     │    └── SourceUnavailable it refused, reset, or answered something unusable
+     └── StorageError           the database is not the one this process started on (HTTP 503)
+          └── StorageReplaced   removed, or replaced by another (e.g. re-created empty): restart needed
 
 Sources turn library errors into these (`raise SourceUnavailable(...) from exc`); each door (HTTP
 route, CLI verb, Slack listener, job) maps them once.
@@ -65,3 +67,15 @@ class SourceTimeout(SourceError):
 
 class SourceUnavailable(SourceError):
     pass
+
+
+class StorageError(SloguardError):
+    """The database cannot be trusted with a write: nothing was stored."""
+
+
+class StorageReplaced(StorageError):
+    """The database this process migrated and started on is gone or another one answers in its place.
+
+    Never repaired silently (re-migrating an empty database would hide the loss of every incident): the
+    message says where, and that sloguard needs the database restored, or a restart to begin afresh.
+    """

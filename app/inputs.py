@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 MAX_ROW_ID = 2**31 - 1  # row ids are PostgreSQL `integer`s: a larger number is refused, not overflowed
 MAX_JSON_DEPTH = 32  # the deepest body any door accepts is Alertmanager's (4 levels); this is generous
@@ -89,8 +89,15 @@ def to_utc(value: datetime) -> datetime:
         raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
 
 
-# A request's timestamp: required to carry an offset, stored and compared in UTC.
-UtcDatetime = Annotated[datetime, AfterValidator(to_utc)]
+def rfc3339_only(value: Any) -> Any:
+    """Refuse numbers (pydantic would read them as Unix times): a request's time is an RFC 3339 string."""
+    if isinstance(value, bool | int | float):
+        raise ValueError("must be an RFC 3339 time string, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+# A request's timestamp: an RFC 3339 string with an offset, stored and compared in UTC.
+UtcDatetime = Annotated[datetime, BeforeValidator(rfc3339_only), AfterValidator(to_utc)]
 
 
 def clamp_to_utc(value: datetime) -> datetime:

@@ -20,12 +20,13 @@ import app as package
 from app import db
 from app.alerts.routes import ALERTMANAGER_PATH
 from app.alerts.routes import router as webhook_router
-from app.api import install_error_handlers, require_api_token
+from app.api import API_PROBLEMS, install_error_handlers, require_api_token
 from app.chat import deliveries
 from app.chat.bolt import build_bolt_app
 from app.chat.notify import SlackNotifier
 from app.config import Settings, load_file_config
 from app.events import Dispatcher, IncidentStatusChanged
+from app.health import Readiness
 from app.health import router as health_router
 from app.incidents import jobs as incident_jobs
 from app.incidents import service as incidents
@@ -143,6 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(fastapi_app: FastAPI) -> AsyncIterator[None]:
         engine = db.make_engine(settings.database_url)
         db.upgrade(engine)
+        db.remember_installation(engine)  # from here on, a replaced or removed database is refused
         fastapi_app.state.engine = engine
         sources = build_sources(settings)
         fastapi_app.state.sources = sources
@@ -191,6 +193,9 @@ def create_app(settings: Settings) -> FastAPI:
             leadership.start()
             scheduler.start()
         fastapi_app.state.scheduler = scheduler
+        readiness = Readiness(engine, sources)  # /readyz answers from it, never waiting on a source
+        await readiness.start()
+        fastapi_app.state.readiness = readiness
         log.info("sloguard started", extra={"version": package.__version__})
         try:
             yield
@@ -204,6 +209,7 @@ def create_app(settings: Settings) -> FastAPI:
                 notifier.close()
             if socket_mode is not None:
                 await socket_mode.close_async()  # type: ignore[no-untyped-call]
+            readiness.stop()
             for source in fastapi_app.state.sources.values():
                 source.close()
             engine.dispose()
@@ -231,7 +237,7 @@ def create_app(settings: Settings) -> FastAPI:
     fastapi_app.include_router(webhook_router)
     if settings.slack_enabled:
         mount_slack(fastapi_app, settings)
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)])
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)], responses=API_PROBLEMS)
     api.include_router(incidents_router)
     api.include_router(slo_router)
     api.include_router(rollback_router)

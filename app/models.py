@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.chat.models import SlackDelivery
+from app.db import Installation
 from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
 from app.rollback.models import AuditEvent, RollbackAction
@@ -14,6 +15,7 @@ __all__ = [
     "AlertLink",
     "DriftSignal",
     "Incident",
+    "Installation",
     "LogEvidence",
     "ModelVersionLink",
     "RollbackAction",

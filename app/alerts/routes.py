@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.alerts import service as alerts
 from app.alerts.alertmanager import WebhookPayload, describe_validation_error
-from app.api import EngineDep, require_webhook_token
+from app.api import WEBHOOK_PROBLEMS, EngineDep, require_webhook_token
 from app.inputs import JsonTooDeep, check_json, repair_surrogates
 from app.request_guard import NUL_REFUSED, body_has_nul
 
@@ -62,7 +62,12 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-@router.post("/alertmanager", dependencies=[Depends(require_webhook_token)], openapi_extra=PAYLOAD_DOC)
+@router.post(
+    "/alertmanager",
+    dependencies=[Depends(require_webhook_token)],
+    openapi_extra=PAYLOAD_DOC,
+    responses=WEBHOOK_PROBLEMS,
+)
 async def alertmanager(request: Request, engine: EngineDep) -> dict[str, Any]:
     """Open, attach to or update incidents from one notification. Idempotent: resend at will."""
     state = request.app.state

@@ -6,11 +6,13 @@ MLflow keeps no history of aliases: sloguard records from -> to itself (rollback
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import httpx
 
-from app.errors import NotFound, SourceTimeout, SourceUnavailable
+from app.errors import NotFound, SourceError, SourceTimeout, SourceUnavailable
+from app.sources import SourceCheck
 
 log = logging.getLogger(__name__)
 API = "/api/2.0/mlflow"
@@ -23,15 +25,31 @@ class MlflowRegistry:
         self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self.client = httpx.Client(base_url=self.url + API, timeout=timeout, transport=transport)
+        self.last_call: SourceCheck | None = None
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One REST call with library errors as SourceErrors; the outcome kept as `last_call`, where any
+        answer below HTTP 500 (an unknown model, say) counts as the registry being up."""
+        started = time.monotonic()
+        failure: SourceError
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise SourceTimeout(f"mlflow at {self.url} timed out") from exc
+            limit = kwargs.get("timeout", self.timeout)
+            failure = SourceTimeout(f"mlflow at {self.url} timed out after {limit:g}s")
+            self.last_call = SourceCheck.ended(started, failure)
+            raise failure from exc
         except httpx.HTTPError as exc:
-            raise SourceUnavailable(f"mlflow at {self.url}: {type(exc).__name__}") from exc
+            failure = SourceUnavailable(f"mlflow at {self.url}: {type(exc).__name__}")
+            self.last_call = SourceCheck.ended(started, failure)
+            raise failure from exc
+        if response.status_code >= 500:
+            failure = SourceUnavailable(f"mlflow {path}: HTTP {response.status_code}")
+            self.last_call = SourceCheck.ended(started, failure)
+            raise failure
+        self.last_call = SourceCheck.ended(started)
         if response.status_code in (400, 404):
             body = _json(response)
             code = body.get("error_code", "")
@@ -66,8 +84,10 @@ class MlflowRegistry:
             json={"name": model, "version": version, "key": key, "value": value},
         )
 
-    def ping(self) -> None:
-        self._call("GET", "/registered-models/search", params={"max_results": 1})
+    def ping(self, timeout: float | None = None) -> None:
+        """One registered model; `timeout` (seconds) instead of the source timeout, for health probes."""
+        limit = {} if timeout is None else {"timeout": timeout}  # httpx reads timeout=None as "never"
+        self._call("GET", "/registered-models/search", params={"max_results": 1}, **limit)
 
     def close(self) -> None:
         self.client.close()
