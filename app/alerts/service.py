@@ -14,7 +14,7 @@ from app.config import IncidentOptions
 from app.events import Dispatcher
 from app.incidents import logic
 from app.incidents import service as incidents
-from app.incidents.models import CLOSED_STATUSES, AlertLink, IncidentStatus, TimelineEvent
+from app.incidents.models import CLOSED_STATUSES, AlertLink, IncidentStatus
 from app.inputs import fit
 
 LABEL_FIELD_LIMIT = 200  # incident.service / slo_id / model and alert_link.alertname; labels stay whole
@@ -183,8 +183,7 @@ def ingest_alertmanager(
                 session.add(link)
         if new_links:
             session.execute(sa.insert(AlertLink), new_links)
-        if notes:
-            session.execute(sa.insert(TimelineEvent), notes)
+        incidents.add_notes(session, notes)
 
         if result.new_alerts and incident.status == IncidentStatus.mitigated:
             incidents.change_status(

@@ -191,6 +191,13 @@ def note(
     return event
 
 
+def add_notes(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Timeline events as plain rows (`incident_id`, `at`, `kind`, `actor`, `text`, `data`), in one
+    multi-row INSERT: a webhook storm's hot path."""
+    if rows:
+        session.execute(sa.insert(TimelineEvent), rows)
+
+
 def open_incident(
     session: Session,
     events: Events,

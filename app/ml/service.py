@@ -52,6 +52,11 @@ class Findings:
     missing: list[str] = field(default_factory=list)
 
 
+# The version roles enrichment finds (and replaces on every run), and the ones record_change keeps.
+EVIDENCE_ROLES = ("serving", "suspect", "previous_good")
+CHANGE_ROLES = ("rolled_back_to", "promoted_to")
+
+
 def model_for(incident: Incident, catalogue: dict[str, ModelConfig]) -> tuple[str, ModelConfig] | None:
     if incident.model and incident.model in catalogue:
         return incident.model, catalogue[incident.model]
@@ -381,10 +386,44 @@ def enrich(engine: Engine, config: FileConfig, sources: Sources, incident_id: in
     return found
 
 
+def record_change(
+    session: Session,
+    incident_id: int,
+    *,
+    model: str,
+    version: str,
+    role: str,
+    source: str,
+    at: datetime | None,
+    detail: dict[str, Any],
+) -> None:
+    """A version sloguard itself moved the model to (`rolled_back_to`, `promoted_to`), inside the caller's
+    unit of work. Enrichment never replaces these rows: they are history, not evidence."""
+    assert role in CHANGE_ROLES, role
+    session.add(
+        ModelVersionLink(
+            incident_id=incident_id,
+            model=model,
+            version=version,
+            role=role,
+            source=source,
+            first_seen=at,
+            detail=detail,
+        )
+    )
+
+
 def _store(engine: Engine, incident_id: int, found: Findings, now: datetime) -> None:
     def command(session: Session, events: incidents.Events) -> None:
         incident = incidents.get(session, incident_id)
-        for table in (ModelVersionLink, DriftSignal, LogEvidence):
+        # Replace what enrichment found before (its own roles); the changes sloguard made stay.
+        session.execute(
+            sa.delete(ModelVersionLink).where(
+                col(ModelVersionLink.incident_id) == incident_id,
+                col(ModelVersionLink.role).in_(EVIDENCE_ROLES),
+            )
+        )
+        for table in (DriftSignal, LogEvidence):
             session.execute(sa.delete(table).where(col(table.incident_id) == incident_id))
         for row in [*found.versions, *found.drift, *found.logs]:
             row.incident_id = incident_id
