@@ -17,14 +17,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import threading
+import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -305,6 +307,62 @@ def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
         return contextlib.nullcontext()
     with _sqlite_writers_guard:
         return _sqlite_writers.setdefault(engine, threading.RLock())
+
+
+Events = list[Any]  # what a unit of work announces; published only once it has committed
+T = TypeVar("T")
+UNIT_ATTEMPTS = 12
+
+
+# SQLite: busy or locked (another writer); PostgreSQL: serialization failure, deadlock detected.
+RACE_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED")
+RACE_SQLSTATES = ("40001", "40P01")
+
+
+def lost_race(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a failed commit lost a race with a concurrent writer (so running the unit again may win),
+    judged by the driver's error code, not its message."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return True
+    orig = exc.orig
+    name = str(getattr(orig, "sqlite_errorname", ""))
+    return name.startswith(RACE_SQLITE_ERRORS) or getattr(orig, "sqlstate", None) in RACE_SQLSTATES
+
+
+class Publisher(Protocol):
+    def publish(self, event: Any) -> None: ...
+
+
+def unit_of_work(engine: Engine, publisher: Publisher | None, unit: Callable[[Session, Events], T]) -> T:
+    """Run `unit(session, events)` in one transaction and commit; then publish the events it collected.
+
+    The retry rule: a unit whose commit loses a race — a unique key a concurrent writer took first (two
+    replicas opening one incident), SQLite's "database is locked", a PostgreSQL deadlock — is rolled back
+    and run again from the start, up to UNIT_ATTEMPTS times. So a unit must be safe to repeat: it reads and
+    writes the database through `session` and nothing else. It never calls Slack, a source, a rollback
+    target or the file system; those effects follow the commit, from the events, which are published only
+    for the attempt that committed. On SQLite the unit runs in this process's writer turn (writer_lock).
+    """
+    for attempt in range(UNIT_ATTEMPTS):
+        events: Events = []
+        try:
+            with writer_lock(engine), Session(engine, expire_on_commit=False) as session:
+                result = unit(session, events)
+                session.commit()
+        except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
+            # Leaving the session rolled the transaction back; the wait below is outside the lock.
+            lost_race = (
+                isinstance(exc, sa.exc.IntegrityError) or "locked" in str(exc) or "deadlock" in str(exc)
+            )
+            if not lost_race or attempt == UNIT_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+            continue
+        if publisher is not None:
+            for event in events:
+                publisher.publish(event)
+        return result
+    raise RuntimeError("unreachable")
 
 
 @contextmanager

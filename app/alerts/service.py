@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
+from app import db
 from app.alerts.alertmanager import WebhookPayload
 from app.config import IncidentOptions
 from app.events import Dispatcher
@@ -56,7 +57,7 @@ def ingest_alertmanager(
     """Apply one webhook notification: only what is new in the group's state is added."""
     severities = incidents.severity_map(options)
 
-    def command(session: Session, events: incidents.Events) -> IngestResult:
+    def command(session: Session, events: db.Events) -> IngestResult:
         result = IngestResult()
         key = logic.alert_group_key(payload.groupKey)
         slo_id = fit(payload.common("sloth_id", "slo"), LABEL_FIELD_LIMIT)
@@ -215,4 +216,4 @@ def ingest_alertmanager(
                 )
         return result
 
-    return incidents.write(engine, dispatcher, command)
+    return db.unit_of_work(engine, dispatcher, command)

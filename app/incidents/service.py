@@ -1,22 +1,20 @@
-"""Incident storage and commands: the only place incident rows are written.
+"""Incident storage and commands: the only place incident, timeline and action-item rows are written.
 
-Each command runs in one transaction (`write`), retried when a concurrent writer won a unique key, so
-doors can be called concurrently and at-least-once (Alertmanager) without duplicates. Domain events are
-published after the commit, never for work that was rolled back.
+Each command is a unit of work (`db.unit_of_work`: one transaction, run again when a concurrent writer won
+a unique key, so it must not talk to the outside world), so doors can be called concurrently and
+at-least-once (Alertmanager) without duplicates. Domain events are published after the commit, never for
+work that was rolled back.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, func, select
 
 from app import db
@@ -50,31 +48,12 @@ from app.inputs import fit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Events = list[Any]
-ATTEMPTS = 12
+Events = db.Events
 TITLE_LIMIT, NAME_LIMIT, ENVIRONMENT_LIMIT = 300, 200, 50  # incident columns
 
 
-def write(engine: Engine, dispatcher: Dispatcher | None, command: Callable[[Session, Events], T]) -> T:
-    """Run `command` in one transaction; retry on a lost race for a unique key; then publish events."""
-    for attempt in range(ATTEMPTS):
-        events: Events = []
-        try:
-            with db.writer_lock(engine), Session(engine, expire_on_commit=False) as session:
-                result = command(session, events)
-                session.commit()
-        except (IntegrityError, OperationalError) as exc:
-            # Leaving the session rolled the transaction back; the wait below is outside the lock.
-            retryable = isinstance(exc, IntegrityError) or "locked" in str(exc) or "deadlock" in str(exc)
-            if not retryable or attempt == ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-            continue
-        if dispatcher is not None:
-            for event in events:
-                dispatcher.publish(event)
-        return result
-    raise RuntimeError("unreachable")
+# Every area's units of work run through db.unit_of_work (its docstring has the retry rule).
+write = db.unit_of_work
 
 
 # ---------------------------------------------------------------- reading

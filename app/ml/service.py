@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from app import db
 from app.config import FileConfig, ModelConfig
 from app.errors import NotFound, SourceError
 from app.events import Dispatcher, IncidentOpened, IncidentStatusChanged
@@ -414,7 +415,7 @@ def record_change(
 
 
 def _store(engine: Engine, incident_id: int, found: Findings, now: datetime) -> None:
-    def command(session: Session, events: incidents.Events) -> None:
+    def command(session: Session, events: db.Events) -> None:
         incident = incidents.get(session, incident_id)
         # Replace what enrichment found before (its own roles); the changes sloguard made stay.
         session.execute(
@@ -435,7 +436,7 @@ def _store(engine: Engine, incident_id: int, found: Findings, now: datetime) -> 
                 session, incident, "evidence_missing", f"missing: {missing}", actor="sloguard", at=now
             )
 
-    incidents.write(engine, None, command)
+    db.unit_of_work(engine, None, command)
 
 
 def evidence(session: Session, incident_id: int) -> dict[str, list[Any]]:
