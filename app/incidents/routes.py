@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.engine import Engine
@@ -104,21 +105,21 @@ def enrich(request: Request, engine: EngineDep, incident_id: IdPath) -> Incident
 
 @router.get("/{incident_id}/postmortem", response_class=Response)
 def postmortem(
-    request: Request, engine: EngineDep, incident_id: IdPath, format: str = "markdown"
+    request: Request,
+    engine: EngineDep,
+    incident_id: IdPath,
+    format: Literal["markdown", "html"] = "markdown",
 ) -> Response:
-    """The review draft (written to SLOGUARD_POSTMORTEM_DIR too); `?format=html` for a browser."""
+    """The review draft (written to SLOGUARD_POSTMORTEM_DIR too); `?format=html` for a browser, sanitised
+    and served under a Content-Security-Policy that runs no script."""
+    from app.postmortems import html
     from app.postmortems import service as postmortems
 
     draft = postmortems.write(engine, request.app.state, incident_id, datetime.now(UTC))
     if format == "html":
-        import markdown
-
-        body = markdown.markdown(draft.markdown, extensions=["tables"])
-        return Response(
-            f"<!doctype html><meta charset=utf-8><title>Incident {incident_id}</title>{body}",
-            media_type="text/html",
-        )
-    return Response(draft.markdown, media_type="text/markdown; charset=utf-8")
+        page = html.page(draft.markdown, f"Incident {incident_id}")
+        return Response(page, media_type="text/html; charset=utf-8", headers=html.HTML_HEADERS)
+    return Response(draft.markdown, media_type="text/markdown; charset=utf-8", headers=html.MARKDOWN_HEADERS)
 
 
 @router.post("/{incident_id}/timeline", response_model=TimelineEventRead, status_code=201)

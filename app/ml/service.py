@@ -32,6 +32,7 @@ from app.ml import drift as drift_stats
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
 from app.ml.versions import VersionSeen, find_suspect, versions_from_range
 from app.slo import burn
+from app.slo.spec import promql_string
 
 log = logging.getLogger(__name__)
 STEP = 60  # resolution of "first seen" / "last seen"
@@ -98,7 +99,8 @@ def _versions(incident: Incident, name: str, config: ModelConfig, sources: Sourc
     for version in seen:
         if total.get(version.version) or version.last_seen >= detected - timedelta(seconds=window):
             continue
-        only = _matchers(config.selector, f'{label}="{version.version}"')
+        # The version is a label value read back from Prometheus: quoted, whatever it holds.
+        only = _matchers(config.selector, f"{label}={promql_string(version.version)}")
         before = prometheus.query(f"sum(increase({metric}{{{only}}}[{span}]))", at=version.last_seen)
         failed = prometheus.query(
             f"sum(increase({metric}{{{_matchers(only, config.error_selector)}}}[{span}]))",
@@ -233,7 +235,7 @@ def _drift(
         return
     if settings.gauge_metric and sources.prometheus is not None:
         result = sources.prometheus.query(
-            f'{settings.gauge_metric}{{model="{name}"}}', at=incident.detected_at
+            f"{settings.gauge_metric}{{model={promql_string(name)}}}", at=incident.detected_at
         )
         for sample in result:
             score = float(sample["value"][1])

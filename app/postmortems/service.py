@@ -1,15 +1,19 @@
 """Post-incident review drafts: gather what sloguard knows, render Markdown and SVG charts, keep edits.
 
-Rendering uses a sandboxed Jinja2 environment (a team's own template cannot reach Python internals) and
-escapes user text for Markdown. Sections between `<!-- sloguard:keep NAME -->` and `<!-- sloguard:end -->`
+Rendering uses a sandboxed Jinja2 environment (a team's own template cannot reach Python internals).
+Every value the template writes goes through `md` (HTML entities and Markdown syntax escaped, so the draft
+is inert in any Markdown viewer) and every link target through `safe_url` (http, https or relative only).
+Sections between `<!-- sloguard:keep NAME -->` and `<!-- sloguard:end -->`
 are taken from the existing draft when it is regenerated.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import re
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +36,16 @@ from app.slo.spec import EventsSli, LatencySli, Slo
 log = logging.getLogger(__name__)
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 KEEP = re.compile(r"<!-- sloguard:keep ([\w-]+) -->\n(.*?)<!-- sloguard:end -->", re.DOTALL)
-MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|])")
+# Markdown's backslash escapes for the punctuation that means something inline (Python-Markdown honours
+# exactly these). `&`, `<` and `>` are written as entities instead: Python-Markdown does not honour `\<`,
+# so `\<script>` stayed a tag.
+MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|])")
+# At the start of a line, `- x` is a list item and `1. x` an ordered one (the marker, then a space).
+MD_BULLET = re.compile(r"^(\s*)-(?=\s|$)")
+MD_ORDERED = re.compile(r"^(\s*\d{1,9})([.)])(?=\s|$)")
+SAFE_SCHEMES = ("http", "https")
+# Characters a URL keeps in a Markdown link destination; the rest are percent-encoded.
+URL_SAFE = "/:?#@!$&'+,;=%~-._"
 POLICY_SHARE = 0.20  # one incident spending more than this much of the budget needs a P0 action item
 
 
@@ -41,9 +54,31 @@ class TemplateRefused(ServiceError):
 
 
 def md(value: object) -> str:
-    """Escape Markdown (and HTML) so user text shows as written and cannot inject markup or links."""
-    text = "" if value is None else str(value)
-    return MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
+    """Escape HTML and Markdown so text shows as written, and cannot inject markup or links, whether the
+    draft is read as Markdown or as the HTML view. One line: a newline could start a block."""
+    text = "" if value is None else " ".join(str(value).splitlines())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = MD_SPECIAL.sub(r"\\\1", text)
+    text = MD_BULLET.sub(r"\1\\-", text)
+    return MD_ORDERED.sub(r"\1\\\2", text)
+
+
+def safe_url(value: object) -> str | None:
+    """The URL ready for a Markdown link, if it is http(s) or relative to the repository; None otherwise
+    (`javascript:`, `data:`, `vbscript:`, `//host`, or anything a browser could read as one)."""
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if not url or any(ord(char) < 0x20 or ord(char) == 0x7F or char == "\\" for char in url):
+        return None  # browsers drop tabs and newlines inside a scheme, and read `\` as `/`
+    for form in {url, html.unescape(url), urllib.parse.unquote(url)}:  # `javascript&#58;` in an href too
+        parts = urllib.parse.urlsplit(form)
+        if parts.scheme:
+            if parts.scheme.lower() not in SAFE_SCHEMES or not parts.netloc:
+                return None
+        elif parts.netloc or ":" in form.split("/", 1)[0]:
+            return None  # protocol-relative, or a colon a browser might still read as a scheme
+    return urllib.parse.quote(url, safe=URL_SAFE)
 
 
 def duration(seconds: float | None) -> str:
@@ -256,11 +291,20 @@ def gather(engine: Engine, state: Any, incident_id: int, now: datetime) -> dict[
         ],
         "action_items": [i.model_dump() for i in items],
         "runbook": runbook,
-        "runbook_link": f"../{runbook}" if runbook and not runbook.startswith("http") else runbook,
+        "runbook_link": runbook_link(runbook),
         "alert_links": sorted({a.generator_url for a in alerts if a.generator_url}),
         "charts": [],
         "_slo": slo,
     }
+
+
+def runbook_link(runbook: str | None) -> str | None:
+    """Drafts live in postmortems/, runbooks are named from the repository root: `../runbooks/x.md`."""
+    if not runbook:
+        return None
+    if urllib.parse.urlsplit(runbook).scheme or runbook.startswith(("/", "\\")):
+        return runbook  # absolute: safe_url decides whether it is shown as a link
+    return f"../{runbook}"
 
 
 def environment(template_dir: Path | None) -> SandboxedEnvironment:
@@ -273,6 +317,7 @@ def environment(template_dir: Path | None) -> SandboxedEnvironment:
         trim_blocks=False,
     )
     env.filters["md"] = md
+    env.filters["safe_url"] = safe_url
     return env
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.slo import burn
+from app.slo import burn, promql
 from app.slo.spec import (
+    METRIC_NAME,
     WINDOW_PLACEHOLDER,
     Alerting,
     ElasticsearchSli,
@@ -25,6 +26,8 @@ from app.slo.spec import (
     Sli,
     Slo,
     check_tiers,
+    label_name_problem,
+    placeholder_problem,
 )
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -47,9 +50,40 @@ def _name(value: str) -> str:
     return value
 
 
+def _label_name(value: str) -> str:
+    problem = label_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _alert_name(value: str) -> str:
+    if not METRIC_NAME.fullmatch(value):
+        raise ValueError(
+            f"must be a Prometheus alert name: a letter, '_' or ':', then letters, digits, '_' or ':' "
+            f"(got {value!r})"
+        )
+    return value
+
+
+# Label and annotation names become Prometheus label names in the generated rules.
+LabelName = Annotated[str, AfterValidator(_label_name)]
+Labels = dict[LabelName, str]
+
+
+def query_problem(query: str) -> str | None:
+    """Why a spec's query (with `{{.window}}` filled in) would not load in Prometheus, or None."""
+    return placeholder_problem(query) or promql.problem(
+        WINDOW_PLACEHOLDER.sub("5m", query), limit=promql.QUERY_DEPTH
+    )
+
+
 def _window_query(value: str) -> str:
     if not WINDOW_PLACEHOLDER.search(value):
         raise ValueError("must contain {{.window}} where the range goes, e.g. rate(x[{{.window}}])")
+    problem = query_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -77,23 +111,28 @@ class SlothSli(Strict):
 
 class SlothAlert(Strict):
     disable: bool = False
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
+    annotations: Labels = Field(default_factory=dict)
 
 
 class SlothAlerting(Strict):
     name: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
+    annotations: Labels = Field(default_factory=dict)
     page_alert: SlothAlert = Field(default_factory=SlothAlert)
     ticket_alert: SlothAlert = Field(default_factory=SlothAlert)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else _alert_name(value)
 
 
 class SlothSlo(Strict):
     name: str
     objective: float
     description: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     sli: SlothSli
     alerting: SlothAlerting = Field(default_factory=SlothAlerting)
 
@@ -110,7 +149,7 @@ class SlothSlo(Strict):
 class SlothSpec(Strict):
     version: Literal["prometheus/v1"]
     service: str
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     slos: list[SlothSlo] = Field(min_length=1)
 
     _name = field_validator("service")(_name)
@@ -118,8 +157,10 @@ class SlothSpec(Strict):
 
 class SlothKubernetesSpec(Strict):
     service: str
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     slos: list[SlothSlo] = Field(min_length=1)
+
+    _name = field_validator("service")(_name)
 
 
 class SlothKubernetes(Strict):
@@ -234,6 +275,9 @@ class OsSloSpec(Strict):
     objectives: list[OsObjective] = Field(min_length=1)
     alertPolicies: list[str | OsPolicyRef] = Field(default_factory=list)
 
+    # The service is a label value in every generated selector, as Sloth's `service` is.
+    _service = field_validator("service")(_name)
+
     @field_validator("budgetingMethod")
     @classmethod
     def _occurrences(cls, value: str) -> str:
@@ -263,8 +307,8 @@ def _location(prefix: str, loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("function-after[_occurrences(), str]",) or str(part).startswith(
-            ("function-", "union[", "str", "OsPolicyRef")
+        elif part in ("function-after[_occurrences(), str]", "[key]", "str") or str(part).startswith(
+            ("function-", "union[", "OsPolicyRef")
         ):
             continue  # pydantic's internal steps for validators and unions
         else:
@@ -376,7 +420,12 @@ def _sloth(
 
 
 def _labels(metadata: OsMetadata) -> dict[str, str]:
-    return {k: ",".join(v) if isinstance(v, list) else v for k, v in metadata.labels.items()}
+    """The SLO's labels as rule labels: lists joined, names Prometheus would refuse left out."""
+    return {
+        k: ",".join(v) if isinstance(v, list) else v
+        for k, v in metadata.labels.items()
+        if label_name_problem(k) is None
+    }
 
 
 def resolve_openslo(documents: list[OpenSloDocument], problems: Problems) -> list[Slo]:
@@ -429,7 +478,9 @@ def _openslo_slo(
 
     name = document.metadata.name
     slo_id = name if name.startswith(f"{spec.service}-") else f"{spec.service}-{name}"
-    annotations = dict(document.metadata.annotations)
+    # OpenSLO metadata often carries Kubernetes-style names (app.kubernetes.io/name): those stay in the
+    # spec but out of the generated rules, where Prometheus would refuse them as label names.
+    annotations = {k: v for k, v in document.metadata.annotations.items() if label_name_problem(k) is None}
     slo = Slo(
         id=slo_id,
         service=spec.service,
@@ -473,12 +524,16 @@ def _prometheus_query(
     if not isinstance(query, str) or not query.strip():
         problems.add(source, f"{at}.metricSource.spec.query", "required")
         return None
-    if WINDOW_PLACEHOLDER.search(query):
-        return query
-    if counter:
-        return f"sum(rate({query.strip()}[{{{{.window}}}}]))"
-    problems.add(source, f"{at}.metricSource.spec.query", "needs {{.window}} unless counter: true")
-    return None
+    if not WINDOW_PLACEHOLDER.search(query):
+        if not counter:
+            problems.add(source, f"{at}.metricSource.spec.query", "needs {{.window}} unless counter: true")
+            return None
+        query = f"sum(rate({query.strip()}[{{{{.window}}}}]))"
+    problem = query_problem(query)
+    if problem is not None:
+        problems.add(source, f"{at}.metricSource.spec.query", problem)
+        return None
+    return query
 
 
 def _source_type(metric: OsMetric, source: str, at: str, problems: Problems) -> str | None:
@@ -587,8 +642,13 @@ def _latency(
     if objective.op not in ("lt", "lte") or objective.value is None or objective.value <= 0:
         problems.add(source, "objectives[0]", "a latency objective needs op: lte and a positive value")
         return None
-    name = re.sub(r"_(bucket|count|sum)$", "", match.group(1))
-    return LatencySli(metric=name, selector=(match.group(2) or "").strip(), threshold=objective.value)
+    try:
+        histogram, matchers = promql.selector(match.group(1), match.group(2) or "")
+    except promql.PromqlError as exc:
+        problems.add(source, f"{at}.metricSource.spec.query", str(exc))
+        return None
+    name = re.sub(r"_(bucket|count|sum)$", "", histogram)
+    return LatencySli(metric=name, selector=matchers, threshold=objective.value)
 
 
 def _time_window(

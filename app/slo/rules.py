@@ -16,12 +16,14 @@ Log-based SLIs (Elasticsearch) have no Prometheus rules; sloguard evaluates them
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
-from app.slo import burn
-from app.slo.spec import EventsSli, LatencySli, RawSli, Slo
+from app.slo import burn, promql, queries
+from app.slo.spec import EventsSli, LatencySli, RawSli, Slo, promql_string
 
 SHORT_RECORDING_WINDOW = burn.Window(300)
 
@@ -37,7 +39,25 @@ def _labels(slo: Slo, **extra: str) -> dict[str, str]:
 
 
 def _selector(slo: Slo) -> str:
-    return f'{{sloth_id="{slo.id}", sloth_service="{slo.service}", sloth_slo="{slo.name}"}}'
+    # The specs only allow plain names here; escaping anyway keeps a quote from ever becoming a matcher.
+    return (
+        f"{{sloth_id={promql_string(slo.id)}, sloth_service={promql_string(slo.service)}, "
+        f"sloth_slo={promql_string(slo.name)}}}"
+    )
+
+
+def template_text(text: str) -> str:
+    """Plain text for an alert annotation, which Prometheus expands as a Go template: `{{` stays literal."""
+    return text.replace("{{", '{{ "{{" }}')
+
+
+def alert_name(slo: Slo) -> str:
+    """Sloth's default alert name, `fraud-model-availability` -> `FraudModelAvailability`, kept a valid
+    Prometheus name for ids with dots or a leading digit."""
+    if slo.alerting.name:
+        return slo.alerting.name
+    name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", slo.id))
+    return name if name[:1].isalpha() else f"Slo{name}"
 
 
 def _number(value: float) -> str:
@@ -175,7 +195,7 @@ def _tier_expression(slo: Slo, tiers: list[burn.Tier]) -> str:
 
 def _alert_rules(slo: Slo) -> list[dict[str, Any]]:
     alerting = slo.alerting
-    name = alerting.name or "".join(part.capitalize() for part in slo.id.replace("_", "-").split("-"))
+    name = alert_name(slo)
     rules = []
     for severity, labels, extra_annotations, disabled in (
         (burn.State.page, alerting.page_labels, alerting.page_annotations, alerting.page_disabled),
@@ -193,13 +213,41 @@ def _alert_rules(slo: Slo) -> list[dict[str, Any]]:
                     "title": f"(page) {slo.service} {slo.name} SLO error budget burn rate is too fast."
                     if severity == burn.State.page
                     else f"(ticket) {slo.service} {slo.name} SLO error budget burn rate is too fast.",
-                    "summary": f"{slo.id}: {slo.description or 'error budget burning'}",
+                    "summary": f"{slo.id}: {template_text(slo.description) or 'error budget burning'}",
                     **alerting.annotations,
                     **extra_annotations,
                 },
             }
         )
     return rules
+
+
+def expressions(slo: Slo, at: datetime) -> list[tuple[str, str]]:
+    """(what, PromQL) for everything sloguard would write or send for one SLO: each rule's expression,
+    the direct-mode query and, for latency SLIs, the buckets query."""
+    if not isinstance(slo.sli, EventsSli | RawSli | LatencySli):
+        return []
+    found = [
+        (f"rule {rule.get('record') or rule.get('alert')}", rule["expr"])
+        for rule in _sli_rules(slo) + _meta_rules(slo) + _alert_rules(slo)
+    ]
+    found.append(("direct-mode query", queries.direct_query(slo, at)))
+    if isinstance(slo.sli, LatencySli):
+        found.append(("latency buckets query", slo.sli.buckets_query()))
+    return found
+
+
+def problems(slos: list[Slo], at: datetime | None = None) -> list[str]:
+    """`file: SLO: reason` for each generated expression that Prometheus would refuse."""
+    moment = at or datetime.now(UTC)
+    lines = []
+    for slo in slos:
+        for what, expression in expressions(slo, moment):
+            problem = promql.problem(expression)
+            if problem is not None:
+                lines.append(f"{slo.source}: {slo.id}: {what}: {problem}")
+                break  # one line per SLO: the others are usually the same mistake again
+    return lines
 
 
 def rule_groups(slos: list[Slo]) -> dict[str, Any]:

@@ -19,6 +19,40 @@ from app.errors import SpecError
 from app.slo import burn
 
 WINDOW_PLACEHOLDER = re.compile(r"\{\{\s*\.window\s*\}\}")
+# Any Go-template action: Sloth runs queries through text/template, so `{{` only ever opens a placeholder.
+ANY_PLACEHOLDER = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+# Prometheus 2.x names (3.x accepts more only when quoted, which 2.x cannot read).
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def promql_string(value: str) -> str:
+    """`value` as a PromQL double-quoted string literal, whatever it holds (quotes, backslashes, lines)."""
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def label_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a Prometheus label name (None when it can)."""
+    if not LABEL_NAME.fullmatch(name):
+        return f"must be a Prometheus label name: a letter or '_', then letters, digits or '_' (got {name!r})"
+    if name.startswith("__"):
+        return f"names starting with '__' are reserved for Prometheus (got {name!r})"
+    return None
+
+
+def placeholder_problem(query: str) -> str | None:
+    """A `{{...}}` other than `{{.window}}` (`{{.Window}}`, `{{ .range }}`) would reach Prometheus as is."""
+    for found in ANY_PLACEHOLDER.findall(query):
+        if not WINDOW_PLACEHOLDER.fullmatch(found):
+            return f"unknown placeholder {found}: the only one is {{{{.window}}}} (lower case)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -173,14 +207,39 @@ def check_tiers(slo: Slo, location: str, problems: Problems) -> None:
 def _documents(path: Path, problems: Problems, display: str) -> list[tuple[int, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
-        return [(index, doc) for index, doc in enumerate(yaml.safe_load_all(text)) if doc is not None]
+        documents = [(index, doc) for index, doc in enumerate(yaml.safe_load_all(text)) if doc is not None]
     except (OSError, UnicodeDecodeError) as exc:
         problems.add(display, "", f"cannot read: {exc}")
+        return []
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         problems.add(display, where, f"not valid YAML: {getattr(exc, 'problem', exc)}")
-    return []
+        return []
+    for index, document in documents:
+        found = _surrogate(document, f"[{index}]" if len(documents) > 1 else "")
+        if found is not None:
+            # YAML's "\ud800" escape: not a character, and not something Prometheus could store.
+            problems.add(display, found.lstrip("."), "holds a lone UTF-16 surrogate, which is not text")
+            return []
+    return documents
+
+
+def _surrogate(value: Any, where: str) -> str | None:
+    """Where the first string holding a lone surrogate is (in keys or values), or None."""
+    if isinstance(value, str):
+        return where if any("\ud800" <= char <= "\udfff" for char in value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _surrogate(key, f"{where}.{key!r}") or _surrogate(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for number, item in enumerate(value):
+            found = _surrogate(item, f"{where}[{number}]")
+            if found is not None:
+                return found
+    return None
 
 
 def spec_files(paths: Iterable[Path]) -> list[Path]:
@@ -195,7 +254,8 @@ def spec_files(paths: Iterable[Path]) -> list[Path]:
 
 def load_specs(paths: Iterable[Path]) -> list[Slo]:
     """Every SLO in the given files and folders; SpecError lists every problem found."""
-    from app.slo import formats  # the format parsers build Slo objects: import late to avoid a cycle
+    # The format parsers and the rules build on Slo objects: import late to avoid a cycle.
+    from app.slo import formats, rules
 
     problems = Problems()
     slos: list[Slo] = []
@@ -216,6 +276,9 @@ def load_specs(paths: Iterable[Path]) -> list[Slo]:
         if slo.id in seen:
             problems.add(slo.source, "", f"duplicate SLO id {slo.id!r} (also in {seen[slo.id]})")
         seen.setdefault(slo.id, slo.source)
+    if not problems.lines:
+        # Every query was checked where it was written; this catches what only their combination breaks.
+        problems.lines += rules.problems(slos)
     if problems.lines:
         raise SpecError(problems.lines)
     return sorted(slos, key=lambda slo: slo.id)

@@ -17,7 +17,7 @@ from tests.conftest import REPO
 
 def test_markdown_escaping() -> None:
     assert postmortems.md("*bold* [link](http://x) <script>|pipe|") == (
-        "\\*bold\\* \\[link\\]\\(http://x\\) \\<script\\>\\|pipe\\|"
+        "\\*bold\\* \\[link\\]\\(http://x\\) &lt;script&gt;\\|pipe\\|"
     )
     assert postmortems.md(None) == ""
 
