@@ -5,24 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from fastapi import APIRouter, Depends, FastAPI
 from slack_sdk import WebClient
-from slack_sdk.signature import SignatureVerifier
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
 import app as package
 from app import db
 from app.alerts.routes import ALERTMANAGER_PATH
 from app.alerts.routes import router as webhook_router
 from app.api import API_PROBLEMS, install_error_handlers, require_api_token
-from app.chat import deliveries
-from app.chat.bolt import build_bolt_app
+from app.chat.door import mount_slack
 from app.chat.notify import SlackNotifier
 from app.config import Settings, load_file_config
 from app.events import Dispatcher, IncidentStatusChanged
@@ -105,34 +99,6 @@ def follow_leadership(fastapi_app: FastAPI, leadership: Leadership) -> None:
         gauge.set(1 if leading else 0)
 
     leadership.on_change(changed)
-
-
-def mount_slack(fastapi_app: FastAPI, settings: Settings) -> None:
-    """POST /slack/events: slash commands, buttons and events, verified by their Slack signature."""
-    assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
-    client = AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(), base_url=str(settings.slack_api_url)
-    )
-    bolt = build_bolt_app(settings, fastapi_app.state, client)
-    fastapi_app.state.bolt = bolt
-    handler = AsyncSlackRequestHandler(bolt)
-    verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
-
-    @fastapi_app.post("/slack/events", tags=["slack"], include_in_schema=False)
-    async def slack_events(request: Request) -> Response:
-        # Bolt refuses a bad or stale signature (401); a valid one seen before is a replay: acknowledged,
-        # not acted on again. Only valid signatures are recorded, so forged requests cannot fill the table.
-        body = await request.body()
-        signature = request.headers.get("X-Slack-Signature", "")
-        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
-        if timestamp.isdigit() and verifier.is_valid(body, timestamp, signature):
-            now = datetime.now(UTC)
-            engine = fastapi_app.state.engine
-            if not await run_in_threadpool(deliveries.first_delivery, engine, signature, now):
-                log.warning("replayed Slack request ignored")
-                return Response(status_code=200)
-        response: Response = await handler.handle(request)
-        return response
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 SECTION_LIMIT = 3000  # characters in one section's text
 MESSAGE_LIMIT = 3900
-MENTION = re.compile(r"<(@[UW][A-Z0-9]+|#C[A-Z0-9]+|!subteam\^[A-Z0-9]+)(\|[^<>]*)?>")
+# Slack user ids (W: Enterprise Grid). Real ones are 9-11 characters; any length up to the column's is
+# accepted (tests and demos use `U1`), what matters is that nothing but [A-Z0-9] can follow the U.
+USER_ID = re.compile(r"[UW][A-Z0-9]{1,39}")
+# A bare @word (`@here`, `@channel`, `@everyone`, `@bob`) is text only while nothing links names: sloguard
+# never sends `link_names` or `parse=full`, but mrkdwn text objects are "automatically parsed" for "certain
+# mentions" (Slack does not say which). An invisible WORD JOINER after the @ keeps every such word from
+# ever matching one, and shows the same.
+BARE_AT = re.compile(r"@(?=\w)")
+WORD_JOINER = "\u2060"
+# What `escape` left of a mention that sloguard.yaml names (for `restore_mentions`).
+ESCAPED_MENTION = re.compile(r"&lt;(@\u2060|!subteam\^)([A-Z0-9]+)&gt;")
 
 INCIDENT_USAGE = (
     "Usage: /incident help | list [open|all] [service] | show ID | declare TITLE [SEV1-4] | ack ID | "
@@ -23,17 +33,33 @@ SEVERITY_EMOJI = {
 }
 
 
-def escape(text: str) -> str:
-    """Escape &, < and > for mrkdwn but keep user, channel and group mentions; `<!channel>` is defused."""
-    kept: list[str] = []
+def escape(text: object) -> str:
+    """Text that did not come from sloguard.yaml, as mrkdwn that shows exactly what was written.
 
-    def keep(match: re.Match[str]) -> str:
-        kept.append(match.group(0))
-        return f"\x00{len(kept) - 1}\x00"
+    `&`, `<` and `>` become entities, so no `<!channel>`, `<!here>`, `<!subteam^…>`, `<@…>`, `<#…>`,
+    `<!date…>` or `<http://x|label>` in it is ever parsed (each is shown as typed), and a bare `@word`
+    gets an invisible word joiner after its @ (see BARE_AT). Mentions sloguard means are added around the
+    escaped text: `user` and `restore_mentions`.
+    """
+    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return BARE_AT.sub("@" + WORD_JOINER, escaped)
 
-    protected = MENTION.sub(keep, text)
-    escaped = protected.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], escaped)
+
+def user(user_id: object) -> str:
+    """A mention of a Slack user id (from a signed request, or a commander field that holds one); any
+    other value, e.g. a commander set through the API to free text, is shown as escaped text."""
+    text = str(user_id)
+    return f"<@{text}>" if USER_ID.fullmatch(text) else escape(text)
+
+
+def restore_mentions(escaped: str, known: Collection[str]) -> str:
+    """Turn back into mentions the `<@ID>` / `<!subteam^ID>` that `escape` neutralised, for ids in `known`
+    only (the user and group ids sloguard.yaml names): domain messages such as "you may not roll back
+    …; ask <@U1>, <@U2>" keep their approvers' mentions, while an id typed by someone else stays text."""
+    return ESCAPED_MENTION.sub(
+        lambda m: f"<{m.group(1).rstrip(WORD_JOINER)}{m.group(2)}>" if m.group(2) in known else m.group(0),
+        escaped,
+    )
 
 
 def cut(text: str, limit: int, link: str | None = None) -> str:
@@ -65,10 +91,10 @@ def incident_blocks(
         {
             "type": "section",
             "fields": [
-                _field("Severity", f"{SEVERITY_EMOJI.get(severity, '')} {severity}"),
-                _field("Status", str(status)),
-                _field("Service", escape(str(incident.get("service") or "-"))),
-                _field("Commander", f"<@{incident['commander']}>" if incident.get("commander") else "-"),
+                _field("Severity", f"{SEVERITY_EMOJI.get(severity, '')} {escape(severity)}"),
+                _field("Status", escape(status)),
+                _field("Service", escape(incident.get("service") or "-")),
+                _field("Commander", user(incident["commander"]) if incident.get("commander") else "-"),
             ],
         },
     ]
@@ -91,19 +117,22 @@ def incident_blocks(
         )
         remaining = slo.get("budget_remaining")
         budget = f", budget left {remaining:.0%}" if remaining is not None else ""
-        lines.append(f"*SLO* `{slo['id']}`: {slo.get('state')}; burn {burns or 'n/a'}{budget}")
+        lines.append(
+            f"*SLO* `{escape(slo['id'])}`: {escape(slo.get('state'))}; burn {burns or 'n/a'}{budget}"
+        )
     versions = list((evidence or {}).get("model_versions", []))
+    # Versions are metric label values and registry entries: as untrusted as any other text.
     serving = sorted({str(v["version"]) for v in versions if v["role"] == "serving"})
     if serving:
-        lines.append(f"*Serving versions*: {', '.join(serving)}")
+        lines.append(f"*Serving versions*: {', '.join(escape(v) for v in serving)}")
     suspect = next((v for v in versions if v["role"] == "suspect"), None)
     previous = next((v for v in versions if v["role"] == "previous_good"), None)
     if suspect:
         ratio = suspect["detail"].get("error_ratio")
         lines.append(
-            f"*Suspect*: version {suspect['version']}"
+            f"*Suspect*: version {escape(suspect['version'])}"
             + (f" ({ratio:.2%} errors)" if ratio is not None else "")
-            + (f"; previous good {previous['version']}" if previous else "")
+            + (f"; previous good {escape(previous['version'])}" if previous else "")
         )
     drifted = [d["feature"] for d in (evidence or {}).get("drift_signals", []) if d["drifted"]]
     if drifted:
@@ -111,7 +140,8 @@ def incident_blocks(
     logs = list((evidence or {}).get("log_evidence", []))[:3]
     if logs:
         lines.append(
-            "*Top errors*: " + ", ".join(f"{escape(str(row['signature']))} ({row['count']})" for row in logs)
+            "*Top errors*: "
+            + ", ".join(f"{escape(row['signature'])} ({escape(row['count'])})" for row in logs)
         )
     if runbook:
         lines.append(f"*Runbook*: {escape(runbook)}")
@@ -148,7 +178,8 @@ def incident_buttons(incident: Mapping[str, Any], previous: Mapping[str, Any] | 
 def rollback_button(incident_id: int | str, version: str, environment: str | None = None) -> dict[str, Any]:
     """The button that proposes a rollback to `version` (in `environment`, else the incident's)."""
     value = f"{incident_id}:{version}" + (f":{environment}" if environment else "")
-    return _button(f"Roll back to {version}", "incident_rollback", value, "danger")
+    # A button label is plain text of at most 75 characters; Slack refuses the whole message past that.
+    return _button(cut(f"Roll back to {version}", 75), "incident_rollback", value, "danger")
 
 
 def _button(text: str, action: str, value: str, style: str | None = None) -> dict[str, Any]:
@@ -165,13 +196,17 @@ def _button(text: str, action: str, value: str, style: str | None = None) -> dic
 
 def fallback_text(incident: Mapping[str, Any]) -> str:
     return cut(
-        f"#{incident['id']} [{incident['severity']}] {escape(str(incident['title']))} ({incident['status']})",
+        f"#{incident['id']} [{escape(incident['severity'])}] {escape(incident['title'])} "
+        f"({escape(incident['status'])})",
         MESSAGE_LIMIT,
     )
 
 
 def incident_line(incident: Mapping[str, Any]) -> str:
-    return f"#{incident['id']} {incident['severity']} {incident['status']}: {escape(str(incident['title']))}"
+    return (
+        f"#{incident['id']} {escape(incident['severity'])} {escape(incident['status'])}: "
+        f"{escape(incident['title'])}"
+    )
 
 
 def slo_line(item: Mapping[str, Any]) -> str:
@@ -185,7 +220,7 @@ def slo_line(item: Mapping[str, Any]) -> str:
     budget = f" budget={remaining:.1%}" if remaining is not None else ""
     exhaustion = item.get("time_to_exhaustion_seconds")
     eta = f" exhausted in {exhaustion / 3600:.1f}h" if exhaustion else ""
-    return f"`{item['id']}` {item['state']} {burn}{budget}{eta}".rstrip()
+    return f"`{escape(item['id'])}` {escape(item['state'])} {burn}{budget}{eta}".rstrip()
 
 
 def channel_name(incident_id: int, title: str) -> str:

@@ -1,8 +1,9 @@
 """Replay protection for POST /slack/events, in the database so that every replica sees it.
 
-Slack's guidance is to refuse requests whose timestamp is more than five minutes away from now (bolt does)
-and so bound replays to that window; inside it, the same signed request delivered again is recognised by
-its signature and not acted on a second time.
+Slack's guidance is to refuse requests whose timestamp is more than five minutes away from now, and so
+bound replays to that window (`door.signed_headers` does); inside it, the same signed request
+delivered again is recognised by its signature — exactly the one header value that was verified — and
+not acted on a second time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Engine
 from app import db
 from app.chat.models import SlackDelivery
 
-# Longer than bolt's 5-minute window on either side of now, so a remembered signature outlives its use.
+# Longer than the door's 5-minute window on either side of now, so a remembered signature outlives its use.
 REMEMBER = timedelta(minutes=11)
 
 

@@ -123,15 +123,15 @@ class SlackNotifier:
         self.client.chat_postMessage(
             channel=incident.slack_channel,
             thread_ts=incident.slack_ts,
-            text=f"{who} incident #{incident.id} ({incident.severity}) is still not acknowledged "
-            f"after {minutes:.0f} min",
+            text=f"{who} incident #{incident.id} ({blocks.escape(incident.severity)}) is still not "
+            f"acknowledged after {minutes:.0f} min",
         )
 
     def rollback_news(self, event: RollbackFinished) -> None:
         """Each rollback outcome (done, failed, recovered, not recovered) in the incident's thread."""
         if event.incident_id is None:
             return
-        self.update(event.incident_id, blocks.escape(event.text))
+        self.update(event.incident_id, blocks.escape(event.text))  # model, versions, target output
         if event.state == "not_recovered" and event.undo_to is not None:
             with Session(self.engine) as session:
                 incident = incidents.get(session, event.incident_id)
@@ -140,7 +140,7 @@ class SlackNotifier:
                 self.client.chat_postMessage(
                     channel=incident.slack_channel,
                     thread_ts=incident.slack_ts,
-                    text=f"The burn did not stop. Undo: back to version {event.undo_to}?",
+                    text=f"The burn did not stop. Undo: back to version {blocks.escape(event.undo_to)}?",
                     blocks=[
                         {"type": "section", "text": {"type": "mrkdwn", "text": "The burn did not stop."}},
                         {"type": "actions", "elements": [undo]},
@@ -166,7 +166,7 @@ class SlackNotifier:
                 "update",
                 self.update,
                 e.incident_id,
-                f"{e.old} → {e.new}" + (f" by <@{e.actor}>" if _is_user(e.actor) else ""),
+                status_line(e),
             ),
         )
         dispatcher.subscribe(
@@ -175,7 +175,7 @@ class SlackNotifier:
                 "update",
                 self.update,
                 e.incident_id,
-                blocks.escape(", ".join(f"{k}: {v}" for k, v in e.changes.items())),
+                changes_line(e),
             ),
         )
         dispatcher.subscribe(IncidentEscalated, lambda e: self._run("remind", self.remind, e))
@@ -185,5 +185,19 @@ class SlackNotifier:
         self.pool.shutdown(wait=True)
 
 
-def _is_user(actor: str | None) -> bool:
-    return actor is not None and actor[:1] in ("U", "W") and actor.isalnum()
+def status_line(event: IncidentStatusChanged) -> str:
+    """`triggered → acknowledged by @ana`: the actor is mentioned only when it is a Slack user id (a
+    Slack click); an API caller's free-text actor is left out rather than shown as a fake mention."""
+    line = f"{blocks.escape(event.old)} → {blocks.escape(event.new)}"
+    if event.actor is not None and blocks.USER_ID.fullmatch(event.actor):
+        line += f" by {blocks.user(event.actor)}"
+    return line
+
+
+def changes_line(event: IncidentUpdated) -> str:
+    """`severity: SEV1, commander: @ana`: every value escaped (API callers set them), a commander that is
+    a Slack user id mentioned."""
+    return ", ".join(
+        f"{blocks.escape(key)}: {blocks.user(value) if key == 'commander' else blocks.escape(value)}"
+        for key, value in event.changes.items()
+    )

@@ -28,12 +28,16 @@ def read(engine: Any, action: RollbackAction) -> dict[str, Any]:
 
 
 def _confirm(request: Request, engine: Any, action_id: int, actor: str) -> RollbackAction:
+    """The action after confirming; its burn is watched only by the confirm that executed it (confirming
+    an action that is no longer proposed answers it as it is, 200, and starts nothing)."""
     state = request.app.state
-    action = rollbacks.confirm(
+    confirmation = rollbacks.confirm_change(
         engine, state.file_config, state.sources.get("mlflow"), state.events, action_id, actor
     )
-    _, env = rollbacks.environment_of(state.file_config, action.model, action.environment)
-    rollbacks.schedule_verify(state, action, env)
+    action = confirmation.action
+    if confirmation.executed:
+        _, env = rollbacks.environment_of(state.file_config, action.model, action.environment)
+        rollbacks.schedule_verify(state, action, env)
     return action
 
 

@@ -1,8 +1,9 @@
 """Guarded version changes: propose -> confirm -> execute -> verify, each step audited.
 
 Propose resolves the versions and checks permission; confirm moves the action from `proposed` to
-`confirmed` with a compare-and-set on its row (so two confirms execute once), then the target changes
-the version only if the one serving is still the one proposed against. Verify watches the SLO's burn.
+`confirmed` with a compare-and-set on its row (so two confirms execute once; any other confirm is a
+no-op its caller is told about), then the target changes the version only if the one serving is still
+the one proposed against. Verify watches the SLO's burn.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound
 from app.events import Dispatcher
 from app.incidents import service as incidents
+from app.ml import service as ml
 from app.ml.models import ModelVersionLink
 from app.rollback import logic
 from app.rollback.models import AuditEvent, RollbackAction, RollbackRequest
@@ -192,7 +194,7 @@ def _propose(
     )
     key += ":dry" if request.dry_run else ""
 
-    def command(session: Session, events: incidents.Events) -> RollbackAction:
+    def command(session: Session, events: db.Events) -> RollbackAction:
         same = session.exec(
             select(RollbackAction)
             .where(col(RollbackAction.idempotency_key).startswith(key))
@@ -227,7 +229,7 @@ def _propose(
         )
         return action
 
-    return incidents.write(engine, None, command)
+    return db.unit_of_work(engine, None, command)
 
 
 def get(session: Session, action_id: int) -> RollbackAction:
@@ -235,6 +237,12 @@ def get(session: Session, action_id: int) -> RollbackAction:
     if action is None:
         raise NotFound(f"rollback {action_id} not found")
     return action
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    action: RollbackAction  # as it stands after this confirm
+    executed: bool  # True only for the one confirm that moved it out of `proposed` and ran the change
 
 
 def confirm(
@@ -245,7 +253,22 @@ def confirm(
     action_id: int,
     actor: str,
 ) -> RollbackAction:
-    """Confirm and execute once. A repeated or concurrent confirm returns the action unchanged."""
+    """Confirm and execute once; the action afterwards. Doors use `confirm_change`, which also says
+    whether this call was the one that executed it."""
+    return confirm_change(engine, config, registry, dispatcher, action_id, actor).action
+
+
+def confirm_change(
+    engine: Engine,
+    config: FileConfig,
+    registry: Any,
+    dispatcher: Dispatcher | None,
+    action_id: int,
+    actor: str,
+) -> Confirmation:
+    """Confirm and execute once. A confirm of an action that is no longer `proposed` (a second click, a
+    retried API call, two people at once) changes nothing and returns it as it is, `executed=False`: the
+    caller must not announce the change or watch its burn again."""
     with Session(engine) as session:
         action = get(session, action_id)
         commander = incidents.get(session, action.incident_id).commander if action.incident_id else None
@@ -255,6 +278,8 @@ def confirm(
     )
     if action.dry_run:
         raise Conflict(f"rollback {action_id} is a dry run: propose it again without --dry-run")
+    if action.state != "proposed":
+        return Confirmation(action, executed=False)  # before the two-person rule: "already done" is news
     if env.two_person and actor == action.actor:
         raise Forbidden(
             f"{action.environment} needs a second person: someone other than <@{actor}> must confirm"
@@ -267,10 +292,10 @@ def confirm(
             .where(col(RollbackAction.id) == action_id, col(RollbackAction.state) == "proposed")
             .values(state="confirmed", approver=actor, confirmed_at=now)
         ).rowcount
-    if moved != 1:
+    if moved != 1:  # another confirm won the race
         _close(target)
         with Session(engine) as session:
-            return get(session, action_id)
+            return Confirmation(get(session, action_id), executed=False)
     change = Change(
         action.model,
         action.environment,
@@ -281,6 +306,19 @@ def confirm(
         action.incident_id,
         action.idempotency_key,
     )
+    return Confirmation(_execute(engine, dispatcher, target, action, change, actor), executed=True)
+
+
+def _execute(
+    engine: Engine,
+    dispatcher: Dispatcher | None,
+    target: RollbackTarget,
+    action: RollbackAction,
+    change: Change,
+    actor: str,
+) -> RollbackAction:
+    assert action.id is not None
+    action_id = action.id
     with target_lock(engine, action.model, action.environment):
         _set_state(
             engine,
@@ -325,13 +363,13 @@ def _check_recorded_version(engine: Engine, target: RollbackTarget, action: Roll
 
 
 def _set_state(engine: Engine, action_id: int, state: str, actor: str | None, text: str) -> None:
-    def command(session: Session, events: incidents.Events) -> None:
+    def command(session: Session, events: db.Events) -> None:
         action = get(session, action_id)
         action.state = state
         session.add(action)
         _audit(session, action, state, actor, text)
 
-    incidents.write(engine, None, command)
+    db.unit_of_work(engine, None, command)
 
 
 def _finish(
@@ -343,27 +381,26 @@ def _finish(
     text: str,
     output: str,
 ) -> RollbackAction:
-    def command(session: Session, events: incidents.Events) -> RollbackAction:
+    def command(session: Session, events: db.Events) -> RollbackAction:
         action = get(session, action_id)
         action.state, action.output, action.finished_at = state, output, utcnow()
         session.add(action)
         _audit(session, action, state, actor, text, output=output[-2000:])
         if state == "succeeded" and action.incident_id is not None:
-            session.add(
-                ModelVersionLink(
-                    incident_id=action.incident_id,
-                    model=action.model,
-                    version=action.to_version,
-                    role="rolled_back_to" if action.kind == "rollback" else "promoted_to",
-                    source="registry" if action.target == "mlflow_alias" else action.target,
-                    first_seen=action.finished_at,
-                    detail={"action_id": action.id, "from": action.from_version},
-                )
+            ml.record_change(  # the ml area owns model_version_link
+                session,
+                action.incident_id,
+                model=action.model,
+                version=action.to_version,
+                role="rolled_back_to" if action.kind == "rollback" else "promoted_to",
+                source="registry" if action.target == "mlflow_alias" else action.target,
+                at=action.finished_at,
+                detail={"action_id": action.id, "from": action.from_version},
             )
         events.append(RollbackFinished(action_id, action.incident_id, state, text))
         return action
 
-    return incidents.write(engine, dispatcher, command)
+    return db.unit_of_work(engine, dispatcher, command)
 
 
 def verify(
@@ -419,7 +456,7 @@ def _verified(
     text: str,
     figures: dict[str, Any],
 ) -> RollbackAction:
-    def command(session: Session, events: incidents.Events) -> RollbackAction:
+    def command(session: Session, events: db.Events) -> RollbackAction:
         action = session.get(RollbackAction, action_id, with_for_update=True, populate_existing=True)
         if action is None:
             raise NotFound(f"rollback {action_id} not found")
@@ -432,7 +469,7 @@ def _verified(
         events.append(RollbackFinished(action_id, action.incident_id, state, text, undo, action.environment))
         return action
 
-    return incidents.write(engine, dispatcher, command)
+    return db.unit_of_work(engine, dispatcher, command)
 
 
 def audit_trail(session: Session, action_id: int) -> list[AuditEvent]:

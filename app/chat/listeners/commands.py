@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -11,22 +10,16 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from sqlmodel import Session
 
 from app.chat import blocks
-from app.errors import ServiceError
+from app.chat.replies import Reply, UsageError, answer, number, slack_user
 from app.incidents import service as incidents
 from app.incidents.models import IncidentCreate, IncidentStatus, IncidentUpdate, Severity
 from app.slo import service as slos
 
-USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
-
-
-class UsageError(ValueError):
-    pass
+USER = re.compile(rf"<@({blocks.USER_ID.pattern})(?:\|[^>]*)?>")  # how Slack escapes a typed @name
 
 
 def _id(value: str | None) -> int:
-    if value is None or not value.lstrip("#").isdigit():
-        raise UsageError("an incident number is needed, e.g. `/incident show 12`")
-    return int(value.lstrip("#"))
+    return number(value)  # `number` is also a local name below
 
 
 def run_incident_command(state: Any, text: str, user: str) -> tuple[str, bool]:
@@ -70,7 +63,11 @@ def run_incident_command(state: Any, text: str, user: str) -> tuple[str, bool]:
             IncidentCreate(title=title[:300], severity=severity, actor=user, commander=user),
             now,
         )
-        return f"<@{user}> declared incident #{incident.id} ({severity.value}): {blocks.escape(title)}", True
+        return (
+            f"{blocks.user(user)} declared incident #{incident.id} ({severity.value}): "
+            f"{blocks.escape(title)}",
+            True,
+        )
     if verb in ("ack", "resolve", "status"):
         number = _id(args[0] if args else None)
         if verb == "status":
@@ -83,7 +80,7 @@ def run_incident_command(state: Any, text: str, user: str) -> tuple[str, bool]:
             if incidents.get(session, number).status == target:
                 return f"Incident #{number} is already {target.value}.", False
         incidents.update(engine, events, number, IncidentUpdate(status=target, actor=user), now)
-        return f"<@{user}> moved incident #{number} to {target.value}", True
+        return f"{blocks.user(user)} moved incident #{number} to {target.value}", True
     if verb == "sev":
         number = _id(args[0] if args else None)
         if len(args) < 2 or args[1].upper() not in Severity.__members__:
@@ -91,21 +88,22 @@ def run_incident_command(state: Any, text: str, user: str) -> tuple[str, bool]:
         incidents.update(
             engine, events, number, IncidentUpdate(severity=Severity(args[1].upper()), actor=user), now
         )
-        return f"<@{user}> set incident #{number} to {args[1].upper()}", True
+        return f"{blocks.user(user)} set incident #{number} to {args[1].upper()}", True
     if verb == "assign":
         number = _id(args[0] if args else None)
-        match = USER.match(args[1]) if len(args) > 1 else None
+        match = USER.fullmatch(args[1]) if len(args) > 1 else None
         if match is None:
             raise UsageError("`/incident assign ID @user`")
         incidents.update(engine, events, number, IncidentUpdate(commander=match.group(1), actor=user), now)
-        return f"<@{user}> made <@{match.group(1)}> commander of incident #{number}", True
+        return f"{blocks.user(user)} made {blocks.user(match.group(1))} commander of incident #{number}", True
     if verb == "note":
         number = _id(args[0] if args else None)
         if len(args) < 2:
             raise UsageError("`/incident note ID TEXT`")
         incidents.add_note(engine, number, " ".join(args[1:]), user, now)
         return (
-            f"<@{user}> noted on incident #{number}: {blocks.escape(blocks.cut(' '.join(args[1:]), 2000))}",
+            f"{blocks.user(user)} noted on incident #{number}: "
+            f"{blocks.escape(blocks.cut(' '.join(args[1:]), 2000))}",
             True,
         )
     if verb == "postmortem":
@@ -114,11 +112,12 @@ def run_incident_command(state: Any, text: str, user: str) -> tuple[str, bool]:
         number = _id(args[0] if args else None)
         draft = postmortems.write(engine, state, number, now)
         budget = draft.context["budget"]
-        spent = f", {budget['consumed_percent']} of the error budget" if budget else ""
+        spent = f", {blocks.escape(budget['consumed_percent'])} of the error budget" if budget else ""
         figures = draft.context["figures"]
         return (
-            f"Review draft for incident #{number} written to `{draft.path}` "
-            f"(duration {figures['duration']}, MTTA {figures['time_to_acknowledge']}{spent})",
+            f"Review draft for incident #{number} written to `{blocks.escape(draft.path)}` "
+            f"(duration {blocks.escape(figures['duration'])}, "
+            f"MTTA {blocks.escape(figures['time_to_acknowledge'])}{spent})",
             False,
         )
     raise UsageError(f"unknown verb `{blocks.escape(verb)}`")
@@ -151,28 +150,18 @@ def register(app: AsyncApp, state: Any) -> None:
     @app.command("/incident")
     async def incident_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        await answer(
-            respond,
-            lambda: run_incident_command(state, command.get("text", ""), command["user_id"]),
-            blocks.INCIDENT_USAGE,
-        )
+
+        def work() -> Reply:
+            return Reply(*run_incident_command(state, str(command.get("text", "")), slack_user(command)))
+
+        await answer(respond, work, blocks.INCIDENT_USAGE, state)
 
     @app.command("/slo")
     async def slo_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         await answer(
-            respond, lambda: (run_slo_command(state, command.get("text", "")), False), blocks.SLO_USAGE
+            respond,
+            lambda: Reply(run_slo_command(state, str(command.get("text", "")))),
+            blocks.SLO_USAGE,
+            state,
         )
-
-
-async def answer(respond: AsyncRespond, work: Any, usage: str) -> None:
-    """Run the (blocking) work off the event loop; errors become a private message with the usage."""
-    try:
-        text, public = await asyncio.to_thread(work)
-    except UsageError as exc:
-        await respond(text=f"{exc}\n{usage}", response_type="ephemeral")
-        return
-    except ServiceError as exc:
-        await respond(text=blocks.escape(str(exc)), response_type="ephemeral")
-        return
-    await respond(text=text, response_type="in_channel" if public else "ephemeral")

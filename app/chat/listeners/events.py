@@ -10,6 +10,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import Session
 
+from app import db
 from app.incidents import service as incidents
 
 
@@ -26,7 +27,7 @@ def capture(
             return incident.id  # Slack retried the event: already captured
     at = datetime.fromtimestamp(float(message.get("ts", "0")), UTC)
 
-    def command(session: Session, events: incidents.Events) -> None:
+    def command(session: Session, events: db.Events) -> None:
         # Checked again on the locked row: a retry delivered to another replica at the same moment
         # waits here and then finds the note.
         found = incidents.lock(session, incident.id)  # type: ignore[arg-type]
@@ -42,7 +43,7 @@ def capture(
             data={"marker": marker, "pinned_by": user},
         )
 
-    incidents.write(engine, None, command)
+    db.unit_of_work(engine, None, command)
     return incident.id
 
 

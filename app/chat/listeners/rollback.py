@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from sqlmodel import Session, col, select
 
 from app.chat import blocks
-from app.chat.listeners.commands import UsageError
-from app.errors import ServiceError
+from app.chat.listeners.actions import clicked_value
+from app.chat.replies import Reply, UsageError, answer, number, slack_user
 from app.incidents import service as incidents
 from app.incidents.models import CLOSED_STATUSES, Incident
 from app.ml.models import ModelVersionLink
@@ -57,10 +56,12 @@ def open_incident_for(state: Any, model: str) -> Incident | None:
 
 def proposal_blocks(state: Any, action: RollbackAction) -> list[dict[str, Any]]:
     """What the confirmer sees: model, environment, from -> to, and what the evidence says of each."""
+    # Versions come from the registry, metric labels or what was typed: escaped like every other text.
     lines = [
         f"*{action.kind.capitalize()} {blocks.escape(action.model)}* "
         f"in *{blocks.escape(action.environment)}*: "
-        f"version {action.from_version or '?'} → *{action.to_version}* (target: {action.target})"
+        f"version {blocks.escape(action.from_version or '?')} → *{blocks.escape(action.to_version)}* "
+        f"(target: {blocks.escape(action.target)})"
     ]
     if action.incident_id is not None:
         with Session(state.engine) as session:
@@ -81,9 +82,9 @@ def proposal_blocks(state: Any, action: RollbackAction) -> list[dict[str, Any]]:
                     else ""
                 )
                 lines.append(
-                    f"• version {link.version}: {ratio:.2%} errors"
+                    f"• version {blocks.escape(link.version)}: {ratio:.2%} errors"
                     if ratio is not None
-                    else f"• version {link.version}"
+                    else f"• version {blocks.escape(link.version)}"
                 )
                 lines[-1] += f", served {served} UTC" if served else ""
     content: list[dict[str, Any]] = [
@@ -112,7 +113,7 @@ def proposal_blocks(state: Any, action: RollbackAction) -> list[dict[str, Any]]:
                         "text": {
                             "type": "mrkdwn",
                             "text": f"{blocks.escape(action.environment)}: "
-                            f"{action.from_version} → {action.to_version}",
+                            f"{blocks.escape(action.from_version)} → {blocks.escape(action.to_version)}",
                         },
                         "confirm": {"type": "plain_text", "text": "Do it"},
                         "deny": {"type": "plain_text", "text": "Cancel"},
@@ -125,106 +126,115 @@ def proposal_blocks(state: Any, action: RollbackAction) -> list[dict[str, Any]]:
     return content
 
 
+def propose(state: Any, request: RollbackRequest) -> Reply:
+    action = rollbacks.propose(state.engine, state.file_config, state.sources.get("mlflow"), request)
+    content = proposal_blocks(state, action)
+    _, env = rollbacks.environment_of(state.file_config, action.model, action.environment)
+    # With the two-person rule the second person must see the Confirm button: post it in the channel.
+    return Reply(content[0]["text"]["text"], env.two_person and not action.dry_run, content)
+
+
+def confirm(state: Any, action_id: int, user: str) -> Reply:
+    """Execute once: only the click that ran the change announces it and watches its burn."""
+    confirmation = rollbacks.confirm_change(
+        state.engine, state.file_config, state.sources.get("mlflow"), state.events, action_id, user
+    )
+    action = confirmation.action
+    if not confirmation.executed:
+        return Reply(already(action))
+    _, env = rollbacks.environment_of(state.file_config, action.model, action.environment)
+    rollbacks.schedule_verify(state, action, env)
+    model, environment = blocks.escape(action.model), blocks.escape(action.environment)
+    if action.state == "succeeded":
+        return Reply(
+            f"{blocks.user(user)} {action.kind}: {model} in {environment} now serves "
+            f"{blocks.escape(action.to_version)} (was {blocks.escape(action.from_version)}); "
+            "watching the burn",
+            public=True,
+        )
+    return Reply(f"{action.kind} of {model} {action.state}: {blocks.escape(action.output[-500:] or '')}")
+
+
+def already(action: RollbackAction) -> str:
+    """`Rollback 3 of fraud-detector in prod is already succeeded (by @ana at 2025-11-26 14:03:12 UTC)`."""
+    who = [f"by {blocks.user(action.approver)}"] if action.approver else []
+    when = [f"at {action.confirmed_at:%Y-%m-%d %H:%M:%S} UTC"] if action.confirmed_at else []
+    detail = f" ({' '.join(who + when)})" if who or when else ""
+    return (
+        f"{action.kind.capitalize()} {action.id} of {blocks.escape(action.model)} in "
+        f"{blocks.escape(action.environment)} is already {action.state}{detail}"
+    )
+
+
 def register(app: AsyncApp, state: Any) -> None:
-    def registry() -> Any:
-        return state.sources.get("mlflow")
-
-    async def propose(respond: AsyncRespond, request: RollbackRequest) -> None:
-        try:
-            action = await asyncio.to_thread(
-                rollbacks.propose, state.engine, state.file_config, registry(), request
-            )
-        except (ServiceError, UsageError) as exc:
-            await respond(text=blocks.escape(str(exc)), response_type="ephemeral")
-            return
-        content = proposal_blocks(state, action)
-        _, env = rollbacks.environment_of(state.file_config, action.model, action.environment)
-        # With the two-person rule the second person must see the Confirm button: post it in the channel.
-        visibility = "in_channel" if env.two_person and not action.dry_run else "ephemeral"
-        await respond(text=content[0]["text"]["text"], blocks=content, response_type=visibility)
-
     @app.command("/rollback")
     async def rollback_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        try:
-            model, environment, to, dry_run = parse_rollback(command.get("text", ""))
-        except UsageError as exc:
-            await respond(text=f"{exc}\n{ROLLBACK_USAGE}", response_type="ephemeral")
-            return
-        incident = await asyncio.to_thread(open_incident_for, state, model)
-        request = RollbackRequest(
-            model=model,
-            environment=environment,
-            to_version=to,
-            dry_run=dry_run,
-            actor=command["user_id"],
-            incident_id=incident.id if incident else None,
-            reason=f"/rollback by {command['user_id']}",
-        )
-        await propose(respond, request)
+
+        def work() -> Reply:
+            user = slack_user(command)
+            model, environment, to, dry_run = parse_rollback(str(command.get("text", "")))
+            incident = open_incident_for(state, model)
+            request = RollbackRequest(
+                model=model,
+                environment=environment,
+                to_version=to,
+                dry_run=dry_run,
+                actor=user,
+                incident_id=incident.id if incident else None,
+                reason=f"/rollback by {user}",
+            )
+            return propose(state, request)
+
+        await answer(respond, work, ROLLBACK_USAGE, state)
 
     @app.command("/promote")
     async def promote_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        try:
-            model, environment, version = parse_promote(command.get("text", ""))
-        except UsageError as exc:
-            await respond(text=f"{exc}\n{PROMOTE_USAGE}", response_type="ephemeral")
-            return
-        request = RollbackRequest(
-            model=model,
-            environment=environment,
-            to_version=version,
-            kind="promote",
-            actor=command["user_id"],
-            reason=f"/promote by {command['user_id']}",
-        )
-        await propose(respond, request)
+
+        def work() -> Reply:
+            user = slack_user(command)
+            model, environment, version = parse_promote(str(command.get("text", "")))
+            request = RollbackRequest(
+                model=model,
+                environment=environment,
+                to_version=version,
+                kind="promote",
+                actor=user,
+                reason=f"/promote by {user}",
+            )
+            return propose(state, request)
+
+        await answer(respond, work, PROMOTE_USAGE, state)
 
     @app.action("incident_rollback")
     async def rollback_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        incident_id, version, *rest = str(body["actions"][0]["value"]).split(":")
-        with Session(state.engine) as session:
-            incident = incidents.get(session, int(incident_id))
-        if not incident.model:
-            await respond(text="This incident names no model.", response_type="ephemeral")
-            return
-        request = RollbackRequest(
-            model=incident.model,
-            environment=rest[0] if rest else incident.environment or "prod",
-            to_version=version,
-            incident_id=incident.id,
-            actor=body["user"]["id"],
-            reason=f"rollback button on incident #{incident.id}",
-        )
-        await propose(respond, request)
+
+        def work() -> Reply:
+            incident_id, version, *rest = [*clicked_value(body).split(":"), "", ""]
+            with Session(state.engine) as session:
+                incident = incidents.get(session, number(incident_id))
+            if not incident.model:
+                return Reply("This incident names no model.")
+            request = RollbackRequest(
+                model=incident.model,
+                environment=rest[0] or incident.environment or "prod",
+                to_version=version or None,
+                incident_id=incident.id,
+                actor=slack_user(body),
+                reason=f"rollback button on incident #{incident.id}",
+            )
+            return propose(state, request)
+
+        await answer(respond, work, None, state)
 
     @app.action("rollback_confirm")
     async def confirm_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-        action_id, user = int(body["actions"][0]["value"]), body["user"]["id"]
-
-        def run() -> RollbackAction:
-            action = rollbacks.confirm(
-                state.engine, state.file_config, registry(), state.events, action_id, user
-            )
-            _, env = rollbacks.environment_of(state.file_config, action.model, action.environment)
-            rollbacks.schedule_verify(state, action, env)
-            return action
-
-        try:
-            action = await asyncio.to_thread(run)
-        except ServiceError as exc:
-            await respond(text=blocks.escape(str(exc)), response_type="ephemeral")
-            return
-        if action.state == "succeeded":
-            text = (
-                f"<@{user}> {action.kind}: {action.model} in {action.environment} now serves "
-                f"{action.to_version} (was {action.from_version}); watching the burn"
-            )
-        else:
-            text = (
-                f"{action.kind} of {action.model} {action.state}: {blocks.escape(action.output[-500:] or '')}"
-            )
-        await respond(text=text, response_type="in_channel" if action.state == "succeeded" else "ephemeral")
+        await answer(
+            respond,
+            lambda: confirm(state, number(clicked_value(body), "rollback"), slack_user(body)),
+            None,
+            state,
+        )

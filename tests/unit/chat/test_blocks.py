@@ -1,14 +1,74 @@
 from __future__ import annotations
 
+from typing import Any
+
 from app.chat import blocks
 
+WJ = "\u2060"  # the invisible word joiner escape() puts after an @
 
-def test_escape_keeps_mentions_and_defuses_broadcasts() -> None:
-    text = "<@U123|ana> see <#C42|incidents> & <!channel> <script>x</script> <!subteam^S1|oncall>"
-    assert blocks.escape(text) == (
-        "<@U123|ana> see <#C42|incidents> &amp; &lt;!channel&gt; "
-        "&lt;script&gt;x&lt;/script&gt; <!subteam^S1|oncall>"
+
+def test_escape_shows_every_mention_and_link_as_text() -> None:
+    text = (
+        "<@U123|ana> see <#C42|incidents> & <!channel> <!here> <!everyone> <script>x</script> "
+        "<!subteam^S1|oncall> <http://evil.example|your bank> <!date^1392734382^{date}|x>"
     )
+    assert blocks.escape(text) == (
+        f"&lt;@{WJ}U123|ana&gt; see &lt;#C42|incidents&gt; &amp; &lt;!channel&gt; &lt;!here&gt; "
+        "&lt;!everyone&gt; &lt;script&gt;x&lt;/script&gt; &lt;!subteam^S1|oncall&gt; "
+        "&lt;http://evil.example|your bank&gt; &lt;!date^1392734382^{date}|x&gt;"
+    )
+
+
+def test_escape_keeps_bare_broadcast_words_from_ever_being_linked() -> None:
+    assert blocks.escape("@here @Channel @everyone ops@example.com @ alone") == (
+        f"@{WJ}here @{WJ}Channel @{WJ}everyone ops@{WJ}example.com @ alone"
+    )
+
+
+def test_user_mentions_only_slack_user_ids() -> None:
+    assert blocks.user("U024BE7LH") == "<@U024BE7LH>"
+    assert blocks.user("W0123ABC") == "<@W0123ABC>"
+    assert blocks.user("<!channel>") == "&lt;!channel&gt;"
+    assert blocks.user("U1> <!here") == "U1&gt; &lt;!here"
+    assert blocks.user("ana@example.com") == f"ana@{WJ}example.com"
+
+
+def test_restore_mentions_only_for_known_ids() -> None:
+    escaped = blocks.escape("ask <@U1>, <!subteam^S9> or <@U666>")
+    assert blocks.restore_mentions(escaped, {"U1", "S9"}) == f"ask <@U1>, <!subteam^S9> or &lt;@{WJ}U666&gt;"
+
+
+def test_incident_message_shows_hostile_fields_as_text() -> None:
+    incident = {
+        "id": 3,
+        "title": "<!channel> title",
+        "status": "triggered",
+        "severity": "SEV1",
+        "service": "<!subteam^S1> svc",
+        "commander": "<!here>",
+        "summary": "<@U9> summary",
+    }
+    evidence: dict[str, list[dict[str, Any]]] = {
+        "model_versions": [
+            {"version": "<!channel>", "role": "serving", "detail": {}},
+            {"version": "<@U7>", "role": "suspect", "detail": {}},
+            {"version": "<#C1>", "role": "previous_good", "detail": {}},
+        ],
+        "drift_signals": [{"feature": "<!everyone>", "drifted": True}],
+        "log_evidence": [{"signature": "<!here> Timeout", "count": 2}],
+    }
+    content = blocks.incident_blocks(incident, evidence, runbook="<http://evil|runbook>")
+    texts = [blocks.fallback_text(incident), blocks.incident_line(incident)] + [
+        part["text"]
+        for block in content
+        for part in [block.get("text") or {}, *block.get("fields", [])]
+        if part.get("type") == "mrkdwn"
+    ]
+    assert all("<" not in text and ">" not in text for text in texts), texts
+    joined = "\n".join(texts)
+    assert "*Commander*\n&lt;!here&gt;" in joined
+    assert "*Suspect*: version &lt;@" in joined and "previous good &lt;#C1&gt;" in joined
+    assert "*Serving versions*: &lt;!channel&gt;" in joined
 
 
 def test_cut_links_to_the_full_text() -> None:
