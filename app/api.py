@@ -16,6 +16,8 @@ from sqlmodel import Session
 
 from app.config import Settings
 from app.errors import ServiceError, SourceError, StorageError
+from app.inputs import MAX_ROW_ID
+from app.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,19 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
+def services_of(request: Request) -> Services:
+    """The app's services (built by its lifespan): the one typed way in from a request."""
+    services: Services = request.app.state.services
+    return services
+
+
+async def get_services(request: Request) -> Services:
+    # async: a plain lookup need not wait for a worker thread (async routes such as /readyz use it too)
+    return services_of(request)
+
+
+async def get_engine(request: Request) -> Engine:
+    return services_of(request).engine
 
 
 def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
@@ -37,12 +49,13 @@ def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Sess
 
 # Row ids are PostgreSQL `integer`s (and SQLite's are 64-bit): a larger number in a path is a 422 that says
 # so, not a driver overflow turned into a 500.
-MAX_ID = 2**31 - 1
+MAX_ID = MAX_ROW_ID
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 OffsetQuery = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 

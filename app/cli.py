@@ -13,7 +13,8 @@ from app.config import Settings, load_file_config, load_settings
 from app.errors import ConfigError, SpecError
 from app.inputs import MAX_ROW_ID, clamp_to_utc
 from app.slo import rules
-from app.slo.spec import Slo, load_specs
+from app.slo.model import Slo
+from app.slo.spec import load_specs
 from app.telemetry import configure_logging
 
 cli = typer.Typer(
@@ -113,32 +114,23 @@ def postmortem(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
 ) -> None:
     """Write the review draft for an incident (into SLOGUARD_POSTMORTEM_DIR unless -o)."""
-    from types import SimpleNamespace
-
-    from app import db
     from app.errors import NotFound
-    from app.main import build_sources
     from app.postmortems import service as postmortems
-    from app.slo.service import SloEngine
+    from app.services import build_services
 
     settings = settings_or_exit()
     configure_logging("WARNING", "text")
-    file_config = load_file_config(settings.config_file)
-    sources = build_sources(settings)
-    engine = db.make_engine(settings.database_url)
     try:
-        db.upgrade(engine)
-        slo_engine = SloEngine(
-            load_slos(None, settings), sources["prometheus"], sources.get("elasticsearch"), file_config.slo
-        )
-        state = SimpleNamespace(settings=settings, slo_engine=slo_engine, file_config=file_config)
-        draft = postmortems.write(engine, state, incident_id, datetime.now(UTC), output)
+        file_config = load_file_config(settings.config_file)
+    except ConfigError as exc:
+        fail(str(exc))
+    services = build_services(settings, file_config, load_slos(None, settings))  # the ones `serve` builds
+    try:
+        draft = postmortems.write(services, incident_id, datetime.now(UTC), output)
     except NotFound as exc:
         fail(str(exc), code=1)
     finally:
-        engine.dispose()
-        for source in sources.values():
-            source.close()
+        services.close()
     typer.echo(f"wrote {draft.path}")
 
 
@@ -221,8 +213,7 @@ def slo_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Evaluate every SLO once against its sources and print the result."""
-    from app.main import build_sources
-    from app.slo.service import SloEngine
+    from app.services import Sources, slo_engine_for
 
     settings = settings_or_exit()
     configure_logging("WARNING", "text")
@@ -243,13 +234,13 @@ def slo_status(
         fail(str(exc))
         return
     specs = load_slos(None, settings)
-    sources = build_sources(settings)
+    # The sources and SLO engine `serve` builds; no database: status only evaluates and prints.
+    sources = Sources.from_settings(settings)
     try:
-        engine = SloEngine(specs, sources["prometheus"], sources.get("elasticsearch"), file_config.slo)
+        engine = slo_engine_for(settings, file_config, specs, sources)
         results = [result.as_dict() for result in engine.evaluate(moment, remember=False)]
     finally:
-        for source in sources.values():
-            source.close()
+        sources.close()
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     else:

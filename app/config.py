@@ -7,7 +7,6 @@ own `Settings(...)`, so each app has exactly the configuration it was given.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app import durations
 from app.errors import ConfigError
 
 ENV_PREFIX = "SLOGUARD_"
@@ -55,22 +55,11 @@ PLACEHOLDER_SECRETS = frozenset(
         "xoxb-xxx",
     }
 )
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration_seconds(value: object) -> float:
-    """`90`, `90s`, `1.5m`, `2h` -> seconds."""
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"not a duration like 60s, 5m or 1h (got {value!r})")
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"must be positive (got {value!r})")
-    return seconds
+    """`90`, `90s`, `1.5m`, `2h` -> seconds (the grammar of every duration setting: app/durations.py)."""
+    return durations.parse_setting(value)
 
 
 class TargetConfig(BaseModel):

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from app import db
-from app.api import EngineDep
+from app.api import EngineDep, services_of
 from app.errors import SourceError, StorageError
 from app.incidents import service as incidents
 from app.incidents.models import Severity
@@ -246,6 +246,7 @@ async def readyz(request: Request) -> JSONResponse:
     """
     state = request.app.state
     readiness: Readiness = state.readiness
+    services = services_of(request)
     database = await readiness.database.check()
     checks = readiness.sources.results()
     body: dict[str, Any] = {
@@ -258,8 +259,8 @@ async def readyz(request: Request) -> JSONResponse:
         body["installation"] = database.installation
     leadership = getattr(state, "leadership", None)
     if leadership is not None:
-        body["scheduler"] = leadership.describe() | {"enabled": state.settings.scheduler_enabled}
-    last_cycle = getattr(state, "last_evaluation", None)
+        body["scheduler"] = leadership.describe() | {"enabled": services.settings.scheduler_enabled}
+    last_cycle = services.last_evaluation
     if last_cycle is not None:
         body["slo_evaluation"] = last_cycle
     return JSONResponse(body, status_code=200 if database.ready else 503)
@@ -271,7 +272,7 @@ async def readyz(request: Request) -> JSONResponse:
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}},
 )
 def metrics(request: Request, engine: EngineDep) -> Response:
-    registry = request.app.state.metrics
+    registry = services_of(request).metrics
     try:
         with Session(engine) as session:
             counts = incidents.open_counts_by_severity(session)

@@ -21,17 +21,17 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy.engine import Engine
 
 from app import db
-from app.config import Settings
+from app.config import FileConfig, Settings
 from app.incidents import service as incidents
 from app.incidents.models import IncidentCreate, IncidentStatus, IncidentUpdate, Severity
 from app.postmortems import service as postmortems
+from app.services import Services, Sources
 from app.slo.service import SloEngine
 from app.slo.spec import load_specs
 from app.sources.prometheus import PrometheusSource
@@ -176,8 +176,13 @@ def main() -> None:
         try:
             db.upgrade(engine)
             slos = load_specs([settings.slo_dir])
-            with_charts = SimpleNamespace(settings=settings, slo_engine=SloEngine(slos, prometheus, None))
-            without = SimpleNamespace(settings=settings, slo_engine=SloEngine(slos, None, None))
+            sources = Sources(prometheus)
+            with_charts = Services(
+                settings, FileConfig(), engine, sources, slo_engine=SloEngine(slos, prometheus, None)
+            )
+            without = Services(
+                settings, FileConfig(), engine, sources, slo_engine=SloEngine(slos, None, None)
+            )
 
             clock = time.perf_counter()
             long_id = make_incident(engine, args.events, started, "bench-pm error budget burning (page)")
@@ -188,15 +193,15 @@ def main() -> None:
                 f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)"
             )
 
-            def render(state: SimpleNamespace, incident_id: int, name: str) -> Callable[[], object]:
+            def render(services: Services, incident_id: int, name: str) -> Callable[[], object]:
                 output = folder / "drafts" / f"{name}.md"
-                return lambda: postmortems.write(engine, state, incident_id, T, output)
+                return lambda: postmortems.write(services, incident_id, T, output)
 
             full = show(
                 f"{args.events} events, charts ({args.runs} runs)",
                 timed(render(with_charts, long_id, "full"), args.runs),
             )
-            draft = postmortems.write(engine, with_charts, long_id, T, folder / "drafts" / "full.md")
+            draft = postmortems.write(with_charts, long_id, T, folder / "drafts" / "full.md")
             charts = len(draft.context["charts"])
             if charts != 2 or draft.context["budget"] is None:
                 raise RuntimeError(f"expected 2 charts and budget figures, got {charts} charts")

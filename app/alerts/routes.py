@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.alerts import service as alerts
 from app.alerts.alertmanager import WebhookPayload, describe_validation_error
-from app.api import WEBHOOK_PROBLEMS, EngineDep, require_webhook_token
+from app.api import WEBHOOK_PROBLEMS, ServicesDep, require_webhook_token
 from app.inputs import JsonTooDeep, check_json, repair_surrogates
 from app.request_guard import NUL_REFUSED, body_has_nul
 
@@ -68,11 +68,10 @@ async def read_limited(request: Request, limit: int) -> bytes:
     openapi_extra=PAYLOAD_DOC,
     responses=WEBHOOK_PROBLEMS,
 )
-async def alertmanager(request: Request, engine: EngineDep) -> dict[str, Any]:
+async def alertmanager(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Open, attach to or update incidents from one notification. Idempotent: resend at will."""
-    state = request.app.state
-    options = state.file_config.incidents
-    metrics = state.metrics
+    options = services.config.incidents
+    metrics = services.metrics
     try:
         raw = await read_limited(request, options.webhook_max_bytes)
         if body_has_nul(raw, "json"):
@@ -101,7 +100,9 @@ async def alertmanager(request: Request, engine: EngineDep) -> dict[str, Any]:
         metrics.webhook_notifications.labels("rejected").inc()
         raise
     now = datetime.now(UTC)
-    result = await run_in_threadpool(alerts.ingest_alertmanager, engine, state.events, payload, options, now)
+    result = await run_in_threadpool(
+        alerts.ingest_alertmanager, services.engine, services.events, payload, options, now
+    )
     metrics.webhook_notifications.labels(result.outcome).inc()
     if result.created and result.first_alert_start is not None:
         metrics.alert_to_incident.observe(max(0.0, (now - result.first_alert_start).total_seconds()))

@@ -6,6 +6,8 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from app.incidents.models import OPEN_STATUSES
+
 SECTION_LIMIT = 3000  # characters in one section's text
 MESSAGE_LIMIT = 3900
 # Slack user ids (W: Enterprise Grid). Real ones are 9-11 characters; any length up to the column's is
@@ -167,9 +169,9 @@ def incident_buttons(incident: Mapping[str, Any], previous: Mapping[str, Any] | 
     buttons: list[dict[str, Any]] = []
     if status == "triggered":
         buttons.append(_button("Acknowledge", "incident_ack", number, "primary"))
-    if status in ("triggered", "acknowledged", "mitigated"):
+    if status in OPEN_STATUSES:
         buttons.append(_button("Resolve", "incident_resolve", number))
-    if previous is not None and status != "resolved":
+    if previous is not None and status in OPEN_STATUSES:
         buttons.append(rollback_button(number, str(previous["version"])))
     buttons.append(_button("Post review draft", "incident_postmortem", number))
     return buttons

@@ -10,9 +10,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app.chat.listeners import actions, commands, events, rollback
 from app.config import Settings
+from app.services import ServicesRef
 
 
-def build_bolt_app(settings: Settings, state: Any, client: AsyncWebClient) -> AsyncApp:
+def build_bolt_app(settings: Settings, ref: ServicesRef, client: AsyncWebClient) -> AsyncApp:
     """Listeners ack first. `client` carries the Web API base URL; bolt gives each request a copy with
     the bot token.
 
@@ -35,8 +36,8 @@ def build_bolt_app(settings: Settings, state: Any, client: AsyncWebClient) -> As
         process_before_response=False,
         request_verification_enabled=False,
     )
-    commands.register(app, state)
-    actions.register(app, state)
-    events.register(app, state)
-    rollback.register(app, state)
+    commands.register(app, ref)
+    actions.register(app, ref)
+    events.register(app, ref)
+    rollback.register(app, ref)
     return app

@@ -42,6 +42,7 @@ from starlette.datastructures import Headers
 from app.chat import deliveries
 from app.chat.bolt import build_bolt_app
 from app.config import Settings
+from app.services import ServicesRef
 
 log = logging.getLogger(__name__)
 
@@ -175,20 +176,19 @@ async def admit(request: Request, verifier: SignatureVerifier, engine: Any) -> A
     return bolt_request(parse_body(text, media_type(request.headers)))
 
 
-def mount_slack(fastapi_app: FastAPI, settings: Settings) -> None:
+def mount_slack(fastapi_app: FastAPI, settings: Settings, ref: ServicesRef) -> AsyncApp:
     """POST /slack/events: slash commands, buttons and events, verified by their Slack signature."""
     assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=str(settings.slack_api_url)
     )
-    bolt: AsyncApp = build_bolt_app(settings, fastapi_app.state, client)
-    fastapi_app.state.bolt = bolt  # Socket Mode (app/main.py) hands its requests to the same app
+    bolt: AsyncApp = build_bolt_app(settings, ref, client)
     verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
 
     @fastapi_app.post(PATH, tags=["slack"], include_in_schema=False)
     async def slack_events(request: Request) -> Response:
         try:
-            admitted = await admit(request, verifier, fastapi_app.state.engine)
+            admitted = await admit(request, verifier, ref.get().engine)
         except Refused as refused:
             log.debug("Slack request refused", extra={"status": refused.status, "reason": refused.reason})
             return JSONResponse({"detail": refused.reason}, status_code=refused.status)
@@ -196,3 +196,5 @@ def mount_slack(fastapi_app: FastAPI, settings: Settings) -> None:
             return Response(status_code=200)  # a replay: acknowledged, so Slack would not retry it either
         response: Response = to_starlette_response(await bolt.async_dispatch(admitted))
         return response
+
+    return bolt  # Socket Mode (app/main.py) hands its requests to the same app

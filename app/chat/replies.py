@@ -20,6 +20,7 @@ from app.api import MAX_ID
 from app.chat import blocks
 from app.config import FileConfig
 from app.errors import ServiceError, SourceError, StorageError
+from app.services import ServicesRef
 
 log = logging.getLogger(__name__)
 NUMBER = re.compile(r"#?([0-9]{1,12})")  # ASCII digits: str.isdigit() also takes "²", which int() refuses
@@ -94,9 +95,11 @@ def outcome(work: Callable[[], Reply], usage: str | None, config: FileConfig) ->
         return Reply(f"Something went wrong (error id {error_id}); it is logged under that id.")
 
 
-async def answer(respond: AsyncRespond, work: Callable[[], Reply], usage: str | None, state: Any) -> None:
+async def answer(
+    respond: AsyncRespond, work: Callable[[], Reply], usage: str | None, ref: ServicesRef
+) -> None:
     """Run the work off the event loop, then reply (after a UsageError, with `usage`)."""
-    await send(respond, await asyncio.to_thread(outcome, work, usage, state.file_config))
+    await send(respond, await asyncio.to_thread(outcome, work, usage, ref.get().config))
 
 
 async def send(respond: AsyncRespond, reply: Reply) -> None:

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.panel import Panel
 
 CHANNEL_NAMES = {"C-INCIDENTS": "#incidents"}
-USER_NAMES = {"U-ALICE": "alice", "U-BOB": "bob", "UBOT": "sloguard"}
+USER_NAMES = {"U0ALICE": "alice", "U0BOB": "bob", "UBOT": "sloguard"}
 
 
 def plain(mrkdwn: str) -> str:

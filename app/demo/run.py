@@ -40,7 +40,7 @@ from app.slo.spec import load_specs
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 SLO_ID = "fraud-model-availability"
-ALICE, BOB = "U-ALICE", "U-BOB"
+ALICE, BOB = "U0ALICE", "U0BOB"
 CHANNEL = "C-INCIDENTS"
 DEPLOY_SECRET_ENV = "DEMO_DEPLOY_SECRET"
 STEP = 15  # seconds between backfilled samples

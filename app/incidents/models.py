@@ -23,7 +23,10 @@ class IncidentStatus(StrEnum):
     cancelled = "cancelled"
 
 
+# The one list of statuses an incident is over in (nothing moves it on): every query, index and button
+# that asks "is it open?" uses these.
 CLOSED_STATUSES = (IncidentStatus.resolved.value, IncidentStatus.cancelled.value)
+OPEN_STATUSES = tuple(status.value for status in IncidentStatus if status.value not in CLOSED_STATUSES)
 
 
 Priority = Literal["P0", "P1", "P2", "P3"]
@@ -54,8 +57,8 @@ class Incident(IncidentBase, table=True):
             "uq_incident_open_key",
             "key",
             unique=True,
-            sqlite_where=sa.text("status NOT IN ('resolved', 'cancelled')"),
-            postgresql_where=sa.text("status NOT IN ('resolved', 'cancelled')"),
+            sqlite_where=sa.column("status").not_in(CLOSED_STATUSES),
+            postgresql_where=sa.column("status").not_in(CLOSED_STATUSES),
         ),
     )
 

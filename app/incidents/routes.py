@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy.engine import Engine
 
-from app.api import EngineDep, IdPath, OffsetQuery, SessionDep
+from app.api import EngineDep, IdPath, OffsetQuery, ServicesDep, SessionDep
 from app.incidents import service as incidents
 from app.incidents.models import (
     ActionItemCreate,
@@ -83,30 +83,30 @@ def get_incident(engine: EngineDep, incident_id: IdPath) -> IncidentDetail:
 
 
 @router.post("", response_model=IncidentDetail, status_code=201)
-def declare(request: Request, engine: EngineDep, body: IncidentCreate) -> IncidentDetail:
-    incident = incidents.declare(engine, request.app.state.events, body, datetime.now(UTC))
+def declare(services: ServicesDep, body: IncidentCreate) -> IncidentDetail:
+    engine = services.engine
+    incident = incidents.declare(engine, services.events, body, datetime.now(UTC))
     assert incident.id is not None
     return detail(engine, incident.id)
 
 
 @router.patch("/{incident_id}", response_model=IncidentDetail)
-def update(request: Request, engine: EngineDep, incident_id: IdPath, body: IncidentUpdate) -> IncidentDetail:
-    incidents.update(engine, request.app.state.events, incident_id, body, datetime.now(UTC))
-    return detail(engine, incident_id)
+def update(services: ServicesDep, incident_id: IdPath, body: IncidentUpdate) -> IncidentDetail:
+    incidents.update(services.engine, services.events, incident_id, body, datetime.now(UTC))
+    return detail(services.engine, incident_id)
 
 
 @router.post("/{incident_id}/enrich", response_model=IncidentDetail)
-def enrich(request: Request, engine: EngineDep, incident_id: IdPath) -> IncidentDetail:
+def enrich(services: ServicesDep, incident_id: IdPath) -> IncidentDetail:
     """Gather the ML evidence again now (it also runs when the incident opens)."""
-    enricher = request.app.state.enricher
-    ml.enrich(engine, enricher.config, enricher.sources, incident_id, datetime.now(UTC))
-    return detail(engine, incident_id)
+    sources = services.sources.for_evidence()
+    ml.enrich(services.engine, services.config, sources, incident_id, datetime.now(UTC))
+    return detail(services.engine, incident_id)
 
 
 @router.get("/{incident_id}/postmortem", response_class=Response)
 def postmortem(
-    request: Request,
-    engine: EngineDep,
+    services: ServicesDep,
     incident_id: IdPath,
     format: Literal["markdown", "html"] = "markdown",
 ) -> Response:
@@ -115,7 +115,7 @@ def postmortem(
     from app.postmortems import html
     from app.postmortems import service as postmortems
 
-    draft = postmortems.write(engine, request.app.state, incident_id, datetime.now(UTC))
+    draft = postmortems.write(services, incident_id, datetime.now(UTC))
     if format == "html":
         page = html.page(draft.markdown, f"Incident {incident_id}")
         return Response(page, media_type="text/html; charset=utf-8", headers=html.HTML_HEADERS)

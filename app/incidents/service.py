@@ -82,12 +82,17 @@ def list_incidents(
     service: str | None = None,
     model: str | None = None,
     severity: Severity | None = None,
+    open_only: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> Sequence[Incident]:
+    """Newest first; `open_only` leaves out resolved and cancelled ones in the query itself (so a page of
+    newer closed incidents never hides an open one)."""
     query = select(Incident).order_by(col(Incident.detected_at).desc(), col(Incident.id).desc())
     if status is not None:
         query = query.where(Incident.status == status)
+    if open_only:
+        query = query.where(col(Incident.status).not_in(CLOSED_STATUSES))
     if service is not None:
         query = query.where(Incident.service == service)
     if model is not None:

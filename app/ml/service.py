@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from app import db
+from app import db, durations, promql_build
 from app.config import FileConfig, ModelConfig
 from app.errors import NotFound, SourceError
 from app.events import Dispatcher, IncidentOpened, IncidentStatusChanged
@@ -31,8 +31,6 @@ from app.incidents.models import Incident
 from app.ml import drift as drift_stats
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
 from app.ml.versions import VersionSeen, find_suspect, versions_from_range
-from app.slo import burn
-from app.slo.spec import promql_string
 
 log = logging.getLogger(__name__)
 STEP = 60  # resolution of "first seen" / "last seen"
@@ -70,8 +68,9 @@ def model_for(incident: Incident, catalogue: dict[str, ModelConfig]) -> tuple[st
     return None
 
 
-def _matchers(*parts: str) -> str:
-    return ",".join(part for part in parts if part)
+def _requests(config: ModelConfig, *matchers: str) -> str:
+    """The model's request counter, selected by its selector and any more matchers."""
+    return promql_build.selector(config.request_metric, config.selector, *matchers)
 
 
 def _versions(incident: Incident, name: str, config: ModelConfig, sources: Sources, found: Findings) -> None:
@@ -79,18 +78,20 @@ def _versions(incident: Incident, name: str, config: ModelConfig, sources: Sourc
     if prometheus is None:
         found.missing.append("serving versions (no Prometheus)")
         return
-    label, metric = config.version_label, config.request_metric
+    label = config.version_label
     burn_started, detected = incident.started_at, incident.detected_at
     lookback = timedelta(seconds=config.lookback)
-    traffic = f"sum by ({label}) (increase({metric}{{{_matchers(config.selector)}}}[{STEP}s]))"
+    traffic = promql_build.total(promql_build.increase(_requests(config), f"{STEP}s"), by=(label,))
     result = prometheus.query_range(traffic, burn_started - lookback - timedelta(hours=1), detected, STEP)
     seen = versions_from_range(result, label, STEP)
     window = max(300, int((detected - burn_started).total_seconds()))
-    span = burn.format_duration(window)
-    failing = _matchers(config.selector, config.error_selector)
-    errors = prometheus.query(f"sum by ({label}) (increase({metric}{{{failing}}}[{span}]))", at=detected)
+    span = durations.format_prometheus(window)
+    failing = _requests(config, config.error_selector)
+    errors = prometheus.query(
+        promql_build.total(promql_build.increase(failing, span), by=(label,)), at=detected
+    )
     totals = prometheus.query(
-        f"sum by ({label}) (increase({metric}{{{_matchers(config.selector)}}}[{span}]))", at=detected
+        promql_build.total(promql_build.increase(_requests(config), span), by=(label,)), at=detected
     )
     bad = {s["metric"].get(label): float(s["value"][1]) for s in errors}
     total = {s["metric"].get(label): float(s["value"][1]) for s in totals}
@@ -100,10 +101,12 @@ def _versions(incident: Incident, name: str, config: ModelConfig, sources: Sourc
         if total.get(version.version) or version.last_seen >= detected - timedelta(seconds=window):
             continue
         # The version is a label value read back from Prometheus: quoted, whatever it holds.
-        only = _matchers(config.selector, f"{label}={promql_string(version.version)}")
-        before = prometheus.query(f"sum(increase({metric}{{{only}}}[{span}]))", at=version.last_seen)
+        only = promql_build.match(label, version.version)
+        before = prometheus.query(
+            promql_build.total(promql_build.increase(_requests(config, only), span)), at=version.last_seen
+        )
         failed = prometheus.query(
-            f"sum(increase({metric}{{{_matchers(only, config.error_selector)}}}[{span}]))",
+            promql_build.total(promql_build.increase(_requests(config, only, config.error_selector), span)),
             at=version.last_seen,
         )
         if before:
@@ -235,7 +238,8 @@ def _drift(
         return
     if settings.gauge_metric and sources.prometheus is not None:
         result = sources.prometheus.query(
-            f"{settings.gauge_metric}{{model={promql_string(name)}}}", at=incident.detected_at
+            promql_build.selector(settings.gauge_metric, promql_build.match("model", name)),
+            at=incident.detected_at,
         )
         for sample in result:
             score = float(sample["value"][1])

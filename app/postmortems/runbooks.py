@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from app.slo.spec import Slo
+from app.slo.model import Slo
 
 
 def front_matter(path: Path) -> dict[str, Any]:

@@ -17,13 +17,14 @@ import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from app import durations, promql_build
 from app.errors import ServiceError, SourceError
 from app.incidents import service as incidents
 from app.incidents.models import Incident
@@ -31,7 +32,11 @@ from app.ml import service as ml
 from app.postmortems import charts
 from app.rollback.models import RollbackAction
 from app.slo import burn
-from app.slo.spec import EventsSli, LatencySli, Slo
+from app.slo.model import EventsSli, Slo
+
+if TYPE_CHECKING:
+    from app.services import Services
+    from app.slo.service import SloEngine
 
 log = logging.getLogger(__name__)
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
@@ -119,17 +124,17 @@ def _events_counts(prometheus: Any, slo: Slo, start: datetime, end: datetime) ->
     if sli is None or prometheus is None:
         return None
     window = max(60, int((end - start).total_seconds()))
-    name = burn.format_duration(window)
-    period = burn.format_duration(slo.period_seconds)
+    name = durations.format_prometheus(window)
+    period = durations.format_prometheus(slo.period_seconds)
 
-    def value(query: str, seconds: int) -> float:
-        result = prometheus.query(f"sum({query})", at=end)
+    def value(rate: str, seconds: int) -> float:
+        result = prometheus.query(rate, at=end)
         return float(result[0]["value"][1]) * seconds if result else 0.0
 
     return {
-        "bad": value(sli.error_for(name), window),
-        "total": value(sli.total_for(name), window),
-        "period_total": value(sli.total_for(period), slo.period_seconds),
+        "bad": value(sli.bad_rate(name), window),
+        "total": value(sli.total_rate(name), window),
+        "period_total": value(sli.total_rate(period), slo.period_seconds),
     }
 
 
@@ -166,7 +171,7 @@ def _range_points(prometheus: Any, query: str, start: datetime, end: datetime, w
 
 
 def _events_sli(slo: Slo) -> EventsSli | None:
-    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
+    sli = slo.prometheus_sli
     return sli if isinstance(sli, EventsSli) else None
 
 
@@ -176,8 +181,7 @@ def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points
     if sli is None:
         return []
     window = chart_window(slo)
-    query = f"sum({sli.error_for(window.name)}) / sum({sli.total_for(window.name)})"
-    return _range_points(prometheus, query, start, end, window.seconds)
+    return _range_points(prometheus, sli.error_ratio(window.name), start, end, window.seconds)
 
 
 def _budget_series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
@@ -185,12 +189,13 @@ def _budget_series(prometheus: Any, slo: Slo, start: datetime, end: datetime) ->
     sli = _events_sli(slo)
     if sli is None:
         return []
-    period = burn.format_duration(slo.period_seconds)
-    ratio = f"sum({sli.error_for(period)}) / sum({sli.total_for(period)})"
-    return _range_points(prometheus, f"1 - ({ratio}) / {slo.budget!r}", start, end, chart_window(slo).seconds)
+    period = durations.format_prometheus(slo.period_seconds)
+    spent = promql_build.binary(promql_build.group(sli.error_ratio(period)), "/", repr(slo.budget))
+    remaining = promql_build.binary("1", "-", spent)
+    return _range_points(prometheus, remaining, start, end, chart_window(slo).seconds)
 
 
-def gather(engine: Engine, state: Any, incident_id: int, now: datetime) -> dict[str, Any]:
+def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetime) -> dict[str, Any]:
     with Session(engine) as session:
         incident = incidents.get(session, incident_id)
         timeline = incidents.timeline(session, incident_id)
@@ -204,11 +209,11 @@ def gather(engine: Engine, state: Any, incident_id: int, now: datetime) -> dict[
         ).all()
     times = incidents.response_times(incident)
     end = incident.resolved_at or now
-    slo = state.slo_engine.by_id.get(incident.slo_id) if incident.slo_id else None
+    slo = slo_engine.by_id.get(incident.slo_id) if incident.slo_id else None
     budget = None
     if slo is not None:
         try:
-            counts = _events_counts(state.slo_engine.prometheus, slo, incident.started_at, end)
+            counts = _events_counts(slo_engine.prometheus, slo, incident.started_at, end)
         except SourceError as exc:
             log.warning("budget figures unavailable", extra={"error": str(exc)})
             counts = None
@@ -218,7 +223,7 @@ def gather(engine: Engine, state: Any, incident_id: int, now: datetime) -> dict[
             budget = {
                 "slo_id": slo.id,
                 "objective_percent": f"{slo.objective * 100:g} %",
-                "period": burn.format_duration(slo.period_seconds),
+                "period": durations.format_prometheus(slo.period_seconds),
                 "bad_events": f"{counts['bad']:,.0f}",
                 "total_events": f"{counts['total']:,.0f}",
                 "budget_events": f"{budget_events:,.0f}",
@@ -341,22 +346,22 @@ def render(context: dict[str, Any], template_dir: Path | None) -> str:
     return template.render(**public)
 
 
-def write(engine: Engine, state: Any, incident_id: int, now: datetime, output: Path | None = None) -> Draft:
+def write(services: Services, incident_id: int, now: datetime, output: Path | None = None) -> Draft:
     """Render (and chart) the draft for an incident and write it, keeping people's edits."""
-    settings = state.settings
-    context = gather(engine, state, incident_id, now)
+    settings, engine, slo_engine = services.settings, services.engine, services.slo_engine
+    context = gather(engine, slo_engine, incident_id, now)
     with Session(engine) as session:
         incident = incidents.get(session, incident_id)
     path = output or draft_path(settings.postmortem_dir, incident)
     path.parent.mkdir(parents=True, exist_ok=True)
     slo: Slo | None = context["_slo"]
-    if slo is not None and state.slo_engine.prometheus is not None:
+    if slo is not None and slo_engine.prometheus is not None:
         assets = path.parent / f"{path.stem}-assets"
         start = incident.started_at - timedelta(hours=1)
         end = min(now, (incident.resolved_at or now) + timedelta(minutes=30))
         try:
-            points = _series(state.slo_engine.prometheus, slo, start, end)
-            remaining = _budget_series(state.slo_engine.prometheus, slo, start, end)
+            points = _series(slo_engine.prometheus, slo, start, end)
+            remaining = _budget_series(slo_engine.prometheus, slo, start, end)
         except SourceError as exc:
             log.warning("chart data unavailable", extra={"error": str(exc)})
             points, remaining = [], []
@@ -398,10 +403,10 @@ def write(engine: Engine, state: Any, incident_id: int, now: datetime, output: P
 class Writer:
     """Writes the draft when an incident is resolved, in the background."""
 
-    def __init__(self, engine: Engine, state: Any) -> None:
+    def __init__(self, services: Services) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.engine, self.state = engine, state
+        self.services, self.engine = services, services.engine
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postmortem")
 
     def on_status(self, event: Any) -> None:
@@ -410,7 +415,7 @@ class Writer:
 
         def run() -> None:
             try:
-                draft = write(self.engine, self.state, event.incident_id, datetime.now(UTC))
+                draft = write(self.services, event.incident_id, datetime.now(UTC))
                 incidents.add_note(
                     self.engine,
                     event.incident_id,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -37,6 +37,9 @@ from app.rollback.targets.http_webhook import HttpWebhookTarget
 from app.rollback.targets.mlflow_alias import MlflowAliasTarget
 from app.slo.burn import State
 from app.telemetry import current_trace_id
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -504,7 +507,9 @@ def verify_due(
     return done
 
 
-def schedule_verify(state: Any, action: RollbackAction, env: ModelEnvironment) -> threading.Timer | None:
+def schedule_verify(
+    services: Services, action: RollbackAction, env: ModelEnvironment
+) -> threading.Timer | None:
     """Watch the burn `verify_for` after a successful change, in the background."""
     if action.state != "succeeded" or action.id is None:
         return None
@@ -512,11 +517,13 @@ def schedule_verify(state: Any, action: RollbackAction, env: ModelEnvironment) -
 
     def run() -> None:
         try:
-            verify(state.engine, state.slo_engine, state.events, action_id, utcnow())
+            verify(services.engine, services.slo_engine, services.events, action_id, utcnow())
         except Exception:
             log.exception("rollback verification failed", extra={"action_id": action_id})
 
     timer = threading.Timer(env.verify_for, run)
     timer.daemon = True
+    services.timers[:] = [waiting for waiting in services.timers if waiting.is_alive()]
+    services.timers.append(timer)  # cancelled when the services close; the leader's sweep verifies later
     timer.start()
     return timer

@@ -11,13 +11,13 @@ Vocabulary (see ../shared/design/SLO-MATH.md):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-DAY = 86400
+from app import durations
+from app.durations import DAY
 
 
 class State(StrEnum):
@@ -32,55 +32,6 @@ class State(StrEnum):
 # Higher wins when several tiers fire; the lower one is suppressed while the higher fires.
 SEVERITY_RANK = {State.page: 2, State.ticket: 1}
 
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY, "y": 365 * DAY}
-
-
-# Prometheus keeps durations as int64 nanoseconds: promtool refuses anything longer (about 292 years).
-MAX_DURATION_SECONDS = (2**63 - 1) // 10**9
-
-
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:37] + "...")
-
-
-def parse_duration(text: str) -> int:
-    """Prometheus duration (`5m`, `1h30m`, `30d`, `1w`) -> whole seconds. Raises ValueError."""
-    text = text.strip()
-    position, milliseconds = 0, 0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            break
-        number = match.group(1).lstrip("0") or "0"
-        # Past 30 digits it is out of range anyway, and int() refuses strings of over 4300 digits.
-        count = int(number) if len(number) <= 30 else 10**30
-        milliseconds += count * round(_UNIT_SECONDS[match.group(2)] * 1000)
-        position = match.end()
-    if not text or position != len(text) or milliseconds <= 0:
-        raise ValueError(f"not a duration like 5m, 1h or 30d (got {_shown(text)})")
-    seconds, rest = divmod(milliseconds, 1000)
-    if rest:
-        # Rules and queries name windows in whole seconds: 1500ms would silently become 2s.
-        raise ValueError(f"must be a whole number of seconds (got {_shown(text)})")
-    if seconds > MAX_DURATION_SECONDS:
-        raise ValueError(
-            f"out of range: Prometheus durations go up to {MAX_DURATION_SECONDS // DAY}d, about 292 years "
-            f"(got {_shown(text)})"
-        )
-    return seconds
-
-
-def format_duration(seconds: int) -> str:
-    """Seconds -> the shortest Prometheus duration (`3600` -> `1h`, `5400` -> `1h30m`)."""
-    if seconds <= 0:
-        raise ValueError("duration must be positive")
-    parts = []
-    for unit, size in (("d", DAY), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
-
 
 @dataclass(frozen=True, order=True)
 class Window:
@@ -88,7 +39,7 @@ class Window:
 
     @property
     def name(self) -> str:
-        return format_duration(self.seconds)
+        return durations.format_prometheus(self.seconds)
 
     def __str__(self) -> str:
         return self.name
@@ -227,7 +178,7 @@ def evaluate(
     budget = 1.0 - objective
     previous = previous or TierMemory()
     windows = {
-        format_duration(seconds): WindowFigures(
+        durations.format_prometheus(seconds): WindowFigures(
             ratio, burn_rate(ratio, budget), measurement.events.get(seconds)
         )
         for seconds, ratio in sorted(measurement.ratios.items())

@@ -14,8 +14,8 @@ from typing import Any
 
 import promql_parser
 
-from app.slo import burn
-from app.slo.spec import LABEL_NAME, METRIC_NAME, promql_string
+from app import durations, promql_build
+from app.slo.model import LABEL_NAME, METRIC_NAME
 
 # Functions that Prometheus 2.x (the Debian 2.42 the tests use) and 3.x both have. promql-parser knows
 # newer and experimental ones (limitk, sort_by_label, info, first_over_time, ...) that 2.x refuses, and
@@ -32,7 +32,7 @@ FUNCTIONS = frozenset(
 AGGREGATIONS = frozenset(
     "avg bottomk count count_values group max min quantile stddev stdvar sum topk".split()
 )
-MAX_DURATION = timedelta(seconds=burn.MAX_DURATION_SECONDS)
+MAX_DURATION = timedelta(seconds=durations.MAX_PROMETHEUS_SECONDS)
 # The parser overflows its stack (the process dies) near 10,000 levels of nesting and slows sharply well
 # before: bound the depth of the syntax tree before parsing. A generated query nests a spec's query a
 # few levels deep and joins a few dozen of them with `or`.
@@ -275,7 +275,7 @@ def _class_end(pattern: str, start: int) -> tuple[int, str | None]:
 
 def _duration_problem(value: timedelta | None, what: str) -> str | None:
     if value is not None and abs(value) > MAX_DURATION:
-        shown = burn.format_duration(int(abs(value).total_seconds()))
+        shown = durations.format_prometheus(int(abs(value).total_seconds()))
         return f"{what} {shown} is past Prometheus' limit of about 292 years"
     return None
 
@@ -288,7 +288,7 @@ def selector(metric: str, matchers: str) -> tuple[str, str]:
         raise PromqlError('must be one series selector, like name{label="value"}, without offset or @')
     if tree.name is None:
         raise PromqlError("must name the metric before the braces")
-    parts = [f"{m.name}{_operator(m.op)}{promql_string(m.value)}" for m in tree.matchers.matchers]
+    parts = [promql_build.match(m.name, m.value, _operator(m.op)) for m in tree.matchers.matchers]
     return tree.name, ",".join(parts)
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app import durations, promql_build
 from app.slo import burn
-from app.slo.spec import ElasticsearchSli, EventsSli, LatencySli, RawSli, Slo
+from app.slo.model import ElasticsearchSli, EventsSli, RawSli, Slo
 
 WINDOW_LABEL = "sloguard_window"
 PART_LABEL = "sloguard_part"
@@ -44,26 +45,25 @@ def measured_windows(slo: Slo, at: datetime) -> list[tuple[str, int]]:
 
 
 def _tag(expression: str, window: str, part: str) -> str:
-    return (
-        f'label_replace(label_replace({expression}, "{WINDOW_LABEL}", "{window}", "", ""), '
-        f'"{PART_LABEL}", "{part}", "", "")'
+    return promql_build.with_label(
+        promql_build.with_label(expression, WINDOW_LABEL, window), PART_LABEL, part
     )
 
 
 def direct_query(slo: Slo, at: datetime) -> str:
     """One PromQL query returning every window's bad and total rates (or ratio) for one SLO."""
-    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
+    sli = slo.prometheus_sli
     parts = []
     for key, seconds in measured_windows(slo, at):
-        window = burn.format_duration(seconds)
+        window = durations.format_prometheus(seconds)
         if isinstance(sli, EventsSli):
-            parts.append(_tag(f"sum({sli.error_for(window)})", key, "bad"))
-            parts.append(_tag(f"sum({sli.total_for(window)})", key, "total"))
+            parts.append(_tag(sli.bad_rate(window), key, "bad"))
+            parts.append(_tag(sli.total_rate(window), key, "total"))
         elif isinstance(sli, RawSli):
-            parts.append(_tag(f"({sli.ratio_for(window)})", key, "ratio"))
+            parts.append(_tag(promql_build.group(sli.ratio_for(window)), key, "ratio"))
         else:
             raise TypeError(f"{slo.id} is not a Prometheus SLI")
-    return "\nor\n".join(parts)
+    return promql_build.either(parts)
 
 
 def _value(sample: dict[str, Any]) -> float:
@@ -121,13 +121,14 @@ def _measurement(slo: Slo, at: datetime, parts: _Parts) -> burn.Measurement:
 
 def batch_window_names(slos: Iterable[Slo]) -> list[str]:
     names = {window.name for slo in slos for window in slo.windows}
-    names |= {burn.format_duration(slo.period_seconds) for slo in slos if slo.calendar_start is None}
-    return sorted(names, key=burn.parse_duration)
+    names |= {durations.format_prometheus(slo.period_seconds) for slo in slos if slo.calendar_start is None}
+    return sorted(names, key=durations.parse_prometheus)
 
 
 def batch_query(window: str) -> str:
     """All SLOs' error ratio and traffic for one window, from the recording rules."""
-    return f'{{__name__=~"slo:sli_error:ratio_rate{window}|sloguard:sli_total:rate{window}"}}'
+    names = f"slo:sli_error:ratio_rate{window}|sloguard:sli_total:rate{window}"
+    return promql_build.selector("", promql_build.match("__name__", names, "=~"))
 
 
 def parse_batch(window: str, result: list[dict[str, Any]], into: dict[str, _Parts]) -> None:
@@ -147,7 +148,7 @@ def parse_batch(window: str, result: list[dict[str, Any]], into: dict[str, _Part
 
 def measurement_from_batch(slo: Slo, at: datetime, parts: _Parts) -> burn.Measurement:
     """Batch answers carry ratios and traffic; turn them into the same Measurement as direct mode."""
-    period_name = burn.format_duration(slo.period_seconds)
+    period_name = durations.format_prometheus(slo.period_seconds)
     ratios: dict[int, float | None] = {}
     events: dict[int, float | None] = {}
     for window in slo.windows:

@@ -22,8 +22,11 @@ from typing import Any
 
 import yaml
 
+from app import durations, promql_build
+from app.durations import DAY
 from app.slo import burn, promql, queries
-from app.slo.spec import EventsSli, LatencySli, RawSli, Slo, promql_string
+from app.slo.model import EventsSli, LatencySli, RawSli, Slo
+from app.slo.problems import Location, Problem
 
 SHORT_RECORDING_WINDOW = burn.Window(300)
 
@@ -40,10 +43,18 @@ def _labels(slo: Slo, **extra: str) -> dict[str, str]:
 
 def _selector(slo: Slo) -> str:
     # The specs only allow plain names here; escaping anyway keeps a quote from ever becoming a matcher.
-    return (
-        f"{{sloth_id={promql_string(slo.id)}, sloth_service={promql_string(slo.service)}, "
-        f"sloth_slo={promql_string(slo.name)}}}"
+    return promql_build.selector(
+        "",
+        promql_build.match("sloth_id", slo.id),
+        promql_build.match("sloth_service", slo.service),
+        promql_build.match("sloth_slo", slo.name),
+        separator=", ",
     )
+
+
+def _per_line(left: str, operator: str, right: str) -> str:
+    """A binary operation with each operand on its own line, as the rules file shows them."""
+    return promql_build.binary(left, operator, right, separator="\n")
 
 
 def template_text(text: str) -> str:
@@ -67,12 +78,16 @@ def _number(value: float) -> str:
 def _sli_rules(slo: Slo) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     windows = sorted({*slo.windows, SHORT_RECORDING_WINDOW})
-    period = burn.format_duration(slo.period_seconds)
-    sli = slo.sli.to_events() if isinstance(slo.sli, LatencySli) else slo.sli
+    period = durations.format_prometheus(slo.period_seconds)
+    sli = slo.prometheus_sli
     for window in windows:
         labels = _labels(slo, sloth_window=window.name)
         if isinstance(sli, EventsSli):
-            ratio = f"({sli.error_for(window.name)})\n/\n({sli.total_for(window.name)})"
+            ratio = _per_line(
+                promql_build.group(sli.error_for(window.name)),
+                "/",
+                promql_build.group(sli.total_for(window.name)),
+            )
             rules.append(
                 {"record": f"slo:sli_error:ratio_rate{window.name}", "expr": ratio, "labels": labels}
             )
@@ -105,10 +120,14 @@ def _sli_rules(slo: Slo) -> list[dict[str, Any]]:
         rules.append(
             {
                 "record": f"slo:sli_error:ratio_rate{period}",
-                "expr": (
-                    f"sum_over_time(sloguard:sli_error:rate{five}{selector}[{period}])\n"
-                    f"/ ignoring (sloth_window)\n"
-                    f"sum_over_time(sloguard:sli_total:rate{five}{selector}[{period}])"
+                "expr": _per_line(
+                    promql_build.over_time(
+                        "sum_over_time", f"sloguard:sli_error:rate{five}{selector}", period
+                    ),
+                    "/ ignoring (sloth_window)",
+                    promql_build.over_time(
+                        "sum_over_time", f"sloguard:sli_total:rate{five}{selector}", period
+                    ),
                 ),
                 "labels": period_labels,
             }
@@ -118,10 +137,14 @@ def _sli_rules(slo: Slo) -> list[dict[str, Any]]:
         rules.append(
             {
                 "record": f"slo:sli_error:ratio_rate{period}",
-                "expr": (
-                    f"sum_over_time(slo:sli_error:ratio_rate{five}{selector}[{period}])\n"
-                    f"/ ignoring (sloth_window)\n"
-                    f"count_over_time(slo:sli_error:ratio_rate{five}{selector}[{period}])"
+                "expr": _per_line(
+                    promql_build.over_time(
+                        "sum_over_time", f"slo:sli_error:ratio_rate{five}{selector}", period
+                    ),
+                    "/ ignoring (sloth_window)",
+                    promql_build.over_time(
+                        "count_over_time", f"slo:sli_error:ratio_rate{five}{selector}", period
+                    ),
                 ),
                 "labels": period_labels,
             }
@@ -131,40 +154,44 @@ def _sli_rules(slo: Slo) -> list[dict[str, Any]]:
 
 def _meta_rules(slo: Slo) -> list[dict[str, Any]]:
     selector = _selector(slo)
-    period = burn.format_duration(slo.period_seconds)
+    period = durations.format_prometheus(slo.period_seconds)
     labels = _labels(slo)
+    per_budget = "/ on(sloth_id, sloth_slo, sloth_service) group_left"
+    budget = f"slo:error_budget:ratio{selector}"
     return [
-        {"record": "slo:objective:ratio", "expr": f"vector({_number(slo.objective)})", "labels": labels},
-        {"record": "slo:error_budget:ratio", "expr": f"vector(1-{_number(slo.objective)})", "labels": labels},
+        {
+            "record": "slo:objective:ratio",
+            "expr": promql_build.call("vector", _number(slo.objective)),
+            "labels": labels,
+        },
+        {
+            "record": "slo:error_budget:ratio",
+            "expr": promql_build.call("vector", f"1-{_number(slo.objective)}"),
+            "labels": labels,
+        },
         {
             "record": "slo:time_period:days",
-            "expr": f"vector({_number(slo.period_seconds / burn.DAY)})",
+            "expr": promql_build.call("vector", _number(slo.period_seconds / DAY)),
             "labels": labels,
         },
         {
             "record": "slo:current_burn_rate:ratio",
-            "expr": (
-                f"slo:sli_error:ratio_rate5m{selector}\n/ on(sloth_id, sloth_slo, sloth_service) group_left\n"
-                f"slo:error_budget:ratio{selector}"
-            ),
+            "expr": _per_line(f"slo:sli_error:ratio_rate5m{selector}", per_budget, budget),
             "labels": labels,
         },
         {
             "record": "slo:period_burn_rate:ratio",
-            "expr": (
-                f"slo:sli_error:ratio_rate{period}{selector}\n"
-                f"/ on(sloth_id, sloth_slo, sloth_service) group_left\nslo:error_budget:ratio{selector}"
-            ),
+            "expr": _per_line(f"slo:sli_error:ratio_rate{period}{selector}", per_budget, budget),
             "labels": labels,
         },
         {
             "record": "slo:period_error_budget_remaining:ratio",
-            "expr": f"1 - slo:period_burn_rate:ratio{selector}",
+            "expr": promql_build.binary("1", "-", f"slo:period_burn_rate:ratio{selector}"),
             "labels": labels,
         },
         {
             "record": "sloth_slo_info",
-            "expr": "vector(1)",
+            "expr": promql_build.call("vector", "1"),
             "labels": {
                 **labels,
                 "sloth_mode": "cli-gen-prom",
@@ -176,21 +203,23 @@ def _meta_rules(slo: Slo) -> list[dict[str, Any]]:
     ]
 
 
+def _above(slo: Slo, window: burn.Window, threshold: str) -> str:
+    """The SLO's error ratio over the window where it is above the threshold (one series)."""
+    ratio = f"slo:sli_error:ratio_rate{window.name}{_selector(slo)}"
+    return promql_build.aggregate(
+        "max", promql_build.binary(ratio, ">", threshold), without=("sloth_window",)
+    )
+
+
 def _tier_expression(slo: Slo, tiers: list[burn.Tier]) -> str:
-    selector = _selector(slo)
     parts = []
     for tier in tiers:
-        threshold = f"({_number(tier.factor)} * {_number(slo.budget)})"
-        parts.append(
-            "(\n"
-            f"    max(slo:sli_error:ratio_rate{tier.short.name}{selector} > {threshold})"
-            " without (sloth_window)\n"
-            "    and\n"
-            f"    max(slo:sli_error:ratio_rate{tier.long.name}{selector} > {threshold})"
-            " without (sloth_window)\n"
-            ")"
+        threshold = promql_build.group(promql_build.binary(_number(tier.factor), "*", _number(slo.budget)))
+        both = promql_build.binary(
+            _above(slo, tier.short, threshold), "and", _above(slo, tier.long, threshold), separator="\n    "
         )
-    return "\nor\n".join(parts)
+        parts.append(f"(\n    {both}\n)")
+    return promql_build.either(parts)
 
 
 def _alert_rules(slo: Slo) -> list[dict[str, Any]]:
@@ -237,17 +266,17 @@ def expressions(slo: Slo, at: datetime) -> list[tuple[str, str]]:
     return found
 
 
-def problems(slos: list[Slo], at: datetime | None = None) -> list[str]:
+def problems(slos: list[Slo], at: datetime | None = None) -> list[Problem]:
     """`file: SLO: reason` for each generated expression that Prometheus would refuse."""
     moment = at or datetime.now(UTC)
-    lines = []
+    found = []
     for slo in slos:
         for what, expression in expressions(slo, moment):
             problem = promql.problem(expression)
             if problem is not None:
-                lines.append(f"{slo.source}: {slo.id}: {what}: {problem}")
-                break  # one line per SLO: the others are usually the same mistake again
-    return lines
+                found.append(Problem(Location(slo.source, (slo.id,)), f"{what}: {problem}"))
+                break  # one problem per SLO: the others are usually the same mistake again
+    return found
 
 
 def rule_groups(slos: list[Slo]) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from app.errors import NotFound, SourceError
 from app.events import Dispatcher, SloBreached, SloCleared
 from app.slo import burn, queries
 from app.slo.burn import State
+from app.slo.model import ElasticsearchSli, LatencySli, Slo
 from app.slo.models import SloStatus
-from app.slo.spec import ElasticsearchSli, LatencySli, Slo
 from app.telemetry import Metrics
 
 log = logging.getLogger(__name__)

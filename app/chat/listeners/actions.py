@@ -1,14 +1,18 @@
-"""Buttons on the incident message: the same service calls as the commands."""
+"""Buttons on the incident message: each calls the service function behind it with the number it carries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from app.chat import blocks
-from app.chat.listeners.commands import run_incident_command
-from app.chat.replies import Reply, UsageError, answer, slack_user
+from app.chat.listeners.commands import acknowledge, resolve, write_review
+from app.chat.replies import Reply, UsageError, answer, number, slack_user
+from app.services import Services, ServicesRef
+
+Button = Callable[[Services, int, str], Reply]
 
 
 def clicked_value(body: dict[str, Any]) -> str:
@@ -21,25 +25,23 @@ def clicked_value(body: dict[str, Any]) -> str:
     return value.strip()
 
 
-def register(app: AsyncApp, state: Any) -> None:
-    async def run(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, verb: str) -> None:
+def register(app: AsyncApp, ref: ServicesRef) -> None:
+    async def run(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, button: Button) -> None:
         await ack()
 
         def work() -> Reply:
-            # The value becomes one word of the command: a value with spaces cannot smuggle in arguments.
-            value = clicked_value(body).split()[0]
-            return Reply(*run_incident_command(state, f"{verb} {value}", slack_user(body)))
+            return button(ref.get(), number(clicked_value(body)), slack_user(body))
 
-        await answer(respond, work, blocks.INCIDENT_USAGE, state)
+        await answer(respond, work, blocks.INCIDENT_USAGE, ref)
 
     @app.action("incident_ack")
-    async def acknowledge(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await run(ack, body, respond, "ack")
+    async def acknowledge_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await run(ack, body, respond, acknowledge)
 
     @app.action("incident_resolve")
-    async def resolve(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await run(ack, body, respond, "resolve")
+    async def resolve_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await run(ack, body, respond, resolve)
 
     @app.action("incident_postmortem")
-    async def postmortem(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await run(ack, body, respond, "postmortem")
+    async def postmortem_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await run(ack, body, respond, write_review)

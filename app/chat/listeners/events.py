@@ -12,12 +12,13 @@ from sqlmodel import Session
 
 from app import db
 from app.incidents import service as incidents
+from app.services import Services, ServicesRef
 
 
 def capture(
-    state: Any, channel: str, message: dict[str, Any], thread_ts: str | None, user: str
+    services: Services, channel: str, message: dict[str, Any], thread_ts: str | None, user: str
 ) -> int | None:
-    engine = state.engine
+    engine = services.engine
     with Session(engine) as session:
         incident = incidents.find_by_slack_message(session, channel, thread_ts or message.get("ts", ""))
         if incident is None or incident.id is None:
@@ -47,7 +48,7 @@ def capture(
     return incident.id
 
 
-def register(app: AsyncApp, state: Any) -> None:
+def register(app: AsyncApp, ref: ServicesRef) -> None:
     @app.event("reaction_added")
     async def pinned(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("reaction") != "pushpin" or event.get("item", {}).get("type") != "message":
@@ -59,5 +60,5 @@ def register(app: AsyncApp, state: Any) -> None:
             return
         message = messages[0]
         await asyncio.to_thread(
-            capture, state, channel, message, message.get("thread_ts"), event.get("user", "")
+            capture, ref.get(), channel, message, message.get("thread_ts"), event.get("user", "")
         )

@@ -15,6 +15,7 @@ from app.incidents.models import CLOSED_STATUSES, Incident
 from app.ml.models import ModelVersionLink
 from app.rollback import service as rollbacks
 from app.rollback.models import RollbackAction, RollbackRequest
+from app.services import Services, ServicesRef
 
 ROLLBACK_USAGE = "Usage: /rollback MODEL [ENV] [to VERSION] [--dry-run]"
 PROMOTE_USAGE = "Usage: /promote MODEL VERSION to ENV"
@@ -45,8 +46,8 @@ def parse_promote(text: str) -> tuple[str, str, str]:
     return words[0], words[3], words[1]
 
 
-def open_incident_for(state: Any, model: str) -> Incident | None:
-    with Session(state.engine) as session:
+def open_incident_for(services: Services, model: str) -> Incident | None:
+    with Session(services.engine) as session:
         return session.exec(
             select(Incident)
             .where(Incident.model == model, col(Incident.status).not_in(CLOSED_STATUSES))
@@ -54,7 +55,7 @@ def open_incident_for(state: Any, model: str) -> Incident | None:
         ).first()
 
 
-def proposal_blocks(state: Any, action: RollbackAction) -> list[dict[str, Any]]:
+def proposal_blocks(services: Services, action: RollbackAction) -> list[dict[str, Any]]:
     """What the confirmer sees: model, environment, from -> to, and what the evidence says of each."""
     # Versions come from the registry, metric labels or what was typed: escaped like every other text.
     lines = [
@@ -64,7 +65,7 @@ def proposal_blocks(state: Any, action: RollbackAction) -> list[dict[str, Any]]:
         f"(target: {blocks.escape(action.target)})"
     ]
     if action.incident_id is not None:
-        with Session(state.engine) as session:
+        with Session(services.engine) as session:
             links = session.exec(
                 select(ModelVersionLink).where(ModelVersionLink.incident_id == action.incident_id)
             ).all()
@@ -126,24 +127,24 @@ def proposal_blocks(state: Any, action: RollbackAction) -> list[dict[str, Any]]:
     return content
 
 
-def propose(state: Any, request: RollbackRequest) -> Reply:
-    action = rollbacks.propose(state.engine, state.file_config, state.sources.get("mlflow"), request)
-    content = proposal_blocks(state, action)
-    _, env = rollbacks.environment_of(state.file_config, action.model, action.environment)
+def propose(services: Services, request: RollbackRequest) -> Reply:
+    action = rollbacks.propose(services.engine, services.config, services.sources.mlflow, request)
+    content = proposal_blocks(services, action)
+    _, env = rollbacks.environment_of(services.config, action.model, action.environment)
     # With the two-person rule the second person must see the Confirm button: post it in the channel.
     return Reply(content[0]["text"]["text"], env.two_person and not action.dry_run, content)
 
 
-def confirm(state: Any, action_id: int, user: str) -> Reply:
+def confirm(services: Services, action_id: int, user: str) -> Reply:
     """Execute once: only the click that ran the change announces it and watches its burn."""
     confirmation = rollbacks.confirm_change(
-        state.engine, state.file_config, state.sources.get("mlflow"), state.events, action_id, user
+        services.engine, services.config, services.sources.mlflow, services.events, action_id, user
     )
     action = confirmation.action
     if not confirmation.executed:
         return Reply(already(action))
-    _, env = rollbacks.environment_of(state.file_config, action.model, action.environment)
-    rollbacks.schedule_verify(state, action, env)
+    _, env = rollbacks.environment_of(services.config, action.model, action.environment)
+    rollbacks.schedule_verify(services, action, env)
     model, environment = blocks.escape(action.model), blocks.escape(action.environment)
     if action.state == "succeeded":
         return Reply(
@@ -166,7 +167,7 @@ def already(action: RollbackAction) -> str:
     )
 
 
-def register(app: AsyncApp, state: Any) -> None:
+def register(app: AsyncApp, ref: ServicesRef) -> None:
     @app.command("/rollback")
     async def rollback_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
@@ -174,7 +175,7 @@ def register(app: AsyncApp, state: Any) -> None:
         def work() -> Reply:
             user = slack_user(command)
             model, environment, to, dry_run = parse_rollback(str(command.get("text", "")))
-            incident = open_incident_for(state, model)
+            incident = open_incident_for(ref.get(), model)
             request = RollbackRequest(
                 model=model,
                 environment=environment,
@@ -184,9 +185,9 @@ def register(app: AsyncApp, state: Any) -> None:
                 incident_id=incident.id if incident else None,
                 reason=f"/rollback by {user}",
             )
-            return propose(state, request)
+            return propose(ref.get(), request)
 
-        await answer(respond, work, ROLLBACK_USAGE, state)
+        await answer(respond, work, ROLLBACK_USAGE, ref)
 
     @app.command("/promote")
     async def promote_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
@@ -203,9 +204,9 @@ def register(app: AsyncApp, state: Any) -> None:
                 actor=user,
                 reason=f"/promote by {user}",
             )
-            return propose(state, request)
+            return propose(ref.get(), request)
 
-        await answer(respond, work, PROMOTE_USAGE, state)
+        await answer(respond, work, PROMOTE_USAGE, ref)
 
     @app.action("incident_rollback")
     async def rollback_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
@@ -213,7 +214,7 @@ def register(app: AsyncApp, state: Any) -> None:
 
         def work() -> Reply:
             incident_id, version, *rest = [*clicked_value(body).split(":"), "", ""]
-            with Session(state.engine) as session:
+            with Session(ref.get().engine) as session:
                 incident = incidents.get(session, number(incident_id))
             if not incident.model:
                 return Reply("This incident names no model.")
@@ -225,16 +226,16 @@ def register(app: AsyncApp, state: Any) -> None:
                 actor=slack_user(body),
                 reason=f"rollback button on incident #{incident.id}",
             )
-            return propose(state, request)
+            return propose(ref.get(), request)
 
-        await answer(respond, work, None, state)
+        await answer(respond, work, None, ref)
 
     @app.action("rollback_confirm")
     async def confirm_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         await answer(
             respond,
-            lambda: confirm(state, number(clicked_value(body), "rollback"), slack_user(body)),
+            lambda: confirm(ref.get(), number(clicked_value(body), "rollback"), slack_user(body)),
             None,
-            state,
+            ref,
         )

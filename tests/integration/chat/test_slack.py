@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import API_TOKEN, make_settings
 from tests.fakes.slack import FakeSlack
 from tests.servers import UvicornThread, wait_until
 
@@ -326,7 +326,7 @@ def test_incident_channel_and_unacknowledged_reminder(world: SlackWorld) -> None
     from app.incidents import service as incidents
 
     time.sleep(1.1)
-    state = world.server.server.config.app.state  # the running app's own engine and event bus
+    state = world.server.server.config.app.state.services  # the running app's own engine and event bus
     escalated = incidents.escalate_unacknowledged(
         state.engine, state.events, IncidentOptions(renotify_after="1s"), datetime.now(UTC)
     )
@@ -338,3 +338,20 @@ def test_incident_channel_and_unacknowledged_reminder(world: SlackWorld) -> None
     reminder = next(m for m in world.slack.called("chat.postMessage") if "S0NCALL" in m.get("text", ""))
     assert reminder["text"].startswith("<!subteam^S0NCALL> incident #1 (SEV3) is still not acknowledged")
     assert reminder["thread_ts"] == world.scalar("SELECT slack_ts FROM incident WHERE id = 1")
+
+
+def test_incident_list_shows_an_open_incident_behind_sixty_newer_resolved_ones(world: SlackWorld) -> None:
+    """`/incident list` filters in the query: a page of newer closed incidents cannot hide an open one."""
+    with httpx.Client(base_url=world.server.url, headers={"Authorization": f"Bearer {API_TOKEN}"}) as api:
+        opened = api.post("/api/v1/incidents", json={"title": "still burning"})
+        assert opened.status_code == 201, opened.text
+        for number in range(60):
+            created = api.post("/api/v1/incidents", json={"title": f"done {number}"})
+            assert created.status_code == 201, created.text
+            resolved = api.patch(f"/api/v1/incidents/{created.json()['id']}", json={"status": "resolved"})
+            assert resolved.status_code == 200, resolved.text
+
+    lines = world.run("/incident", "list")["text"].splitlines()
+    assert lines == [f"#{opened.json()['id']} SEV3 triggered: still burning"]
+    everything = world.run("/incident", "list all")["text"].splitlines()
+    assert len(everything) == 50 and all("resolved: done" in line for line in everything)  # the newest 50

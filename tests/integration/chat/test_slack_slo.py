@@ -33,7 +33,7 @@ def world(
             slo_dir=scenario_slo_dir,
         )
         with UvicornThread(create_app(settings)) as server:
-            state = server.server.config.app.state
+            state = server.server.config.app.state.services
             run_cycle(
                 state.slo_engine,
                 state.engine,

@@ -61,7 +61,7 @@ def test_draft_from_alerts_burn_enrichment_and_rollback(
     settings = make_settings(tmp_path, prometheus_url=history_prometheus.url, slo_dir=tmp_path / "slo")
     T = datetime.fromtimestamp(history_end, UTC)
     with UvicornThread(create_app(settings)) as server, httpx.Client(base_url=server.url) as http:
-        state = server.server.config.app.state
+        state = server.server.config.app.state.services
         # The burn door: ten hours before T the blip pages (5m at 30 %, 1h at 5 %).
         detected = T - timedelta(hours=10)
         run_cycle(state.slo_engine, state.engine, state.metrics, state.events, detected)
@@ -84,13 +84,13 @@ def test_draft_from_alerts_burn_enrichment_and_rollback(
         )
         action = rollbacks.propose(
             state.engine,
-            state.file_config,
+            state.config,
             None,
             RollbackRequest(
                 model="fraud-detector", to_version="3", incident_id=incident.id, actor="U1", reason="blip"
             ),
         )
-        rollbacks.confirm(state.engine, state.file_config, None, state.events, action.id, "U1")
+        rollbacks.confirm(state.engine, state.config, None, state.events, action.id, "U1")
         # Seven hours later the burn has cleared (held for half the 5m short window), then a person resolves.
         run_cycle(state.slo_engine, state.engine, state.metrics, state.events, T - timedelta(hours=3))
         run_cycle(

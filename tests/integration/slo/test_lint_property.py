@@ -15,9 +15,11 @@ import yaml
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from app import promql_build
 from app.errors import SpecError
 from app.slo import rules
-from app.slo.spec import Slo, load_specs, promql_string
+from app.slo.model import Slo
+from app.slo.spec import load_specs
 from tests.prometheus import promtool
 
 pytestmark = pytest.mark.integration
@@ -91,7 +93,7 @@ def selectors(draw: st.DrawFn) -> str:
         name = draw(st.one_of(st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True), label_names))
         op = draw(st.sampled_from(["=", "!=", "=~", "!~"]))
         value = draw(regexes) if "~" in op else draw(text)
-        quoted = promql_string(value) if draw(st.booleans()) else f'"{value}"'  # escaped, or not
+        quoted = promql_build.string(value) if draw(st.booleans()) else f'"{value}"'  # escaped, or not
         matchers.append(f"{name}{op}{quoted}")
     return f"{metric}{{{','.join(matchers)}}}"
 

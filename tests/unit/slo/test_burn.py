@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app import durations
 from app.slo import burn
 from app.slo.burn import Measurement, State, TierMemory
 
@@ -155,11 +156,11 @@ def test_a_page_quietening_to_a_ticket_burn_is_held_then_drops_to_ticket() -> No
 
 
 def test_durations_round_trip() -> None:
-    assert burn.parse_duration("1h30m") == 5400
-    assert burn.format_duration(5400) == "1h30m"
-    assert burn.parse_duration("30d") == 30 * DAY
+    assert durations.parse_prometheus("1h30m") == 5400
+    assert durations.format_prometheus(5400) == "1h30m"
+    assert durations.parse_prometheus("30d") == 30 * DAY
     with pytest.raises(ValueError, match="not a duration"):
-        burn.parse_duration("5 minutes")
+        durations.parse_prometheus("5 minutes")
 
 
 # ---------------------------------------------------------------- properties

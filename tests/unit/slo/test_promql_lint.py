@@ -13,9 +13,11 @@ import yaml
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
+from app import durations, promql_build
 from app.errors import SpecError
-from app.slo import burn, rules
-from app.slo.spec import LatencySli, load_specs
+from app.slo import rules
+from app.slo.model import LatencySli
+from app.slo.spec import load_specs
 
 OPENSLO = """
 apiVersion: openslo/v1
@@ -162,12 +164,12 @@ def test_durations_past_prometheus_range_are_refused(folder: Path) -> None:
         f"slo/openslo.yaml: spec.timeWindow[0].duration: {limit} (got '200000d')"
     ]
     (slo,) = load_specs([openslo(folder, period="106751d")])  # the longest whole-day period that fits
-    assert slo.period_seconds == 106751 * burn.DAY
+    assert slo.period_seconds == 106751 * durations.DAY
 
 
 def test_duration_parsing_bounds() -> None:
-    assert burn.parse_duration("106751d") == 106751 * burn.DAY
-    assert burn.parse_duration("2000ms") == 2
+    assert durations.parse_prometheus("106751d") == 106751 * durations.DAY
+    assert durations.parse_prometheus("2000ms") == 2
     for text, reason in [
         ("106752d", "out of range"),
         ("300y", "out of range"),
@@ -177,7 +179,7 @@ def test_duration_parsing_bounds() -> None:
         ("0s", "not a duration"),
     ]:
         with pytest.raises(ValueError, match=reason) as caught:
-            burn.parse_duration(text)
+            durations.parse_prometheus(text)
         assert len(str(caught.value)) < 200
 
 
@@ -260,9 +262,7 @@ def test_generated_names_and_texts_stay_valid_for_prometheus(folder: Path) -> No
 @settings(max_examples=300, deadline=None, database=None)
 @given(st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40))
 def test_promql_string_round_trips_any_text_through_the_parser(value: str) -> None:
-    from app.slo.spec import promql_string
-
-    tree = promql_parser.parse(f"x{{a={promql_string(value)}}}")
+    tree = promql_parser.parse(f"x{{a={promql_build.string(value)}}}")
     (matcher,) = tree.matchers.matchers
     assert (matcher.name, matcher.value) == ("a", value)
 

@@ -9,7 +9,8 @@ import pytest
 
 from app.errors import SpecError
 from app.slo.burn import State
-from app.slo.spec import ElasticsearchSli, EventsSli, LatencySli, RawSli, load_specs
+from app.slo.model import ElasticsearchSli, EventsSli, LatencySli, RawSli
+from app.slo.spec import load_specs
 from tests.conftest import REPO
 
 SLOTH = """
@@ -271,3 +272,13 @@ def test_whole_second_latency_thresholds_match_both_bucket_spellings(slo_dir: Pa
     (slo,) = load_specs([slo_dir])
     assert isinstance(slo.sli, LatencySli)
     assert 'le=~"1|1.0"' in slo.sli.to_events().error_for("5m")
+
+
+def test_openslo_documents_refuse_every_unknown_top_level_field(slo_dir: Path) -> None:
+    # `source` and `prefix` were once sloguard's own bookkeeping on the document; now fields like any other.
+    text = OPENSLO.format(method="Occurrences", target="target: 0.99")
+    write(slo_dir, "a.yaml", text.replace("kind: SLO\n", "kind: SLO\nsource: elsewhere\nprefix: x\n", 1))
+    assert problems(slo_dir) == [
+        "slo/a.yaml: [0].source: unknown field",
+        "slo/a.yaml: [0].prefix: unknown field",
+    ]

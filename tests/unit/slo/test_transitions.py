@@ -9,8 +9,8 @@ import pytest
 from app.events import SloBreached, SloCleared
 from app.slo import burn
 from app.slo.burn import State
+from app.slo.model import EventsSli, Slo
 from app.slo.service import SloResult, transitions
-from app.slo.spec import EventsSli, Slo
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SLO = Slo(

@@ -1,0 +1,154 @@
+"""The services every door uses, built once from Settings and sloguard.yaml, and typed.
+
+`serve` (the app's lifespan), the CLI and the tests build the same `Services`: the database engine
+(migrated, pinned to its installation), the sources, the SLO engine, the domain event dispatcher and the
+metrics. A door names the services it uses (`ServicesDep` in routes, a `Services` argument for Slack
+listeners and jobs); nothing reaches for an untyped bag of attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app import db
+from app.config import FileConfig, Settings
+from app.events import Dispatcher
+from app.ml import service as ml
+from app.slo import service as slos
+from app.slo.model import Slo
+from app.slo.service import SloEngine
+from app.sources.elasticsearch import ElasticsearchSource
+from app.sources.mlflow import MlflowRegistry
+from app.sources.prometheus import PrometheusSource
+from app.telemetry import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sources:
+    """The backends sloguard reads, each built with its URL and timeout (tests hand in local servers)."""
+
+    prometheus: PrometheusSource
+    elasticsearch: ElasticsearchSource | None = None
+    mlflow: MlflowRegistry | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sources:
+        elasticsearch = None
+        if settings.elasticsearch_url is not None:
+            api_key = settings.elasticsearch_api_key
+            elasticsearch = ElasticsearchSource(
+                str(settings.elasticsearch_url),
+                timeout=settings.source_timeout,
+                api_key=api_key.get_secret_value() if api_key else None,
+            )
+        return cls(
+            prometheus=PrometheusSource(
+                str(settings.prometheus_url),
+                timeout=settings.source_timeout,
+                tenant=settings.prometheus_tenant,
+            ),
+            elasticsearch=elasticsearch,
+            mlflow=(
+                MlflowRegistry(str(settings.mlflow_url), timeout=settings.source_timeout)
+                if settings.mlflow_url is not None
+                else None
+            ),
+        )
+
+    def named(self) -> dict[str, Any]:
+        """Each configured source by name (readiness reports them; close closes them)."""
+        found: dict[str, Any] = {"prometheus": self.prometheus}
+        if self.mlflow is not None:
+            found["mlflow"] = self.mlflow
+        if self.elasticsearch is not None:
+            found["elasticsearch"] = self.elasticsearch
+        return found
+
+    def for_evidence(self) -> ml.Sources:
+        return ml.Sources(self.prometheus, self.elasticsearch, self.mlflow)
+
+    def close(self) -> None:
+        for source in self.named().values():
+            source.close()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    config: FileConfig
+    engine: Engine
+    sources: Sources
+    slo_engine: SloEngine
+    events: Dispatcher = field(default_factory=Dispatcher)
+    metrics: Metrics = field(default_factory=Metrics)
+    # What the latest evaluation cycle saw, for /readyz (set by the evaluation job).
+    last_evaluation: dict[str, Any] | None = None
+    # Rollback verifications waiting for their time; a change left unverified at shutdown is verified by
+    # the scheduler leader's sweep (rollback.verify_due) once a replica runs again.
+    timers: list[threading.Timer] = field(default_factory=list)
+
+    def close(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.sources.close()
+        self.engine.dispose()
+
+
+def slo_engine_for(settings: Settings, config: FileConfig, specs: list[Slo], sources: Sources) -> SloEngine:
+    return SloEngine(specs, sources.prometheus, sources.elasticsearch, config.slo)
+
+
+def build_services(
+    settings: Settings,
+    config: FileConfig,
+    specs: list[Slo],
+    *,
+    events: Dispatcher | None = None,
+    metrics: Metrics | None = None,
+) -> Services:
+    """Open the database (migrating it and pinning its installation), the sources and the SLO engine,
+    which continues from the SLO states stored by the last cycle."""
+    engine = db.make_engine(settings.database_url)
+    try:
+        db.upgrade(engine)
+        db.remember_installation(engine)  # from here on, a replaced or removed database is refused
+        sources = Sources.from_settings(settings)
+        slo_engine = slo_engine_for(settings, config, specs, sources)
+        with Session(engine) as session:
+            slo_engine.restore(slos.latest_states(session))
+    except BaseException:
+        engine.dispose()
+        raise
+    return Services(
+        settings=settings,
+        config=config,
+        engine=engine,
+        sources=sources,
+        slo_engine=slo_engine,
+        events=events or Dispatcher(),
+        metrics=metrics or Metrics(),
+    )
+
+
+class ServicesRef:
+    """The app's services, there once its lifespan has built them: the doors (Slack listeners among them)
+    are wired when the app is created, before the database is opened, and look the services up per call."""
+
+    def __init__(self) -> None:
+        self._services: Services | None = None
+
+    def set(self, services: Services | None) -> None:
+        self._services = services
+
+    def get(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("sloguard's services are not started (outside the app's lifespan)")
+        return self._services
