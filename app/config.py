@@ -413,7 +413,7 @@ def hide_url_password(url: str) -> str:
     userinfo, at, rest = url.rpartition("@")
     if not at:
         return url
-    _, slashes, authority = userinfo.rpartition("://")
+    _, slashes, authority = userinfo.partition("://")  # the scheme's, not one inside the password
     prefix = userinfo[: len(userinfo) - len(authority)] if slashes else ""
     user, colon, _password = (authority if slashes else userinfo).partition(":")
     if not colon:

@@ -314,16 +314,21 @@ T = TypeVar("T")
 UNIT_ATTEMPTS = 12
 
 
-# SQLite: busy or locked (another writer); PostgreSQL: serialization failure, deadlock detected.
-RACE_SQLITE_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED")
-RACE_SQLSTATES = ("40001", "40P01")
+# A concurrent writer won: a unique key it took first (SQLite, PostgreSQL 23505), SQLite busy or locked,
+# PostgreSQL serialization failure (40001) or deadlock (40P01). Other errors (a foreign key, NOT NULL)
+# would fail the same way again: they are raised at once.
+RACE_SQLITE_ERRORS = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_CONSTRAINT_UNIQUE",
+    "SQLITE_CONSTRAINT_PRIMARYKEY",
+)
+RACE_SQLSTATES = ("23505", "40001", "40P01")
 
 
 def lost_race(exc: sa.exc.DBAPIError) -> bool:
     """Whether a failed commit lost a race with a concurrent writer (so running the unit again may win),
     judged by the driver's error code, not its message."""
-    if isinstance(exc, sa.exc.IntegrityError):
-        return True
     orig = exc.orig
     name = str(getattr(orig, "sqlite_errorname", ""))
     return name.startswith(RACE_SQLITE_ERRORS) or getattr(orig, "sqlstate", None) in RACE_SQLSTATES
@@ -351,10 +356,7 @@ def unit_of_work(engine: Engine, publisher: Publisher | None, unit: Callable[[Se
                 session.commit()
         except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
             # Leaving the session rolled the transaction back; the wait below is outside the lock.
-            lost_race = (
-                isinstance(exc, sa.exc.IntegrityError) or "locked" in str(exc) or "deadlock" in str(exc)
-            )
-            if not lost_race or attempt == UNIT_ATTEMPTS - 1:
+            if not lost_race(exc) or attempt == UNIT_ATTEMPTS - 1:
                 raise
             time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 from slack_sdk import WebClient
@@ -95,53 +95,49 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(fastapi_app: FastAPI) -> AsyncIterator[None]:
-        services = build_services(settings, file_config, slo_specs, events=events, metrics=metrics)
-        ref.set(services)
-        fastapi_app.state.services = services
-        incidents.subscribe(events, services.engine, file_config.incidents)
-        enricher = Enricher(services.engine, file_config, services.sources.for_evidence())
-        enricher.subscribe(events)
-        drafts = postmortems.Writer(services)
-        events.subscribe(IncidentStatusChanged, drafts.on_status)
-        notifier = slack_notifier(services)
-        if notifier is not None:
-            notifier.subscribe(events)
-        socket_mode = None
-        if settings.slack_app_token is not None:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            # Socket Mode: Slack delivers over a websocket this process opens; no public URL needed.
-            assert bolt is not None  # an app token needs a bot token (Settings checks it)
-            socket_mode = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
-            await socket_mode.connect_async()  # type: ignore[no-untyped-call]
-        setup_tracing(fastapi_app, services.engine)
-        leadership = leadership_for(settings.database_url, settings.leader_takeover)
-        follow_leadership(services, leadership)
-        fastapi_app.state.leadership = leadership
-        scheduler = build_scheduler(build_jobs(services, leadership))
-        if settings.scheduler_enabled:
-            leadership.start()
-            scheduler.start()
-        # /readyz answers from it, never waiting on a source
-        readiness = Readiness(services.engine, services.sources.named())
-        await readiness.start()
-        fastapi_app.state.readiness = readiness
-        log.info("sloguard started", extra={"version": package.__version__})
-        try:
-            yield
-        finally:
-            if scheduler.running:
-                scheduler.shutdown(wait=True)
-            leadership.stop()
-            enricher.close()
-            drafts.close()
+        # Each piece is closed (last opened, first closed) however far start-up got.
+        async with AsyncExitStack() as opened:
+            services = build_services(settings, file_config, slo_specs, events=events, metrics=metrics)
+            opened.callback(services.close)
+            ref.set(services)
+            opened.callback(ref.set, None)
+            fastapi_app.state.services = services
+            incidents.subscribe(events, services.engine, file_config.incidents)
+            enricher = Enricher(services.engine, file_config, services.sources.for_evidence())
+            opened.callback(enricher.close)
+            enricher.subscribe(events)
+            drafts = postmortems.Writer(services)
+            opened.callback(drafts.close)
+            events.subscribe(IncidentStatusChanged, drafts.on_status)
+            notifier = slack_notifier(services)
             if notifier is not None:
-                notifier.close()
-            if socket_mode is not None:
-                await socket_mode.close_async()  # type: ignore[no-untyped-call]
-            readiness.stop()
-            ref.set(None)
-            services.close()
+                opened.callback(notifier.close)
+                notifier.subscribe(events)
+            if settings.slack_app_token is not None:
+                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+                # Socket Mode: Slack delivers over a websocket this process opens; no public URL needed.
+                assert bolt is not None  # an app token needs a bot token (Settings checks it)
+                socket_mode = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+                await socket_mode.connect_async()  # type: ignore[no-untyped-call]
+                opened.push_async_callback(socket_mode.close_async)
+            setup_tracing(fastapi_app, services.engine)
+            leadership = leadership_for(settings.database_url, settings.leader_takeover)
+            follow_leadership(services, leadership)
+            fastapi_app.state.leadership = leadership
+            opened.callback(leadership.stop)
+            scheduler = build_scheduler(build_jobs(services, leadership))
+            opened.callback(lambda: scheduler.shutdown(wait=True) if scheduler.running else None)
+            if settings.scheduler_enabled:
+                leadership.start()
+                scheduler.start()
+            # /readyz answers from it, never waiting on a source
+            readiness = Readiness(services.engine, services.sources.named())
+            opened.callback(readiness.stop)
+            await readiness.start()
+            fastapi_app.state.readiness = readiness
+            log.info("sloguard started", extra={"version": package.__version__})
+            yield
 
     fastapi_app = FastAPI(
         title="sloguard",

@@ -94,10 +94,19 @@ class Services:
     # Rollback verifications waiting for their time; a change left unverified at shutdown is verified by
     # the scheduler leader's sweep (rollback.verify_due) once a replica runs again.
     timers: list[threading.Timer] = field(default_factory=list)
+    _timers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def watch(self, timer: threading.Timer) -> None:
+        """Start `timer` and keep it until it has run, so that close() can cancel it."""
+        with self._timers_lock:
+            self.timers[:] = [waiting for waiting in self.timers if not waiting.finished.is_set()]
+            timer.start()
+            self.timers.append(timer)
 
     def close(self) -> None:
-        for timer in self.timers:
-            timer.cancel()
+        with self._timers_lock:
+            for timer in self.timers:
+                timer.cancel()
         self.sources.close()
         self.engine.dispose()
 

@@ -523,7 +523,5 @@ def schedule_verify(
 
     timer = threading.Timer(env.verify_for, run)
     timer.daemon = True
-    services.timers[:] = [waiting for waiting in services.timers if waiting.is_alive()]
-    services.timers.append(timer)  # cancelled when the services close; the leader's sweep verifies later
-    timer.start()
+    services.watch(timer)  # cancelled when the services close; the leader's sweep verifies later
     return timer

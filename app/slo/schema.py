@@ -14,7 +14,7 @@ from app.slo import promql
 from app.slo.model import LABEL_NAME, METRIC_NAME, WINDOW_PLACEHOLDER, Slo
 from app.slo.problems import Location, Part, Problems
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: "$" would let a final newline in
 # Any Go-template action: Sloth runs queries through text/template, so `{{` only ever opens a placeholder.
 ANY_PLACEHOLDER = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 
@@ -56,7 +56,7 @@ def query_problem(query: str) -> str | None:
 
 
 def name(value: str) -> str:
-    if not NAME.match(value):
+    if not NAME.fullmatch(value):
         raise ValueError(f"must be letters, digits, '-', '_' or '.' (got {value!r})")
     return value
 

@@ -195,9 +195,10 @@ def test_every_schema_valid_notification_is_stored_and_reads_back_whole(sloguard
         assert incident_id is not None, answer.text
         detail = httpx.get(f"{sloguard_url}/api/v1/incidents/{incident_id}", headers=API, timeout=60)
         assert detail.status_code == 200, f"{detail.status_code}: {detail.text[:500]}"
-        stored = [alert["labels"] for alert in detail.json()["alerts"]]
+        stored = [(alert["labels"], alert["annotations"]) for alert in detail.json()["alerts"]]
         for alert in payload["alerts"]:
-            assert repaired(alert["labels"]) in stored, "an alert's labels did not read back whole"
+            whole = (repaired(alert["labels"]), repaired(alert["annotations"]))
+            assert whole in stored, "an alert's labels or annotations did not read back whole"
         listed = httpx.get(f"{sloguard_url}/api/v1/incidents?limit=500", headers=API, timeout=60)
         assert listed.status_code == 200, f"{listed.status_code}: {listed.text[:500]}"
 
