@@ -344,11 +344,13 @@ def _execute(
             )
         finally:
             _close(target)
-    text = (
-        f"{action.model} in {action.environment} now serves version {action.to_version} "
-        f"(was {action.from_version})"
-    )
-    return _finish(engine, dispatcher, action_id, "succeeded", actor, text, result.output)
+        # Recorded before the lock is let go: the next change of this target (on any replica) must find
+        # this one in sloguard's record when it compares what serves.
+        text = (
+            f"{action.model} in {action.environment} now serves version {action.to_version} "
+            f"(was {action.from_version})"
+        )
+        return _finish(engine, dispatcher, action_id, "succeeded", actor, text, result.output)
 
 
 def _check_recorded_version(engine: Engine, target: RollbackTarget, action: RollbackAction) -> None:
