@@ -63,8 +63,12 @@ $(MLFLOW_VENV)/bin/mlflow:
 	$(MLFLOW_VENV)/bin/pip install --quiet --upgrade pip
 	$(MLFLOW_VENV)/bin/pip install --quiet "mlflow>=3.1,<4"
 
+# Test files run in PYTEST_WORKERS processes (xdist): most tests wait on real servers, so more workers
+# than cores pays. `--dist loadfile` keeps a file on one worker, so a module's servers (MLflow,
+# Prometheus) start once. `make pytest PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 4
 pytest: install-test debian-packages postgres $(MLFLOW_VENV)/bin/mlflow
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 test: lint typecheck pytest
 

@@ -28,9 +28,10 @@ class PrivateCluster:
         if self.as_postgres:
             shutil.chown(self.folder, "postgres", "postgres")
         self.data = self.folder / "data"
+        self._run(_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        # Picked after initdb (seconds), just before the first start binds it.
         self.port = free_port()
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-        self._run(_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
 
     def _run(self, *argv: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if self.as_postgres else []

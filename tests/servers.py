@@ -46,18 +46,22 @@ class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones.
 
     Used to take a real database or source away from a running service without stopping the server
-    that other tests share.
+    that other tests share. `cut()` closes both sides, so the target sees its clients leave at once;
+    `partition()` closes only the client's side and leaves the target's open and silent, as a network
+    partition does: the target notices only through its own timeouts.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.port = free_port()
-        self._listener = socket.create_server(("127.0.0.1", self.port))
+        # Bound here, so no other process can take the port between choosing and binding it.
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
         self._listener.settimeout(0.1)
         self._open = threading.Event()
         self._open.set()
         self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []  # (client side, target side)
+        self._silent: set[socket.socket] = set()  # target sides a partition keeps open
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
@@ -79,30 +83,40 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
-                self._sockets += [client, upstream]
+                self._pairs.append((client, upstream))
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while chunk := src.recv(65536):
                 dst.sendall(chunk)
         except OSError:
             pass
         finally:
-            for sock in (src, dst):
+            with self._lock:
+                ending = [sock for sock in (src, dst) if sock not in self._silent]
+            for sock in ending:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
     def cut(self) -> None:
         self._open.clear()
         with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            self._sockets.clear()
+            pairs, self._pairs = self._pairs, []
+            self._silent.clear()
+        for client, upstream in pairs:
+            _close(client)
+            _close(upstream)
+
+    def partition(self) -> None:
+        """Like `cut()` for the clients; the target keeps its connections, which carry nothing more."""
+        self._open.clear()
+        with self._lock:
+            self._silent.update(upstream for _, upstream in self._pairs)
+            clients = [client for client, _ in self._pairs]
+        for client in clients:
+            _close(client)
 
     def restore(self) -> None:
         self._open.set()
@@ -112,6 +126,12 @@ class TcpProxy:
         self._stop.set()
         self._listener.close()
         self._thread.join(timeout=2)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 def get_json(url: str, **kwargs: Any) -> Any:

@@ -36,10 +36,23 @@ def binary(name: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port that no other process is handed for about a minute.
+
+    Binding port 0 and closing leaves the port free for anyone: a parallel test worker or another
+    process of the demo may be given the same one before our server binds it. Connecting once and
+    closing the accepted side first leaves the port in TIME_WAIT, which the kernel skips when anyone
+    binds port 0, while a server that binds it with SO_REUSEADDR (uvicorn, Go's net/http, PostgreSQL,
+    http.server) still can.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port: int = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            accepted, _ = listener.accept()
+            accepted.close()
+    return port
 
 
 def wait_until(

@@ -45,7 +45,7 @@ def test_a_leader_cut_off_steps_down_and_the_other_takes_over(schema_url: str) -
             "replica": first.replica,
         }
 
-        proxy.cut()  # the network between the leader and PostgreSQL goes away
+        proxy.partition()  # the network between the leader and PostgreSQL goes away
         wait_until(lambda: not first.is_leader, timeout=3 * TAKEOVER, what="the cut-off leader steps down")
         wait_until(lambda: second.is_leader, timeout=3 * TAKEOVER, what="the other takes over")
         assert changes == [("first", True), ("first", False), ("second", True)]
