@@ -114,6 +114,8 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
         text=True,
         env=environment(),
         cwd=tmp_path,
+        # As from a terminal: a pytest-xdist worker ignores SIGINT, and a child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None
     seen = []
@@ -124,7 +126,7 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
     folder = working_folder("".join(seen))
     assert processes_using(folder), "the demo's servers should be running at this point"
     process.send_signal(signal.SIGINT)
-    rest, errors = process.communicate(timeout=180)  # a guard against a hang; a loaded CI box is slow
+    rest, errors = process.communicate(timeout=120)  # a guard against a hang; a loaded CI box is slow
     assert process.returncode == 130, "".join(seen) + rest + errors
     assert "stopped; everything it started is stopped" in errors
     assert processes_using(folder) == []
