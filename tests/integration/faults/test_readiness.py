@@ -86,6 +86,7 @@ def timed_get(http: httpx.Client, path: str) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - started
 
 
+@pytest.mark.serial  # a latency bound: measured while no other test runs
 def test_readyz_answers_at_once_and_says_prometheus_timed_out(
     hanging_prometheus_app: tuple[str, datetime],
 ) -> None:
@@ -102,6 +103,7 @@ def test_readyz_answers_at_once_and_says_prometheus_timed_out(
     assert started <= datetime.fromisoformat(check["checked_at"]) <= datetime.now(UTC)
 
 
+@pytest.mark.serial  # a latency bound: measured while no other test runs
 def test_healthz_stays_quick_during_concurrent_readyz(hanging_prometheus_app: tuple[str, datetime]) -> None:
     url, _ = hanging_prometheus_app
     limits = httpx.Limits(max_connections=CONCURRENT_READYZ + 10)
