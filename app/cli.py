@@ -134,6 +134,88 @@ def postmortem(
     typer.echo(f"wrote {draft.path}")
 
 
+outbox_cli = typer.Typer(
+    help="Effects waiting to be delivered (Slack calls, evidence, drafts, verification).",
+    no_args_is_help=True,
+)
+cli.add_typer(outbox_cli, name="outbox")
+
+
+def _outbox_engine() -> Any:
+    """The database `serve` uses, migrated (the outbox table comes with migration 0009)."""
+    from app import db
+
+    settings = settings_or_exit()
+    configure_logging("WARNING", "text")
+    engine = db.make_engine(settings.database_url)
+    try:
+        db.upgrade(engine)
+    except Exception as exc:
+        engine.dispose()
+        fail(f"cannot open the database at {db.describe_database(engine.url)}: {type(exc).__name__}", code=1)
+    return engine
+
+
+@outbox_cli.command("list")
+def outbox_list(
+    dead: Annotated[bool, typer.Option("--dead", help="Only rows given up on.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per row.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many rows, oldest first.", min=1)] = 200,
+) -> None:
+    """Rows not yet delivered (pending and dead), oldest first, with their last error."""
+    from sqlmodel import Session
+
+    from app import outbox
+
+    engine = _outbox_engine()
+    try:
+        with Session(engine) as session:
+            found = outbox.rows(session, dead_only=dead, limit=limit)
+    finally:
+        engine.dispose()
+    if as_json:
+        for row in found:
+            typer.echo(json.dumps(row.model_dump(mode="json"), ensure_ascii=False))
+        return
+    if not found:
+        typer.echo("no dead rows" if dead else "the outbox is empty: everything was delivered")
+        return
+    typer.echo(
+        f"{'id':>6}  {'state':<7}  {'kind':<17}  {'incident':>8}  {'tries':>5}  {'since':<20}  last error"
+    )
+    for row in found:
+        since = f"{row.since:%Y-%m-%d %H:%M:%S}"
+        error = (row.last_error or "-").replace("\n", " ")[:80]
+        incident = str(row.incident_id) if row.incident_id is not None else "-"
+        columns = f"{row.id:>6}  {row.state:<7}  {row.kind:<17}  {incident:>8}  {row.attempts:>5}"
+        typer.echo(f"{columns}  {since:<20}  {error}")
+
+
+@outbox_cli.command("retry")
+def outbox_retry(
+    row_id: Annotated[int | None, typer.Argument(help="A dead row's id.", min=1, max=MAX_ROW_ID)] = None,
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead row.")] = False,
+) -> None:
+    """Deliver a dead row again (its delivery starts over now); a running `serve` picks it up."""
+    from app import outbox
+
+    if (row_id is None) == (not all_dead):
+        fail("give a row id or --all-dead (not both)")
+    engine = _outbox_engine()
+    try:
+        revived = outbox.retry(engine, row_id=row_id, all_dead=all_dead)
+    finally:
+        engine.dispose()
+    if not revived:
+        fail(
+            f"outbox row {row_id} is not dead (see `sloguard outbox list --dead`)"
+            if row_id
+            else "no dead rows",
+            1,
+        )
+    typer.echo(f"will deliver again: {', '.join(str(i) for i in revived)}")
+
+
 runbooks_cli = typer.Typer(help="Runbooks in SLOGUARD_RUNBOOK_DIR.", no_args_is_help=True)
 cli.add_typer(runbooks_cli, name="runbooks")
 

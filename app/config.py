@@ -251,6 +251,21 @@ class SlackOptions(BaseModel):
     oncall_groups: dict[str, str] = Field(default_factory=dict)
 
 
+class OutboxOptions(BaseModel):
+    """sloguard.yaml `outbox:` (seconds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dead_after: float = Field(default=24 * 3600.0, gt=0)  # a row still undelivered then is dead
+    keep_delivered: float = Field(default=7 * 24 * 3600.0, ge=0)  # then delivered rows are pruned
+    chat_backoff_cap: float = Field(default=10.0, gt=0)
+    work_backoff_cap: float = Field(default=300.0, gt=0)
+    lease: float = Field(default=60.0, gt=0)  # a claim older than this is taken over
+    poll_interval: float = Field(default=1.0, gt=0)  # how often other replicas' rows are looked for
+    chat_workers: int = Field(default=2, ge=1, le=16)
+    work_workers: int = Field(default=2, ge=1, le=16)
+
+
 class FileConfig(BaseModel):
     """What sloguard.yaml holds: everything that is not a secret and is more than one value."""
 
@@ -265,6 +280,7 @@ class FileConfig(BaseModel):
     enrich_timeout: float = 30.0
     channels: dict[str, str] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    outbox: OutboxOptions = Field(default_factory=OutboxOptions)
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):

@@ -309,7 +309,7 @@ def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
         return _sqlite_writers.setdefault(engine, threading.RLock())
 
 
-Events = list[Any]  # what a unit of work announces; published only once it has committed
+Events = list[Any]  # what a unit of work announces; reacted to inside its transaction
 T = TypeVar("T")
 UNIT_ATTEMPTS = 12
 
@@ -334,25 +334,31 @@ def lost_race(exc: sa.exc.DBAPIError) -> bool:
     return name.startswith(RACE_SQLITE_ERRORS) or getattr(orig, "sqlstate", None) in RACE_SQLSTATES
 
 
-class Publisher(Protocol):
-    def publish(self, event: Any) -> None: ...
+class Reactor(Protocol):
+    """What reacts to a unit's events inside its transaction (the domain event dispatcher)."""
+
+    def react(self, session: Session, events: Events) -> None: ...
 
 
-def unit_of_work(engine: Engine, publisher: Publisher | None, unit: Callable[[Session, Events], T]) -> T:
-    """Run `unit(session, events)` in one transaction and commit; then publish the events it collected.
+def unit_of_work(engine: Engine, reactor: Reactor | None, unit: Callable[[Session, Events], T]) -> T:
+    """Run `unit(session, events)` in one transaction, let `reactor` react to the events it announced in
+    the same transaction (opening an incident for a breach, recording the outbox rows of what must follow),
+    and commit.
 
     The retry rule: a unit whose commit loses a race — a unique key a concurrent writer took first (two
     replicas opening one incident), SQLite's "database is locked", a PostgreSQL deadlock — is rolled back
     and run again from the start, up to UNIT_ATTEMPTS times. So a unit must be safe to repeat: it reads and
     writes the database through `session` and nothing else. It never calls Slack, a source, a rollback
-    target or the file system; those effects follow the commit, from the events, which are published only
-    for the attempt that committed. On SQLite the unit runs in this process's writer turn (writer_lock).
+    target or the file system; those effects are outbox rows (`app.outbox.enqueue`), delivered after the
+    commit by the outbox worker. On SQLite the unit runs in this process's writer turn (writer_lock).
     """
     for attempt in range(UNIT_ATTEMPTS):
         events: Events = []
         try:
             with writer_lock(engine), Session(engine, expire_on_commit=False) as session:
                 result = unit(session, events)
+                if reactor is not None:
+                    reactor.react(session, events)
                 session.commit()
         except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
             # Leaving the session rolled the transaction back; the wait below is outside the lock.
@@ -360,9 +366,6 @@ def unit_of_work(engine: Engine, publisher: Publisher | None, unit: Callable[[Se
                 raise
             time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
             continue
-        if publisher is not None:
-            for event in events:
-                publisher.publish(event)
         return result
     raise RuntimeError("unreachable")
 
@@ -382,6 +385,12 @@ def advisory_lock(engine: Engine, name: str, key: int = 0) -> Iterator[None]:
             yield
         finally:
             connection.execute(sa.text(ADVISORY_UNLOCK), params)
+
+
+def installation_id(engine: Engine) -> str | None:
+    """The installation `engine` was pinned to (None before `remember_installation`)."""
+    guard = _guards.get(engine)
+    return guard.installation_id if guard is not None else None
 
 
 def check(engine: Engine) -> str | None:

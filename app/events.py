@@ -1,8 +1,12 @@
-"""Domain events and their in-process dispatcher.
+"""Domain events and the dispatcher that runs reactions to them inside the announcing unit of work.
 
 Lower floors announce what happened (an SLO breached, an incident opened) without importing the floors
-that react to it: the SLO engine publishes `SloBreached`, the incidents service subscribes. Handlers run
-synchronously in the publisher's thread; one failing handler is logged and does not stop the others.
+that react to it: the SLO engine announces `SloBreached`, the incidents service reacts by opening an
+incident. Reactions run in the unit of work that announced the event, before it commits (`db.unit_of_work`
+calls `react`), so a change and everything it causes commit together or not at all: they touch only the
+database, and an effect outside it (a Slack call, evidence gathering) is recorded as an outbox row there
+(`app.outbox.enqueue`). A reaction may announce further events; they are reacted to in the same unit. A
+failing reaction fails the unit.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +89,21 @@ Event = Any
 E = TypeVar("E")
 
 
+Reaction = Callable[["Session", list[Any], Any], object]
+
+
 class Dispatcher:
     def __init__(self) -> None:
-        self._handlers: dict[type, list[Callable[[Any], object]]] = defaultdict(list)
+        self._reactions: dict[type, list[Reaction]] = defaultdict(list)
 
-    def subscribe(self, event_type: type[E], handler: Callable[[E], object]) -> None:
-        self._handlers[event_type].append(handler)
+    def subscribe(self, event_type: type[E], reaction: Callable[[Session, list[Any], E], object]) -> None:
+        """`reaction(session, events, event)` runs in the unit of work that announced `event`."""
+        self._reactions[event_type].append(reaction)
 
-    def publish(self, event: Event) -> None:
-        for handler in list(self._handlers.get(type(event), ())):
-            try:
-                handler(event)
-            except Exception:
-                log.exception(
-                    "event handler failed",
-                    extra={"event": type(event).__name__, "handler": getattr(handler, "__qualname__", "?")},
-                )
+    def react(self, session: Session, events: list[Any]) -> None:
+        index = 0
+        while index < len(events):  # reactions may announce more
+            event = events[index]
+            for reaction in list(self._reactions.get(type(event), ())):
+                reaction(session, events, event)
+            index += 1

@@ -238,8 +238,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Not ready: the database is unavailable or replaced"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers and is still the one this process started on; sources are
-    reported (from the background probe) but never fail readiness.
+    """Ready when the database answers and is still the one this process started on; sources and the
+    outbox's backlog are reported (from background measurements) but never fail readiness.
 
     A Prometheus outage must not take sloguard out of the load balancer: it is exactly when people
     need the incident tooling to keep working.
@@ -263,6 +263,8 @@ async def readyz(request: Request) -> JSONResponse:
     last_cycle = services.last_evaluation
     if last_cycle is not None:
         body["slo_evaluation"] = last_cycle
+    if services.worker is not None:  # the backlog of effects still to deliver: reported, never failing
+        body["outbox"] = services.worker.latest.summary()
     return JSONResponse(body, status_code=200 if database.ready else 503)
 
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
-from slack_sdk import WebClient
 from sqlmodel import Session
 
 import app as package
@@ -15,19 +14,14 @@ from app.alerts.routes import ALERTMANAGER_PATH
 from app.alerts.routes import router as webhook_router
 from app.api import API_PROBLEMS, install_error_handlers, require_api_token
 from app.chat.door import mount_slack
-from app.chat.notify import SlackNotifier
 from app.config import Settings, load_file_config
-from app.events import Dispatcher, IncidentStatusChanged
+from app.events import Dispatcher
 from app.health import Readiness
 from app.health import router as health_router
 from app.incidents import jobs as incident_jobs
-from app.incidents import service as incidents
 from app.incidents.routes import router as incidents_router
 from app.leader import Leadership, leadership_for
-from app.ml.service import Enricher
-from app.postmortems import service as postmortems
 from app.request_guard import REQUEST_MAX_BYTES, RequestGuard
-from app.rollback import service as rollbacks
 from app.rollback.routes import router as rollback_router
 from app.scheduler import Job, build_scheduler
 from app.services import Services, ServicesRef, build_services
@@ -49,15 +43,7 @@ def build_jobs(services: Services, leadership: Leadership) -> list[Job]:
         Job("slo-evaluation", lead(lambda: evaluate_slos(services)), interval, run_at_start=True),
         Job("incident-escalation", lead(lambda: incident_jobs.escalate(services, options)), 60),
         Job("incident-auto-resolve", lead(lambda: incident_jobs.auto_resolve(services, options)), 300),
-        Job("rollback-verify", lead(lambda: verify_rollbacks(services)), 15),
     ]
-
-
-def verify_rollbacks(services: Services) -> None:
-    try:
-        rollbacks.verify_due(services.engine, services.config, services.slo_engine, services.events)
-    except Exception:
-        log.exception("rollback verification sweep failed")
 
 
 def follow_leadership(services: Services, leadership: Leadership) -> None:
@@ -72,19 +58,6 @@ def follow_leadership(services: Services, leadership: Leadership) -> None:
         gauge.set(1 if leading else 0)
 
     leadership.on_change(changed)
-
-
-def slack_notifier(services: Services) -> SlackNotifier | None:
-    settings = services.settings
-    if settings.slack_bot_token is None:
-        return None
-    web = WebClient(
-        token=settings.slack_bot_token.get_secret_value(),
-        base_url=str(settings.slack_api_url),
-        timeout=int(settings.source_timeout),
-    )
-    public = str(settings.public_url).rstrip("/") if settings.public_url else None
-    return SlackNotifier(web, services.engine, services.config, settings.slack_channel, public)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -102,17 +75,6 @@ def create_app(settings: Settings) -> FastAPI:
             ref.set(services)
             opened.callback(ref.set, None)
             fastapi_app.state.services = services
-            incidents.subscribe(events, services.engine, file_config.incidents)
-            enricher = Enricher(services.engine, file_config, services.sources.for_evidence())
-            opened.callback(enricher.close)
-            enricher.subscribe(events)
-            drafts = postmortems.Writer(services)
-            opened.callback(drafts.close)
-            events.subscribe(IncidentStatusChanged, drafts.on_status)
-            notifier = slack_notifier(services)
-            if notifier is not None:
-                opened.callback(notifier.close)
-                notifier.subscribe(events)
             if settings.slack_app_token is not None:
                 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -123,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
                 opened.push_async_callback(socket_mode.close_async)
             setup_tracing(fastapi_app, services.engine)
             leadership = leadership_for(settings.database_url, settings.leader_takeover)
+            # Every replica delivers the outbox (services.close stops it, letting deliveries finish).
+            services.start_worker(leadership.replica)
             follow_leadership(services, leadership)
             fastapi_app.state.leadership = leadership
             opened.callback(leadership.stop)

@@ -6,6 +6,7 @@ from app.chat.models import SlackDelivery
 from app.db import Installation
 from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
+from app.outbox import OutboxRow
 from app.rollback.models import AuditEvent, RollbackAction
 from app.slo.models import SloStatus
 
@@ -18,6 +19,7 @@ __all__ = [
     "Installation",
     "LogEvidence",
     "ModelVersionLink",
+    "OutboxRow",
     "RollbackAction",
     "SlackDelivery",
     "SloStatus",

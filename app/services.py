@@ -9,14 +9,14 @@ listeners and jobs); nothing reaches for an untyped bag of attributes.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app import db
+from app import db, outbox
 from app.config import FileConfig, Settings
 from app.events import Dispatcher
 from app.ml import service as ml
@@ -91,22 +91,26 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     # What the latest evaluation cycle saw, for /readyz (set by the evaluation job).
     last_evaluation: dict[str, Any] | None = None
-    # Rollback verifications waiting for their time; a change left unverified at shutdown is verified by
-    # the scheduler leader's sweep (rollback.verify_due) once a replica runs again.
-    timers: list[threading.Timer] = field(default_factory=list)
-    _timers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The outbox's handlers by kind (what `serve`'s delivery worker runs), built with the services.
+    handlers: dict[str, outbox.Handler] = field(default_factory=dict)
+    worker: outbox.Worker | None = None  # started by `serve`
 
-    def watch(self, timer: threading.Timer) -> None:
-        """Start `timer` and keep it until it has run, so that close() can cancel it."""
-        with self._timers_lock:
-            self.timers[:] = [waiting for waiting in self.timers if not waiting.finished.is_set()]
-            timer.start()
-            self.timers.append(timer)
+    def start_worker(self, replica: str = "") -> outbox.Worker:
+        """Deliver the outbox from this process (every replica does)."""
+        self.worker = outbox.Worker(
+            self.engine,
+            self.handlers,
+            self.config.outbox,
+            dispatcher=self.events,
+            metrics=self.metrics,
+            replica=replica,
+        )
+        self.worker.start()
+        return self.worker
 
     def close(self) -> None:
-        with self._timers_lock:
-            for timer in self.timers:
-                timer.cancel()
+        if self.worker is not None:
+            self.worker.stop()
         self.sources.close()
         self.engine.dispose()
 
@@ -136,7 +140,7 @@ def build_services(
     except BaseException:
         engine.dispose()
         raise
-    return Services(
+    services = Services(
         settings=settings,
         config=config,
         engine=engine,
@@ -145,6 +149,49 @@ def build_services(
         events=events or Dispatcher(),
         metrics=metrics or Metrics(),
     )
+    wire_effects(services)
+    return services
+
+
+def slack_client(settings: Settings) -> WebClient | None:
+    """The Web API client the outbox's Slack handlers use: no retry handlers of its own (the outbox
+    retries, and knows which calls may have gone out)."""
+    if settings.slack_bot_token is None:
+        return None
+    return WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=str(settings.slack_api_url),
+        timeout=int(settings.source_timeout),
+        retry_handlers=[],
+    )
+
+
+def wire_effects(services: Services) -> None:
+    """What reacts to domain events inside their unit of work, and the outbox handlers that deliver what
+    those reactions record. The same in `serve`, the CLI and tests, so a change made anywhere has the same
+    consequences (delivered by `serve`'s worker)."""
+    from app.chat import notify
+    from app.incidents import service as incidents
+    from app.postmortems import service as postmortems
+    from app.rollback import service as rollbacks
+
+    config, events = services.config, services.events
+    incidents.subscribe(events, config.incidents)
+    ml.subscribe(events)
+    postmortems.subscribe(events)
+    rollbacks.subscribe(events, config)
+    handlers: dict[str, outbox.Handler] = {}
+    handlers |= ml.Enricher(services.engine, config, services.sources.for_evidence()).handlers()
+    handlers |= postmortems.Writer(services).handlers()
+    handlers |= rollbacks.Verifier(services.engine, services.slo_engine).handlers()
+    client = slack_client(services.settings)
+    if client is not None:
+        notify.subscribe(events, config)
+        settings = services.settings
+        public = str(settings.public_url).rstrip("/") if settings.public_url else None
+        effects = notify.SlackEffects(client, services.engine, config, settings.slack_channel, public)
+        handlers |= effects.handlers()
+    services.handlers = handlers
 
 
 class ServicesRef:

@@ -136,6 +136,44 @@ class SloGauges:
         return [burn, budget, state]
 
 
+class OutboxGauges:
+    """sloguard_outbox_pending, _oldest_age_seconds and _dead_rows by effect kind, from the worker's last
+    measurement of the outbox (every replica measures the same table: aggregate with max, not sum)."""
+
+    PENDING = ("sloguard_outbox_pending", "Outbox rows waiting to be delivered, by effect kind.")
+    OLDEST = (
+        "sloguard_outbox_oldest_age_seconds",
+        "Age of the oldest undelivered outbox row (since its delivery began), by effect kind.",
+    )
+    DEAD = ("sloguard_outbox_dead_rows", "Outbox rows that are dead (given up on) now, by effect kind.")
+
+    def __init__(self) -> None:
+        self._latest: Any = None
+
+    def show(self, backlog: Any) -> None:
+        self._latest = backlog
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(*self.PENDING),
+            GaugeMetricFamily(*self.OLDEST),
+            GaugeMetricFamily(*self.DEAD),
+        ]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        pending = GaugeMetricFamily(*self.PENDING, labels=["kind"])
+        oldest = GaugeMetricFamily(*self.OLDEST, labels=["kind"])
+        dead = GaugeMetricFamily(*self.DEAD, labels=["kind"])
+        latest = self._latest
+        if latest is not None:
+            for kind, count in sorted(latest.pending.items()):
+                pending.add_metric([kind], count)
+                oldest.add_metric([kind], latest.oldest_age_seconds.get(kind, 0.0))
+            for kind, count in sorted(latest.dead.items()):
+                dead.add_metric([kind], count)
+        return [pending, oldest, dead]
+
+
 class Metrics:
     """The metrics one app exposes on /metrics."""
 
@@ -188,6 +226,23 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.outbox = OutboxGauges()
+        self.registry.register(self.outbox)
+        self.outbox_delivered = Counter(
+            "sloguard_outbox_delivered",
+            "Outbox rows this replica delivered, by effect kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.outbox_dead = Counter(
+            "sloguard_outbox_dead",
+            "Outbox rows this replica gave up on (dead after outbox.dead_after), by effect kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def show_outbox(self, backlog: Any) -> None:
+        self.outbox.show(backlog)
 
 
 class RouteTemplates:

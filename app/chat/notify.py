@@ -1,34 +1,166 @@
-"""Keep one Slack message per incident up to date, and thread each change under it.
+"""One Slack message per incident, kept up to date, with each change threaded under it — delivered from
+the outbox.
 
-Domain events arrive in the thread that committed them; Slack calls run in a small pool so a slow Web
-API never holds a request or a job. The Web API client is built with its base URL (tests point it at a
-local server).
+`subscribe` records what Slack must be told as outbox rows, inside the unit of work that changed the
+incident (group `slack:incident:<id>`, so an incident's post goes before its updates and replies).
+`SlackEffects` delivers them: each handler renders the incident as it stands when its turn comes. A call
+whose outcome is unknown (the post may have gone out and the answer been lost) is not simply repeated:
+every message sloguard posts carries Slack message metadata naming the installation, the incident and the
+outbox row, and the next attempt looks for it in the channel's history (or the thread's replies) first.
+The Web API client has no retry handlers of its own: retries are the outbox's.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
+from urllib.error import URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app import db
+from app import db, outbox
 from app.chat import blocks
 from app.config import FileConfig
 from app.events import Dispatcher, IncidentEscalated, IncidentOpened, IncidentStatusChanged, IncidentUpdated
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml import service as ml
+from app.ml.service import EvidenceStored
+from app.outbox import DeliveryFailed, Effect
 from app.rollback.service import RollbackFinished
 
 log = logging.getLogger(__name__)
 
+POST, UPDATE, THREAD, REMIND, CHANNEL = (
+    "slack.post",
+    "slack.update",
+    "slack.thread",
+    "slack.remind",
+    "slack.channel",
+)
+MESSAGE_EVENT = "sloguard_incident"  # metadata event_type of an incident's message (and its copy)
+REPLY_EVENT = "sloguard_reply"  # metadata event_type of a thread reply
+HISTORY_PAGES = 10  # how far back (x 200 messages) an unknown outcome is looked for
 
-class SlackNotifier:
+
+def group(incident_id: int) -> str:
+    return f"slack:incident:{incident_id}"
+
+
+# ---------------------------------------------------------------- what to tell Slack (in the unit of work)
+
+
+def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
+    """Record the Slack effects of incident changes as outbox rows (only when Slack is configured)."""
+
+    def put(session: Session, kind: str, incident_id: int, payload: dict[str, Any] | None = None) -> None:
+        outbox.enqueue(session, kind, group(incident_id), payload, incident_id=incident_id)
+
+    def opened(session: Session, events: db.Events, event: IncidentOpened) -> None:
+        put(session, POST, event.incident_id)
+        if config.slack.incident_channels:
+            put(session, CHANNEL, event.incident_id)
+
+    def status(session: Session, events: db.Events, event: IncidentStatusChanged) -> None:
+        put(session, UPDATE, event.incident_id)
+        put(session, THREAD, event.incident_id, {"text": status_line(event)})
+
+    def updated(session: Session, events: db.Events, event: IncidentUpdated) -> None:
+        put(session, UPDATE, event.incident_id)
+        put(session, THREAD, event.incident_id, {"text": changes_line(event)})
+
+    def escalated(session: Session, events: db.Events, event: IncidentEscalated) -> None:
+        put(session, REMIND, event.incident_id, {"unacknowledged_seconds": event.unacknowledged_seconds})
+
+    def evidence(session: Session, events: db.Events, event: EvidenceStored) -> None:
+        put(session, UPDATE, event.incident_id)
+
+    def rollback(session: Session, events: db.Events, event: RollbackFinished) -> None:
+        """Each rollback outcome (done, failed, recovered, not recovered) in the incident's thread."""
+        if event.incident_id is None:
+            return
+        put(session, UPDATE, event.incident_id)
+        put(session, THREAD, event.incident_id, {"text": blocks.escape(event.text)})
+        if event.state == "not_recovered" and event.undo_to is not None:
+            undo = blocks.rollback_button(event.incident_id, event.undo_to, event.environment)
+            put(
+                session,
+                THREAD,
+                event.incident_id,
+                {
+                    "text": f"The burn did not stop. Undo: back to version {blocks.escape(event.undo_to)}?",
+                    "blocks": [
+                        {"type": "section", "text": {"type": "mrkdwn", "text": "The burn did not stop."}},
+                        {"type": "actions", "elements": [undo]},
+                    ],
+                },
+            )
+
+    dispatcher.subscribe(IncidentOpened, opened)
+    dispatcher.subscribe(IncidentStatusChanged, status)
+    dispatcher.subscribe(IncidentUpdated, updated)
+    dispatcher.subscribe(IncidentEscalated, escalated)
+    dispatcher.subscribe(EvidenceStored, evidence)
+    dispatcher.subscribe(RollbackFinished, rollback)
+
+
+def status_line(event: IncidentStatusChanged) -> str:
+    """`triggered → acknowledged by @ana`: the actor is mentioned only when it is a Slack user id (a
+    Slack click); an API caller's free-text actor is left out rather than shown as a fake mention."""
+    line = f"{blocks.escape(event.old)} → {blocks.escape(event.new)}"
+    if event.actor is not None and blocks.USER_ID.fullmatch(event.actor):
+        line += f" by {blocks.user(event.actor)}"
+    return line
+
+
+def changes_line(event: IncidentUpdated) -> str:
+    """`severity: SEV1, commander: @ana`: every value escaped (API callers set them), a commander that is
+    a Slack user id mentioned."""
+    return ", ".join(
+        f"{blocks.escape(key)}: {blocks.user(value) if key == 'commander' else blocks.escape(value)}"
+        for key, value in event.changes.items()
+    )
+
+
+# ---------------------------------------------------------------- delivering (the outbox's handlers)
+
+
+def call(what: str, method: Callable[..., Any], **arguments: Any) -> Any:
+    """One Web API call; a failure becomes DeliveryFailed, saying whether Slack may have acted on it."""
+    try:
+        return method(**arguments)
+    except SlackApiError as exc:
+        response = exc.response
+        error = response.get("error") if isinstance(response.data, dict) else None
+        if response.status_code == 429:
+            headers = {str(k).lower(): v for k, v in (response.headers or {}).items()}
+            raw = headers.get("retry-after")
+            value = raw[0] if isinstance(raw, list) else raw
+            try:
+                retry_after = float(value) if value is not None else 1.0
+            except ValueError:
+                retry_after = 1.0
+            raise DeliveryFailed(f"Slack {what}: rate limited", sent=False, retry_after=retry_after) from exc
+        # An answer that is an error: Slack did not do it.
+        raise DeliveryFailed(f"Slack {what}: {error or f'HTTP {response.status_code}'}", sent=False) from exc
+    except URLError as exc:
+        refused = isinstance(exc.reason, ConnectionRefusedError)
+        raise DeliveryFailed(f"Slack {what}: {type(exc.reason).__name__}", sent=not refused) from exc
+    except ConnectionRefusedError as exc:
+        raise DeliveryFailed(f"Slack {what}: connection refused", sent=False) from exc
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        raise DeliveryFailed(f"Slack {what}: {type(exc).__name__} (the outcome is unknown)") from exc
+
+
+class SlackEffects:
+    """The outbox handlers of the `slack.*` kinds."""
+
     def __init__(
         self,
         client: WebClient,
@@ -40,9 +172,16 @@ class SlackNotifier:
         self.client, self.engine, self.config = client, engine, config
         self.default_channel = default_channel
         self.api_url = api_url
-        self.pool = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="slack"
-        )  # one: keeps order per incident
+        self.installation = db.installation_id(engine) or ""
+
+    def handlers(self) -> dict[str, outbox.Handler]:
+        return {
+            POST: self.post,
+            UPDATE: self.update,
+            THREAD: self.thread,
+            REMIND: self.remind,
+            CHANNEL: self.channel,
+        }
 
     def channel_for(self, incident: Incident) -> str | None:
         channels = self.config.channels
@@ -64,140 +203,233 @@ class SlackNotifier:
             blocks.fallback_text(data),
         )
 
-    def post(self, incident_id: int) -> None:
-        # Replicas serialise their Slack calls per incident: an update waits for the first post to
-        # store its ts, and each call renders the incident as it stands when it gets its turn.
-        with db.advisory_lock(self.engine, "slack-incident", incident_id):
-            self._post(incident_id)
+    def _metadata(self, event_type: str, effect: Effect, **extra: Any) -> dict[str, Any]:
+        return {
+            "event_type": event_type,
+            "event_payload": {
+                "installation": self.installation,
+                "incident_id": effect.incident_id,
+                "outbox_id": effect.id,
+                **extra,
+            },
+        }
 
-    def _post(self, incident_id: int) -> None:
+    def _ours(self, message: dict[str, Any], event_type: str, effect: Effect, key: str) -> bool:
+        metadata = message.get("metadata") or {}
+        payload = metadata.get("event_payload") or {}
+        return (
+            metadata.get("event_type") == event_type
+            and payload.get("installation") == self.installation
+            and payload.get(key) == (effect.incident_id if key == "incident_id" else effect.id)
+        )
+
+    def _find_in_history(self, channel: str, effect: Effect, event_type: str) -> str | None:
+        """The ts of the message an earlier attempt of `effect` posted to `channel`, if it did."""
+        oldest = (effect.created_at - timedelta(minutes=5)).timestamp()
+        cursor = None
+        for _ in range(HISTORY_PAGES):
+            arguments: dict[str, Any] = {
+                "channel": channel,
+                "oldest": f"{oldest:.6f}",
+                "include_all_metadata": True,
+                "limit": 200,
+            }
+            if cursor:
+                arguments["cursor"] = cursor
+            page = call("conversations.history", self.client.conversations_history, **arguments)
+            for message in page.get("messages") or []:
+                if self._ours(message, event_type, effect, "incident_id"):
+                    return str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return None
+        return None
+
+    def _find_reply(self, channel: str, thread_ts: str, effect: Effect) -> bool:
+        cursor = None
+        for _ in range(HISTORY_PAGES):
+            arguments: dict[str, Any] = {
+                "channel": channel,
+                "ts": thread_ts,
+                "include_all_metadata": True,
+                "limit": 200,
+            }
+            if cursor:
+                arguments["cursor"] = cursor
+            page = call("conversations.replies", self.client.conversations_replies, **arguments)
+            if any(self._ours(m, REPLY_EVENT, effect, "outbox_id") for m in page.get("messages") or []):
+                return True
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return False
+        return False
+
+    # -------------------------------------------------- handlers
+
+    def post(self, effect: Effect) -> outbox.Completion | None:
+        assert effect.incident_id is not None
+        incident_id = effect.incident_id
         incident, content, text = self.render(incident_id)
         if incident.slack_ts:
-            return  # already posted (an event delivered twice)
+            return None  # posted already
         channel = self.channel_for(incident)
         if channel is None:
             log.info("no Slack channel for incident", extra={"incident_id": incident_id})
+            return None
+        found = None
+        if effect.uncertain:
+            try:
+                found = self._find_in_history(channel, effect, MESSAGE_EVENT)
+            except DeliveryFailed as exc:
+                if "channel_not_found" not in exc.reason:
+                    raise
+                # A channel given by name cannot be searched; posting again may show the message twice.
+                log.warning("cannot look for an earlier post", extra={"incident_id": incident_id})
+        if found is not None:
+            where, ts = channel, found
+        else:
+            response = call(
+                "chat.postMessage",
+                self.client.chat_postMessage,
+                channel=channel,
+                text=text,
+                blocks=content,
+                metadata=self._metadata(MESSAGE_EVENT, effect),
+            )
+            where, ts = str(response["channel"]), str(response["ts"])
+
+        def record(session: Session, events: db.Events) -> None:
+            incidents.record_slack_message(session, incident_id, where, ts)
+
+        return record
+
+    def update(self, effect: Effect) -> None:
+        assert effect.incident_id is not None
+        incident, content, text = self.render(effect.incident_id)
+        if not incident.slack_ts or not incident.slack_channel:
+            return None  # never posted (no channel): nothing to redraw
+        call(
+            "chat.update",
+            self.client.chat_update,
+            channel=incident.slack_channel,
+            ts=incident.slack_ts,
+            text=text,
+            blocks=content,
+        )
+        return None
+
+    def _reply(self, effect: Effect, channel: str, thread_ts: str, text: str, content: Any = None) -> None:
+        if effect.uncertain and self._find_reply(channel, thread_ts, effect):
             return
-        response = self.client.chat_postMessage(channel=channel, text=text, blocks=content)
-        incidents.set_slack_message(self.engine, incident_id, str(response["channel"]), str(response["ts"]))
-        options = self.config.slack
-        if options.incident_channels:
-            name = blocks.channel_name(incident_id, incident.title)
-            created = self.client.conversations_create(name=name)
-            room = str(created["channel"]["id"])
+        arguments: dict[str, Any] = {
+            "channel": channel,
+            "thread_ts": thread_ts,
+            "text": text,
+            "metadata": self._metadata(REPLY_EVENT, effect),
+        }
+        if content:
+            arguments["blocks"] = content
+        call("chat.postMessage", self.client.chat_postMessage, **arguments)
+
+    def thread(self, effect: Effect) -> None:
+        assert effect.incident_id is not None
+        with Session(self.engine) as session:
+            incident = incidents.get(session, effect.incident_id)
+        if not incident.slack_ts or not incident.slack_channel:
+            return None
+        self._reply(
+            effect,
+            incident.slack_channel,
+            incident.slack_ts,
+            effect.payload["text"],
+            effect.payload.get("blocks"),
+        )
+        return None
+
+    def remind(self, effect: Effect) -> None:
+        """Thread reply mentioning the channel's on-call group (or @here) for an unacknowledged incident."""
+        assert effect.incident_id is not None
+        with Session(self.engine) as session:
+            incident = incidents.get(session, effect.incident_id)
+        if not incident.slack_ts or not incident.slack_channel:
+            return None
+        group_id = self.config.slack.oncall_groups.get(incident.slack_channel)
+        who = f"<!subteam^{group_id}>" if group_id else "<!here>"
+        minutes = float(effect.payload.get("unacknowledged_seconds", 0)) / 60
+        text = (
+            f"{who} incident #{incident.id} ({blocks.escape(incident.severity)}) is still not "
+            f"acknowledged after {minutes:.0f} min"
+        )
+        self._reply(effect, incident.slack_channel, incident.slack_ts, text)
+        return None
+
+    def _find_channel(self, name: str) -> str | None:
+        cursor = None
+        for _ in range(50):
+            arguments: dict[str, Any] = {
+                "types": "public_channel,private_channel",
+                "exclude_archived": True,
+                "limit": 1000,
+            }
+            if cursor:
+                arguments["cursor"] = cursor
+            page = call("conversations.list", self.client.conversations_list, **arguments)
+            for channel in page.get("channels") or []:
+                if channel.get("name") == name:
+                    return str(channel["id"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        return None
+
+    def channel(self, effect: Effect) -> None:
+        """The incident's own working channel: created (or found, when the name is taken), the responders
+        invited, a copy of the message posted there and a link to it in the message's thread. Each step is
+        remembered in the row's progress, so a retry goes on from where the last attempt got."""
+        assert effect.incident_id is not None
+        incident, content, text = self.render(effect.incident_id)
+        if not incident.slack_ts or not incident.slack_channel:
+            return None
+        room = effect.progress.get("room")
+        if room is None:
+            name = blocks.channel_name(effect.incident_id, incident.title)
+            try:
+                created = call("conversations.create", self.client.conversations_create, name=name)
+                room = str(created["channel"]["id"])
+            except DeliveryFailed as exc:
+                if "name_taken" not in exc.reason:
+                    raise
+                room = self._find_channel(name)
+                if room is None:
+                    raise DeliveryFailed(
+                        f"Slack channel {name} is taken and cannot be found", sent=False
+                    ) from exc
+            effect.save(room=room)
+        if not effect.progress.get("invited"):
+            options = self.config.slack
             people = sorted({*options.responders, *([incident.commander] if incident.commander else [])})
             if people:
-                self.client.conversations_invite(channel=room, users=",".join(people))
-            self.client.chat_postMessage(channel=room, text=text, blocks=content)
-            self.client.chat_postMessage(
-                channel=str(response["channel"]),
-                thread_ts=str(response["ts"]),
-                text=f"Working channel: <#{room}>",
-            )
-
-    def update(self, incident_id: int, thread_text: str | None) -> None:
-        with db.advisory_lock(self.engine, "slack-incident", incident_id):
-            self._update(incident_id, thread_text)
-
-    def _update(self, incident_id: int, thread_text: str | None) -> None:
-        incident, content, text = self.render(incident_id)
-        if not incident.slack_ts or not incident.slack_channel:
-            return
-        self.client.chat_update(
-            channel=incident.slack_channel, ts=incident.slack_ts, text=text, blocks=content
-        )
-        if thread_text:
-            self.client.chat_postMessage(
-                channel=incident.slack_channel, thread_ts=incident.slack_ts, text=thread_text
-            )
-
-    def remind(self, event: IncidentEscalated) -> None:
-        """Thread reply mentioning the channel's on-call group (or @here) for an unacknowledged incident."""
-        with Session(self.engine) as session:
-            incident = incidents.get(session, event.incident_id)
-        if not incident.slack_ts or not incident.slack_channel:
-            return
-        group = self.config.slack.oncall_groups.get(incident.slack_channel)
-        who = f"<!subteam^{group}>" if group else "<!here>"
-        minutes = event.unacknowledged_seconds / 60
-        self.client.chat_postMessage(
-            channel=incident.slack_channel,
-            thread_ts=incident.slack_ts,
-            text=f"{who} incident #{incident.id} ({blocks.escape(incident.severity)}) is still not "
-            f"acknowledged after {minutes:.0f} min",
-        )
-
-    def rollback_news(self, event: RollbackFinished) -> None:
-        """Each rollback outcome (done, failed, recovered, not recovered) in the incident's thread."""
-        if event.incident_id is None:
-            return
-        self.update(event.incident_id, blocks.escape(event.text))  # model, versions, target output
-        if event.state == "not_recovered" and event.undo_to is not None:
-            with Session(self.engine) as session:
-                incident = incidents.get(session, event.incident_id)
-            if incident.slack_channel and incident.slack_ts:
-                undo = blocks.rollback_button(event.incident_id, event.undo_to, event.environment)
-                self.client.chat_postMessage(
-                    channel=incident.slack_channel,
-                    thread_ts=incident.slack_ts,
-                    text=f"The burn did not stop. Undo: back to version {blocks.escape(event.undo_to)}?",
-                    blocks=[
-                        {"type": "section", "text": {"type": "mrkdwn", "text": "The burn did not stop."}},
-                        {"type": "actions", "elements": [undo]},
-                    ],
+                try:
+                    call(
+                        "conversations.invite",
+                        self.client.conversations_invite,
+                        channel=room,
+                        users=",".join(people),
+                    )
+                except DeliveryFailed as exc:
+                    if "already_in_channel" not in exc.reason:
+                        raise
+            effect.save(invited=True)
+        if not effect.progress.get("copied"):
+            if not (effect.uncertain and self._find_in_history(room, effect, MESSAGE_EVENT)):
+                call(
+                    "chat.postMessage",
+                    self.client.chat_postMessage,
+                    channel=room,
+                    text=text,
+                    blocks=content,
+                    metadata=self._metadata(MESSAGE_EVENT, effect),
                 )
-
-    def _run(self, what: str, fn: Any, *args: Any) -> None:
-        def task() -> None:
-            try:
-                fn(*args)
-            except SlackApiError as exc:
-                log.warning("Slack call failed", extra={"what": what, "error": exc.response.get("error")})
-            except Exception:
-                log.exception("Slack notification failed", extra={"what": what})
-
-        self.pool.submit(task)
-
-    def subscribe(self, dispatcher: Dispatcher) -> None:
-        dispatcher.subscribe(IncidentOpened, lambda e: self._run("post", self.post, e.incident_id))
-        dispatcher.subscribe(
-            IncidentStatusChanged,
-            lambda e: self._run(
-                "update",
-                self.update,
-                e.incident_id,
-                status_line(e),
-            ),
-        )
-        dispatcher.subscribe(
-            IncidentUpdated,
-            lambda e: self._run(
-                "update",
-                self.update,
-                e.incident_id,
-                changes_line(e),
-            ),
-        )
-        dispatcher.subscribe(IncidentEscalated, lambda e: self._run("remind", self.remind, e))
-        dispatcher.subscribe(RollbackFinished, lambda e: self._run("rollback", self.rollback_news, e))
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-
-
-def status_line(event: IncidentStatusChanged) -> str:
-    """`triggered → acknowledged by @ana`: the actor is mentioned only when it is a Slack user id (a
-    Slack click); an API caller's free-text actor is left out rather than shown as a fake mention."""
-    line = f"{blocks.escape(event.old)} → {blocks.escape(event.new)}"
-    if event.actor is not None and blocks.USER_ID.fullmatch(event.actor):
-        line += f" by {blocks.user(event.actor)}"
-    return line
-
-
-def changes_line(event: IncidentUpdated) -> str:
-    """`severity: SEV1, commander: @ana`: every value escaped (API callers set them), a commander that is
-    a Slack user id mentioned."""
-    return ", ".join(
-        f"{blocks.escape(key)}: {blocks.user(value) if key == 'commander' else blocks.escape(value)}"
-        for key, value in event.changes.items()
-    )
+            effect.save(copied=True)
+        self._reply(effect, incident.slack_channel, incident.slack_ts, f"Working channel: <#{room}>")
+        return None

@@ -377,105 +377,111 @@ def severity_map(options: IncidentOptions) -> logic.SeverityMap:
 def on_slo_breach(
     engine: Engine, dispatcher: Dispatcher | None, event: SloBreached, options: IncidentOptions
 ) -> int:
-    """Open (or attach to) the SLO's incident; a higher tier raises the severity; a mitigated one reopens."""
+    """Open (or attach to) the SLO's incident, in a unit of its own (`breached` is the reaction)."""
+    return write(engine, dispatcher, lambda session, events: breached(session, events, event, options))
+
+
+def breached(session: Session, events: Events, event: SloBreached, options: IncidentOptions) -> int:
+    """Open (or attach to) the SLO's incident; a higher tier raises the severity; a mitigated one reopens.
+    Runs in the unit of work that stored the evaluation that saw the breach."""
     severity = severity_map(options).for_tier(event.severity, event.budget_remaining)
     rates = ", ".join(f"{w} {r:.1f}x" for w, r in event.burn_rates.items() if r is not None)
     text = f"{event.slo_id} burning at {event.severity} level ({event.tier}): {rates}"
-
-    def command(session: Session, events: Events) -> int:
-        incident = find_open(session, key=logic.slo_key(event.slo_id), slo_id=event.slo_id)
-        if incident is None:
-            incident = open_incident(
-                session,
-                events,
-                key=logic.slo_key(event.slo_id),
-                title=f"{event.slo_id} error budget burning ({event.severity})",
-                severity=severity,
-                source="slo",
-                started_at=event.burn_started_at or event.at,
-                detected_at=event.at,
-                actor="slo-engine",
-                service=event.service,
-                slo_id=event.slo_id,
-                model=event.model,
-            )
-        else:
-            if incident.status == IncidentStatus.mitigated:
-                change_status(
-                    session,
-                    events,
-                    incident,
-                    IncidentStatus.triggered,
-                    actor="slo-engine",
-                    now=event.at,
-                    reason="the SLO is burning again",
-                )
-            if rank(severity) > rank(Severity(incident.severity)):
-                old = incident.severity
-                incident.severity = severity
-                session.add(incident)
-                note(
-                    session,
-                    incident,
-                    "update",
-                    f"severity {old} -> {severity.value}",
-                    actor="slo-engine",
-                    at=event.at,
-                )
-                assert incident.id is not None
-                events.append(IncidentUpdated(incident.id, {"severity": severity.value}, "slo-engine"))
-        note(
+    incident = find_open(session, key=logic.slo_key(event.slo_id), slo_id=event.slo_id)
+    if incident is None:
+        incident = open_incident(
             session,
-            incident,
-            "burn",
-            text,
+            events,
+            key=logic.slo_key(event.slo_id),
+            title=f"{event.slo_id} error budget burning ({event.severity})",
+            severity=severity,
+            source="slo",
+            started_at=event.burn_started_at or event.at,
+            detected_at=event.at,
             actor="slo-engine",
-            at=event.at,
-            data={
-                "burn_rates": event.burn_rates,
-                "budget_remaining": event.budget_remaining,
-                "tier": event.tier,
-            },
+            service=event.service,
+            slo_id=event.slo_id,
+            model=event.model,
         )
-        assert incident.id is not None
-        return incident.id
-
-    return write(engine, dispatcher, command)
-
-
-def on_slo_clear(engine: Engine, dispatcher: Dispatcher | None, event: SloCleared) -> int | None:
-    """The burn stayed below every threshold for the hold period: note it and mitigate."""
-
-    def command(session: Session, events: Events) -> int | None:
-        incident = find_open(session, key=logic.slo_key(event.slo_id), slo_id=event.slo_id)
-        if incident is None:
-            return None
-        note(
-            session,
-            incident,
-            "burn_cleared",
-            f"{event.slo_id} back within budget burn",
-            actor="slo-engine",
-            at=event.at,
-        )
-        if incident.status in (IncidentStatus.triggered, IncidentStatus.acknowledged):
+    else:
+        if incident.status == IncidentStatus.mitigated:
             change_status(
                 session,
                 events,
                 incident,
-                IncidentStatus.mitigated,
+                IncidentStatus.triggered,
                 actor="slo-engine",
                 now=event.at,
-                reason="burn rate below every tier for the hold period",
+                reason="the SLO is burning again",
             )
-        return incident.id
+        if rank(severity) > rank(Severity(incident.severity)):
+            old = incident.severity
+            incident.severity = severity
+            session.add(incident)
+            note(
+                session,
+                incident,
+                "update",
+                f"severity {old} -> {severity.value}",
+                actor="slo-engine",
+                at=event.at,
+            )
+            assert incident.id is not None
+            events.append(IncidentUpdated(incident.id, {"severity": severity.value}, "slo-engine"))
+    note(
+        session,
+        incident,
+        "burn",
+        text,
+        actor="slo-engine",
+        at=event.at,
+        data={
+            "burn_rates": event.burn_rates,
+            "budget_remaining": event.budget_remaining,
+            "tier": event.tier,
+        },
+    )
+    assert incident.id is not None
+    return incident.id
 
-    return write(engine, dispatcher, command)
+
+def on_slo_clear(engine: Engine, dispatcher: Dispatcher | None, event: SloCleared) -> int | None:
+    """Note the clear and mitigate, in a unit of its own (`cleared` is the reaction)."""
+    return write(engine, dispatcher, lambda session, events: cleared(session, events, event))
 
 
-def subscribe(dispatcher: Dispatcher, engine: Engine, options: IncidentOptions) -> None:
-    dispatcher.subscribe(SloBreached, lambda event: on_slo_breach(engine, dispatcher, event, options))
-    dispatcher.subscribe(SloCleared, lambda event: on_slo_clear(engine, dispatcher, event))
+def cleared(session: Session, events: Events, event: SloCleared) -> int | None:
+    """The burn stayed below every threshold for the hold period: note it and mitigate."""
+    incident = find_open(session, key=logic.slo_key(event.slo_id), slo_id=event.slo_id)
+    if incident is None:
+        return None
+    note(
+        session,
+        incident,
+        "burn_cleared",
+        f"{event.slo_id} back within budget burn",
+        actor="slo-engine",
+        at=event.at,
+    )
+    if incident.status in (IncidentStatus.triggered, IncidentStatus.acknowledged):
+        change_status(
+            session,
+            events,
+            incident,
+            IncidentStatus.mitigated,
+            actor="slo-engine",
+            now=event.at,
+            reason="burn rate below every tier for the hold period",
+        )
+    return incident.id
+
+
+def subscribe(dispatcher: Dispatcher, options: IncidentOptions) -> None:
+    """The burn-rate door: an evaluation's breaches and clears change incidents in its own unit of work."""
+    dispatcher.subscribe(
+        SloBreached, lambda session, events, event: breached(session, events, event, options)
+    )
+    dispatcher.subscribe(SloCleared, lambda session, events, event: cleared(session, events, event))
 
 
 # ---------------------------------------------------------------- jobs
@@ -554,12 +560,14 @@ def auto_resolve(
 
 
 def set_slack_message(engine: Engine, incident_id: int, channel: str, ts: str) -> None:
-    def command(session: Session, events: Events) -> None:
-        incident = get(session, incident_id)
-        incident.slack_channel, incident.slack_ts = channel, ts
-        session.add(incident)
+    write(engine, None, lambda session, events: record_slack_message(session, incident_id, channel, ts))
 
-    write(engine, None, command)
+
+def record_slack_message(session: Session, incident_id: int, channel: str, ts: str) -> None:
+    """Where the incident's Slack message is, in the caller's unit of work (the outbox's completion)."""
+    incident = get(session, incident_id)
+    incident.slack_channel, incident.slack_ts = channel, ts
+    session.add(incident)
 
 
 def has_timeline_marker(session: Session, incident_id: int, kind: str, marker: str) -> bool:

@@ -12,7 +12,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from app import db, durations, promql_build
+from app import db, durations, outbox, promql_build
 from app.config import FileConfig, ModelConfig
 from app.errors import NotFound, SourceError
 from app.events import Dispatcher, IncidentOpened, IncidentStatusChanged
@@ -355,23 +354,34 @@ def _millis(value: Any) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(float(value) / 1000, UTC)
 
 
+@dataclass(frozen=True)
+class EvidenceStored:
+    """An incident's evidence was gathered and stored (its Slack message shows it)."""
+
+    incident_id: int
+
+
 def enrich(engine: Engine, config: FileConfig, sources: Sources, incident_id: int, now: datetime) -> Findings:
     """Gather and store every piece of evidence that can be had within the time limit."""
+    found = gather(engine, config, sources, incident_id, now)
+    if found is not None:
+        db.unit_of_work(engine, None, lambda session, events: store(session, events, incident_id, found, now))
+    return found or Findings()
+
+
+def gather(
+    engine: Engine, config: FileConfig, sources: Sources, incident_id: int, now: datetime
+) -> Findings | None:
+    """Every piece of evidence that can be had within the time limit, read from the sources (nothing is
+    stored); None when no ML catalogue is configured (nothing to look for, nothing to say)."""
     with Session(engine) as session:
         incident = incidents.get(session, incident_id)
     found = Findings()
     match = model_for(incident, config.models)
     if match is None:
         if not config.models:
-            return found  # no ML catalogue configured: nothing to look for, nothing to say
-        incidents.add_note(
-            engine,
-            incident_id,
-            "no model in the catalogue matches this incident",
-            "sloguard",
-            now,
-            "evidence",
-        )
+            return None
+        found.notes.append(("evidence", "no model in the catalogue matches this incident", {}))
         return found
     name, model = match
     deadline = time.monotonic() + config.enrich_timeout
@@ -389,7 +399,6 @@ def enrich(engine: Engine, config: FileConfig, sources: Sources, incident_id: in
             step()
         except (SourceError, NotFound, OSError, ValueError, KeyError) as exc:
             found.missing.append(f"{what} ({exc})")
-    _store(engine, incident_id, found, now)
     return found
 
 
@@ -420,29 +429,26 @@ def record_change(
     )
 
 
-def _store(engine: Engine, incident_id: int, found: Findings, now: datetime) -> None:
-    def command(session: Session, events: db.Events) -> None:
-        incident = incidents.get(session, incident_id)
-        # Replace what enrichment found before (its own roles); the changes sloguard made stay.
-        session.execute(
-            sa.delete(ModelVersionLink).where(
-                col(ModelVersionLink.incident_id) == incident_id,
-                col(ModelVersionLink.role).in_(EVIDENCE_ROLES),
-            )
+def store(session: Session, events: db.Events, incident_id: int, found: Findings, now: datetime) -> None:
+    """What enrichment found, replacing what it found before (its own roles; the changes sloguard made
+    stay), in the caller's unit of work."""
+    incident = incidents.get(session, incident_id)
+    session.execute(
+        sa.delete(ModelVersionLink).where(
+            col(ModelVersionLink.incident_id) == incident_id,
+            col(ModelVersionLink.role).in_(EVIDENCE_ROLES),
         )
-        for table in (DriftSignal, LogEvidence):
-            session.execute(sa.delete(table).where(col(table.incident_id) == incident_id))
-        for row in [*found.versions, *found.drift, *found.logs]:
-            row.incident_id = incident_id
-            session.add(row)
-        for kind, text, data in found.notes:
-            incidents.note(session, incident, kind, text, actor="sloguard", at=now, data=data)
-        for missing in found.missing:
-            incidents.note(
-                session, incident, "evidence_missing", f"missing: {missing}", actor="sloguard", at=now
-            )
-
-    db.unit_of_work(engine, None, command)
+    )
+    for table in (DriftSignal, LogEvidence):
+        session.execute(sa.delete(table).where(col(table.incident_id) == incident_id))
+    for row in [*found.versions, *found.drift, *found.logs]:
+        row.incident_id = incident_id
+        session.add(row)
+    for kind, text, data in found.notes:
+        incidents.note(session, incident, kind, text, actor="sloguard", at=now, data=data)
+    for missing in found.missing:
+        incidents.note(session, incident, "evidence_missing", f"missing: {missing}", actor="sloguard", at=now)
+    events.append(EvidenceStored(incident_id))
 
 
 def evidence(session: Session, incident_id: int) -> dict[str, list[Any]]:
@@ -471,32 +477,43 @@ def evidence(session: Session, incident_id: int) -> dict[str, list[Any]]:
     }
 
 
+ENRICH = "evidence.enrich"
+
+
+def subscribe(dispatcher: Dispatcher) -> None:
+    """Gather evidence when an incident opens or reopens: an outbox row in the unit of work that did it."""
+
+    def put(session: Session, incident_id: int) -> None:
+        outbox.enqueue(session, ENRICH, f"evidence:incident:{incident_id}", incident_id=incident_id)
+
+    dispatcher.subscribe(IncidentOpened, lambda session, events, event: put(session, event.incident_id))
+    dispatcher.subscribe(
+        IncidentStatusChanged,
+        lambda session, events, event: (
+            put(session, event.incident_id) if (event.old, event.new) == ("mitigated", "triggered") else None
+        ),
+    )
+
+
 class Enricher:
-    """Runs `enrich` in the background when incidents open or reopen."""
+    """The outbox handler of `evidence.enrich`: reads the sources, then stores the findings in the
+    transaction that marks the row delivered (so they are stored once however often it was tried)."""
 
     def __init__(self, engine: Engine, config: FileConfig, sources: Sources) -> None:
         self.engine, self.config, self.sources = engine, config, sources
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="enrich")
 
-    def submit(self, incident_id: int) -> None:
-        def run() -> None:
-            try:
-                enrich(self.engine, self.config, self.sources, incident_id, datetime.now(UTC))
-            except Exception:
-                log.exception("enrichment failed", extra={"incident_id": incident_id})
+    def handlers(self) -> dict[str, outbox.Handler]:
+        return {ENRICH: self.deliver}
 
-        self.pool.submit(run)
+    def deliver(self, effect: outbox.Effect) -> outbox.Completion | None:
+        assert effect.incident_id is not None
+        incident_id = effect.incident_id
+        now = effect.created_at  # when the incident opened (or reopened), however late this runs
+        found = gather(self.engine, self.config, self.sources, incident_id, now)
+        if found is None:
+            return None
 
-    def subscribe(self, dispatcher: Dispatcher) -> None:
-        dispatcher.subscribe(IncidentOpened, lambda event: self.submit(event.incident_id))
-        dispatcher.subscribe(
-            IncidentStatusChanged,
-            lambda event: (
-                self.submit(event.incident_id)
-                if (event.old, event.new) == ("mitigated", "triggered")
-                else None
-            ),
-        )
+        def record(session: Session, events: db.Events) -> None:
+            store(session, events, incident_id, found, now)
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        return record

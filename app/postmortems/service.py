@@ -24,8 +24,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from app import durations, promql_build
+from app import db, durations, outbox, promql_build
 from app.errors import ServiceError, SourceError
+from app.events import Dispatcher, IncidentStatusChanged
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml import service as ml
@@ -400,34 +401,45 @@ def write(services: Services, incident_id: int, now: datetime, output: Path | No
     return Draft(path, merged, context)
 
 
+DRAFT = "postmortem.write"
+
+
+def subscribe(dispatcher: Dispatcher) -> None:
+    """Write the review draft when an incident is resolved: an outbox row in the unit that resolved it."""
+
+    def resolved(session: Session, events: db.Events, event: IncidentStatusChanged) -> None:
+        if event.new == "resolved":
+            group = f"postmortem:incident:{event.incident_id}"
+            outbox.enqueue(session, DRAFT, group, incident_id=event.incident_id)
+
+    dispatcher.subscribe(IncidentStatusChanged, resolved)
+
+
 class Writer:
-    """Writes the draft when an incident is resolved, in the background."""
+    """The outbox handler of `postmortem.write`. The file is written again on a retry (people's edits
+    kept, as always); the timeline note is recorded with the row's delivery, once."""
 
     def __init__(self, services: Services) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        self.services = services
 
-        self.services, self.engine = services, services.engine
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postmortem")
+    def handlers(self) -> dict[str, outbox.Handler]:
+        return {DRAFT: self.deliver}
 
-    def on_status(self, event: Any) -> None:
-        if event.new != "resolved":
-            return
+    def deliver(self, effect: outbox.Effect) -> outbox.Completion:
+        assert effect.incident_id is not None
+        incident_id = effect.incident_id
+        now = datetime.now(UTC)
+        draft = write(self.services, incident_id, now)
 
-        def run() -> None:
-            try:
-                draft = write(self.services, event.incident_id, datetime.now(UTC))
-                incidents.add_note(
-                    self.engine,
-                    event.incident_id,
-                    f"review draft written: {draft.path}",
-                    "sloguard",
-                    datetime.now(UTC),
-                    "postmortem",
-                )
-            except Exception:
-                log.exception("review draft failed", extra={"incident_id": event.incident_id})
+        def record(session: Session, events: db.Events) -> None:
+            incident = incidents.get(session, incident_id)
+            incidents.note(
+                session,
+                incident,
+                "postmortem",
+                f"review draft written: {draft.path}",
+                actor="sloguard",
+                at=now,
+            )
 
-        self.pool.submit(run)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        return record

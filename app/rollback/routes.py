@@ -30,16 +30,12 @@ def read(engine: Engine, action: RollbackAction) -> dict[str, Any]:
 
 
 def _confirm(services: Services, action_id: int, actor: str) -> RollbackAction:
-    """The action after confirming; its burn is watched only by the confirm that executed it (confirming
-    an action that is no longer proposed answers it as it is, 200, and starts nothing)."""
+    """The action after confirming. Its verification was recorded (an outbox row) with its success;
+    confirming an action that is no longer proposed answers it as it is, 200, and starts nothing."""
     confirmation = rollbacks.confirm_change(
         services.engine, services.config, services.sources.mlflow, services.events, action_id, actor
     )
-    action = confirmation.action
-    if confirmation.executed:
-        _, env = rollbacks.environment_of(services.config, action.model, action.environment)
-        rollbacks.schedule_verify(services, action, env)
-    return action
+    return confirmation.action
 
 
 @router.post("", status_code=201)

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from app import db
+from app import db, outbox
 from app.config import FileConfig, ModelConfig, ModelEnvironment
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound
@@ -37,9 +37,6 @@ from app.rollback.targets.http_webhook import HttpWebhookTarget
 from app.rollback.targets.mlflow_alias import MlflowAliasTarget
 from app.slo.burn import State
 from app.telemetry import current_trace_id
-
-if TYPE_CHECKING:
-    from app.services import Services
 
 log = logging.getLogger(__name__)
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -411,7 +408,19 @@ def _finish(
 def verify(
     engine: Engine, slo_engine: Any, dispatcher: Dispatcher | None, action_id: int, at: datetime
 ) -> RollbackAction:
-    """Did the burn stop? The page tiers' short windows must be back under their thresholds."""
+    """Did the burn stop? Judged now and recorded (the outbox's `rollback.verify` does the same when the
+    change's watch time is over)."""
+    state, text, figures = judge(engine, slo_engine, action_id, at)
+    return db.unit_of_work(
+        engine,
+        dispatcher,
+        lambda session, events: record_verification(session, events, action_id, state, text, figures),
+    )
+
+
+def judge(engine: Engine, slo_engine: Any, action_id: int, at: datetime) -> tuple[str, str, dict[str, Any]]:
+    """The page tiers' short windows must be back under their thresholds: (state, text, figures), read
+    from the SLO's source and stored nowhere."""
     with Session(engine) as session:
         action = get(session, action_id)
         slo_id = incidents.get(session, action.incident_id).slo_id if action.incident_id else None
@@ -419,16 +428,14 @@ def verify(
         raise Conflict(f"rollback {action_id} is {action.state}; only a succeeded change is verified")
     slo = slo_engine.by_id.get(slo_id) if slo_id else None
     if slo is None:
-        return _verified(
-            engine, dispatcher, action_id, "verified", "no SLO linked to the incident: nothing to watch", {}
-        )
+        return "verified", "no SLO linked to the incident: nothing to watch", {}
     from app.slo.service import SloEngine
 
     (result,) = SloEngine(
         [slo], slo_engine.prometheus, slo_engine.elasticsearch, slo_engine.options
     ).evaluate(at, remember=False)
     if result.evaluation is None:
-        return _verified(engine, dispatcher, action_id, "not_recovered", f"cannot tell: {result.detail}", {})
+        return "not_recovered", f"cannot tell: {result.detail}", {}
     figures: dict[str, dict[str, float | None]] = {}
     recovered = True
     for tier in slo.tiers:
@@ -449,32 +456,28 @@ def verify(
     )
     state = "verified" if recovered else "not_recovered"
     outcome = "recovered" if recovered else "not recovered"
-    text = f"{outcome} after the change to {action.to_version}: {described}"
-    return _verified(engine, dispatcher, action_id, state, text, figures)
+    return state, f"{outcome} after the change to {action.to_version}: {described}", figures
 
 
-def _verified(
-    engine: Engine,
-    dispatcher: Dispatcher | None,
+def record_verification(
+    session: Session,
+    events: db.Events,
     action_id: int,
     state: str,
     text: str,
     figures: dict[str, Any],
 ) -> RollbackAction:
-    def command(session: Session, events: db.Events) -> RollbackAction:
-        action = session.get(RollbackAction, action_id, with_for_update=True, populate_existing=True)
-        if action is None:
-            raise NotFound(f"rollback {action_id} not found")
-        if action.state != "succeeded":
-            return action  # verified already (by the timer of the replica that ran it, or the sweep)
-        action.state, action.verification = state, {"text": text, "figures": figures}
-        session.add(action)
-        _audit(session, action, state, "sloguard", text, figures=figures)
-        undo = action.from_version if state == "not_recovered" and figures else None  # "cannot tell": no undo
-        events.append(RollbackFinished(action_id, action.incident_id, state, text, undo, action.environment))
-        return action
-
-    return db.unit_of_work(engine, dispatcher, command)
+    action = session.get(RollbackAction, action_id, with_for_update=True, populate_existing=True)
+    if action is None:
+        raise NotFound(f"rollback {action_id} not found")
+    if action.state != "succeeded":
+        return action  # verified already
+    action.state, action.verification = state, {"text": text, "figures": figures}
+    session.add(action)
+    _audit(session, action, state, "sloguard", text, figures=figures)
+    undo = action.from_version if state == "not_recovered" and figures else None  # "cannot tell": no undo
+    events.append(RollbackFinished(action_id, action.incident_id, state, text, undo, action.environment))
+    return action
 
 
 def audit_trail(session: Session, action_id: int) -> list[AuditEvent]:
@@ -483,47 +486,51 @@ def audit_trail(session: Session, action_id: int) -> list[AuditEvent]:
     )
 
 
-def verify_due(
-    engine: Engine, config: FileConfig, slo_engine: Any, dispatcher: Dispatcher | None
-) -> list[int]:
-    """Verify every change whose watch time is over but that no one verified: the replica that ran it
-    may have stopped before its timer fired. Run by the scheduler leader."""
-    now = utcnow()
-    with Session(engine) as session:
-        waiting = session.exec(select(RollbackAction).where(RollbackAction.state == "succeeded")).all()
-    done = []
-    for action in waiting:
+VERIFY = "rollback.verify"
+
+
+def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
+    """A change that succeeded is verified once its watch time (`verify_for`) is over: an outbox row,
+    due then, written in the unit of work that recorded the success. Any replica delivers it, so a change
+    whose replica stopped meanwhile is still verified and announced."""
+
+    def finished(session: Session, events: db.Events, event: RollbackFinished) -> None:
+        if event.state != "succeeded":
+            return
+        action = get(session, event.action_id)
         env = config.models.get(action.model, ModelConfig()).environments.get(action.environment)
         watch = env.verify_for if env is not None else 600.0
-        if (
-            action.id is None
-            or action.finished_at is None
-            or action.finished_at + timedelta(seconds=watch) > now
-        ):
-            continue
+        due = (action.finished_at or utcnow()) + timedelta(seconds=watch)
+        outbox.enqueue(
+            session,
+            VERIFY,
+            f"rollback:{event.action_id}",
+            {"action_id": event.action_id},
+            incident_id=event.incident_id,
+            not_before=due,
+        )
+
+    dispatcher.subscribe(RollbackFinished, finished)
+
+
+class Verifier:
+    """The outbox handler of `rollback.verify`: judges the burn from the SLO's source, then records the
+    verdict (and its announcement) in the transaction that marks the row delivered."""
+
+    def __init__(self, engine: Engine, slo_engine: Any) -> None:
+        self.engine, self.slo_engine = engine, slo_engine
+
+    def handlers(self) -> dict[str, outbox.Handler]:
+        return {VERIFY: self.deliver}
+
+    def deliver(self, effect: outbox.Effect) -> outbox.Completion | None:
+        action_id = int(effect.payload["action_id"])
         try:
-            verify(engine, slo_engine, dispatcher, action.id, now)
-            done.append(action.id)
+            state, text, figures = judge(self.engine, self.slo_engine, action_id, utcnow())
         except Conflict:
-            continue  # verified meanwhile
-    return done
+            return None  # verified already (by hand)
 
+        def record(session: Session, events: db.Events) -> None:
+            record_verification(session, events, action_id, state, text, figures)
 
-def schedule_verify(
-    services: Services, action: RollbackAction, env: ModelEnvironment
-) -> threading.Timer | None:
-    """Watch the burn `verify_for` after a successful change, in the background."""
-    if action.state != "succeeded" or action.id is None:
-        return None
-    action_id = action.id
-
-    def run() -> None:
-        try:
-            verify(services.engine, services.slo_engine, services.events, action_id, utcnow())
-        except Exception:
-            log.exception("rollback verification failed", extra={"action_id": action_id})
-
-    timer = threading.Timer(env.verify_for, run)
-    timer.daemon = True
-    services.watch(timer)  # cancelled when the services close; the leader's sweep verifies later
-    return timer
+        return record

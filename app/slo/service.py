@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from app import db
 from app.config import SloOptions
 from app.errors import NotFound, SourceError
 from app.events import Dispatcher, SloBreached, SloCleared
@@ -295,7 +296,6 @@ def store(session: Session, results: Sequence[SloResult], retention_seconds: flo
     if results:
         cutoff = results[0].evaluated_at - timedelta(seconds=retention_seconds)
         session.execute(sa.delete(SloStatus).where(col(SloStatus.evaluated_at) < cutoff))
-    session.commit()
 
 
 def update_gauges(metrics: Metrics, results: Sequence[SloResult]) -> None:
@@ -315,16 +315,20 @@ def run_cycle(
 ) -> list[SloResult]:
     remembered = dict(slo_engine.memory)
     results = slo_engine.evaluate(now)
+
+    def command(session: Session, events: db.Events) -> None:
+        # The states and what they change (incidents opened or mitigated, and what those cause) commit
+        # together: a breach is stored exactly when its incident is.
+        store(session, results, slo_engine.options.status_retention)
+        events.extend(transitions(results))
+
     try:
-        with Session(db_engine) as session:
-            store(session, results, slo_engine.options.status_retention)
+        db.unit_of_work(db_engine, dispatcher, command)
     except Exception:
         # Not stored means not announced: forget this cycle, so the next one sees the breach as new.
         slo_engine.memory = remembered
         raise
     update_gauges(metrics, results)
-    for event in transitions(results):
-        dispatcher.publish(event)
     errors = sum(1 for result in results if result.state == State.source_error)
     metrics.slo_evaluations.labels("source_error" if errors else "ok").inc()
     log.info(

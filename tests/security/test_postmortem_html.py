@@ -188,42 +188,41 @@ def fill_incident_through_the_doors(http: httpx.Client, database_url: str) -> in
     # Evidence, through the writer that enrichment uses (no Prometheus or Elasticsearch here).
     engine = db.make_engine(database_url)
     try:
-        ml._store(
-            engine,
-            number,
-            ml.Findings(
-                versions=[
-                    ModelVersionLink(
-                        incident_id=number,
-                        model=hostile(200),
-                        version=hostile(100),
-                        role="suspect",
-                        source=hostile(20),
-                        detail={"reason": EVERYTHING, "error_ratio": 0.5},
-                    ),
-                    ModelVersionLink(
-                        incident_id=number,
-                        model=hostile(200),
-                        version=hostile(100),
-                        role=hostile(20),
-                        source=hostile(20),
-                        first_seen=datetime.now(UTC),
-                    ),
-                ],
-                drift=[
-                    DriftSignal(
-                        incident_id=number,
-                        model=hostile(200),
-                        feature=hostile(200),
-                        method=hostile(20),
-                        score=0.9,
-                        threshold=0.2,
-                        drifted=True,
-                    )
-                ],
-                logs=[LogEvidence(incident_id=number, signature=EVERYTHING, count=3)],
-            ),
-            datetime.now(UTC),
+        findings = ml.Findings(
+            versions=[
+                ModelVersionLink(
+                    incident_id=number,
+                    model=hostile(200),
+                    version=hostile(100),
+                    role="suspect",
+                    source=hostile(20),
+                    detail={"reason": EVERYTHING, "error_ratio": 0.5},
+                ),
+                ModelVersionLink(
+                    incident_id=number,
+                    model=hostile(200),
+                    version=hostile(100),
+                    role=hostile(20),
+                    source=hostile(20),
+                    first_seen=datetime.now(UTC),
+                ),
+            ],
+            drift=[
+                DriftSignal(
+                    incident_id=number,
+                    model=hostile(200),
+                    feature=hostile(200),
+                    method=hostile(20),
+                    score=0.9,
+                    threshold=0.2,
+                    drifted=True,
+                )
+            ],
+            logs=[LogEvidence(incident_id=number, signature=EVERYTHING, count=3)],
+        )
+        now = datetime.now(UTC)
+        db.unit_of_work(
+            engine, None, lambda session, events: ml.store(session, events, number, findings, now)
         )
     finally:
         engine.dispose()

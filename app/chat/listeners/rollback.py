@@ -143,8 +143,6 @@ def confirm(services: Services, action_id: int, user: str) -> Reply:
     action = confirmation.action
     if not confirmation.executed:
         return Reply(already(action))
-    _, env = rollbacks.environment_of(services.config, action.model, action.environment)
-    rollbacks.schedule_verify(services, action, env)
     model, environment = blocks.escape(action.model), blocks.escape(action.environment)
     if action.state == "succeeded":
         return Reply(

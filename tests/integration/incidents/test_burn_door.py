@@ -45,7 +45,7 @@ def test_a_page_opens_a_sev2_incident_and_the_clear_mitigates_it(
     engine = db.make_engine(database_url)
     db.upgrade(engine)
     dispatcher = Dispatcher()
-    incidents.subscribe(dispatcher, engine, IncidentOptions())
+    incidents.subscribe(dispatcher, IncidentOptions())
     slo_engine = SloEngine(load_specs([tmp_path]), PrometheusSource(history_prometheus.url), None)
     T = datetime.fromtimestamp(history_end, UTC)
 

@@ -23,7 +23,7 @@ def test_unacknowledged_incidents_are_escalated_once_per_period(database_url: st
     db.upgrade(engine)
     seen: list[Any] = []
     dispatcher = Dispatcher()
-    dispatcher.subscribe(IncidentEscalated, seen.append)
+    dispatcher.subscribe(IncidentEscalated, lambda session, events, event: seen.append(event))
     options = IncidentOptions(renotify_after="15m")
     stale = incidents.declare(engine, None, IncidentCreate(title="nobody looked", severity="SEV2"), T0)
     acked = incidents.declare(engine, None, IncidentCreate(title="someone looked"), T0)
@@ -52,7 +52,7 @@ def test_quiet_mitigated_incidents_resolve_after_the_configured_time(database_ur
     db.upgrade(engine)
     changes: list[Any] = []
     dispatcher = Dispatcher()
-    dispatcher.subscribe(IncidentStatusChanged, changes.append)
+    dispatcher.subscribe(IncidentStatusChanged, lambda session, events, event: changes.append(event))
     incident = incidents.declare(engine, None, IncidentCreate(title="flapping"), T0)
     incidents.update(engine, None, incident.id, IncidentUpdate(status=IncidentStatus.mitigated), T0)  # type: ignore[arg-type]
 

@@ -34,8 +34,8 @@ def test_a_cycle_stores_status_and_announces_breaches(
     slo_engine = SloEngine(load_specs([scenario_slo_dir]), PrometheusSource(history_prometheus.url), None)
     dispatcher = Dispatcher()
     seen: list[Any] = []
-    dispatcher.subscribe(SloBreached, seen.append)
-    dispatcher.subscribe(SloCleared, seen.append)
+    dispatcher.subscribe(SloBreached, lambda session, events, event: seen.append(event))
+    dispatcher.subscribe(SloCleared, lambda session, events, event: seen.append(event))
     metrics = Metrics()
     at = datetime.fromtimestamp(history_end, UTC)
 

@@ -1,0 +1,588 @@
+"""Durable effects: every consequence outside the database is a row, delivered at least once.
+
+A unit of work that changes something records what must follow (a Slack post, evidence gathering, a
+review draft, a rollback's verification) as `outbox` rows in the same transaction (`enqueue`), so a
+commit and its consequences stand or fall together. A delivery worker on every replica claims due rows
+and runs each kind's handler:
+
+- **Order** is kept per group (an incident and a destination: `slack:incident:7`): a row is claimed only
+  when every earlier row of its group is delivered, so an incident's first post goes before its updates
+  and thread replies, and rows behind a row that failed or died wait for it. Groups are independent, so
+  a verification due in ten minutes or a slow enrichment never holds up a Slack post.
+- **Claiming** takes the row with `FOR UPDATE SKIP LOCKED` on PostgreSQL (replicas never wait for each
+  other) and in the process's writer turn on SQLite, and leases it for `lease` seconds: a replica that
+  dies mid-delivery leaves a lease that runs out, and another replica takes the row then.
+- **Retries** back off exponentially with jitter (at most `chat_backoff_cap` seconds apart for Slack, at
+  most `work_backoff_cap` for the rest); a handler that is told when to come back (Slack's 429
+  `Retry-After`) is not tried before then.
+- **Unknown outcomes.** A claim marks the row `uncertain` before the handler runs; only a failure known
+  not to have reached the other side (connection refused, an error answer) clears it. The handler of a
+  row claimed while `uncertain` first looks for what an earlier attempt may have done (a Slack message
+  carrying the row's metadata) instead of doing it twice.
+- **Nothing ages out silently.** A row becomes `dead` only `dead_after` seconds after its delivery began,
+  with its last error kept; `sloguard outbox retry` revives it. Delivered rows are pruned after
+  `keep_delivered` seconds.
+
+Handlers return an optional completion, `(session, events) -> None`, run in the same transaction that
+marks the row delivered: what a delivery records (a message's ts, evidence, a timeline note) is stored
+exactly once however often the delivery itself was tried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import JSON, Column, Field, Session, SQLModel, col, select
+
+from app import db
+from app.config import OutboxOptions
+from app.db import UTCDateTime, utcnow
+
+log = logging.getLogger(__name__)
+
+CHAT = "chat"  # Slack calls: short backoff, their own worker threads
+WORK = "work"  # evidence, drafts, verification: may be slow, never in the way of a Slack call
+PENDING, DONE, DEAD = "pending", "done", "dead"
+ERROR_LIMIT = 2000
+
+
+class OutboxRow(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.Index("ix_outbox_group_id", "group_key", "id"),
+        sa.Index("ix_outbox_due", "state", "lane", "not_before"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40)  # the handler: slack.post, evidence.enrich, ...
+    lane: str = Field(max_length=10)
+    group_key: str = Field(max_length=200)  # order is kept within a group
+    incident_id: int | None = Field(default=None, index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    progress: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default=PENDING, max_length=10)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    since: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)  # delivery (re)started
+    not_before: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claim: str | None = Field(default=None, max_length=36)
+    attempts: int = 0
+    uncertain: bool = False  # an attempt began whose outcome is not known
+    last_error: str | None = Field(default=None, max_length=ERROR_LIMIT)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# ---------------------------------------------------------------- writing rows (inside a unit of work)
+
+
+_wakers: weakref.WeakKeyDictionary[Engine, dict[str, threading.Event]] = weakref.WeakKeyDictionary()
+_wakers_guard = threading.Lock()
+
+
+def _waker(engine: Engine, lane: str) -> threading.Event:
+    with _wakers_guard:
+        return _wakers.setdefault(engine, {}).setdefault(lane, threading.Event())
+
+
+def lane_of(kind: str) -> str:
+    return CHAT if kind.startswith("slack.") else WORK
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    group: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    incident_id: int | None = None,
+    not_before: datetime | None = None,
+) -> None:
+    """Record an effect in the caller's transaction; this process's worker is woken once it commits."""
+    now = utcnow()
+    lane = lane_of(kind)
+    session.add(
+        OutboxRow(
+            kind=kind,
+            lane=lane,
+            group_key=group,
+            incident_id=incident_id,
+            payload=payload or {},
+            created_at=now,
+            since=now,
+            not_before=not_before or now,
+        )
+    )
+    session.info.setdefault("outbox_lanes", set()).add(lane)
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    lanes = session.info.pop("outbox_lanes", None)
+    bind = session.get_bind() if lanes else None
+    if lanes and isinstance(bind, Engine):
+        for lane in lanes:
+            _waker(bind, lane).set()
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop("outbox_lanes", None)
+
+
+# ---------------------------------------------------------------- what handlers get and raise
+
+
+@dataclass
+class Effect:
+    """One claimed row, as its handler sees it."""
+
+    id: int
+    kind: str
+    group: str
+    incident_id: int | None
+    payload: dict[str, Any]
+    progress: dict[str, Any]
+    attempts: int  # this one included
+    uncertain: bool  # an earlier attempt may have reached the other side
+    created_at: datetime
+    checkpoint: Callable[[dict[str, Any]], None] = field(repr=False, default=lambda _: None)
+
+    def save(self, **values: Any) -> None:
+        """Remember how far a multi-step delivery got (a channel created, a copy posted), at once."""
+        self.progress.update(values)
+        self.checkpoint(dict(self.progress))
+
+
+class DeliveryFailed(Exception):
+    """A delivery that did not happen. `sent=False` when the other side certainly did not act on it
+    (connection refused, an error answer); `retry_after` when it said when to come back."""
+
+    def __init__(self, reason: str, *, sent: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.sent, self.retry_after = reason, sent, retry_after
+
+
+Completion = Callable[[Session, db.Events], None]
+Handler = Callable[[Effect], Completion | None]
+
+
+# ---------------------------------------------------------------- claiming and finishing
+
+
+def _claim_query(engine: Engine, lane: str, now: datetime) -> Any:
+    table = OutboxRow.__table__  # type: ignore[attr-defined]
+    earlier = table.alias("earlier")
+    waiting_behind = (
+        sa.select(sa.literal(1))
+        .where(
+            earlier.c.group_key == table.c.group_key,
+            earlier.c.id < table.c.id,
+            earlier.c.state != DONE,
+        )
+        .exists()
+    )
+    query = (
+        sa.select(table)
+        .where(
+            table.c.state == PENDING,
+            table.c.lane == lane,
+            table.c.not_before <= now,
+            sa.or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+            ~waiting_behind,
+        )
+        .order_by(table.c.not_before, table.c.id)
+        .limit(1)
+    )
+    if engine.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=table)
+    return query
+
+
+@dataclass
+class Claimed:
+    row: OutboxRow
+    token: str
+    uncertain: bool
+    collapsed: list[int]  # later updates of the same message, redrawn by this one
+
+
+def claim(engine: Engine, lane: str, lease: float) -> Claimed | None:
+    """Take the next due row of `lane` whose group has nothing undelivered before it, leased to us."""
+    now = utcnow()
+    token = str(uuid.uuid4())
+
+    def command(session: Session, events: db.Events) -> Claimed | None:
+        found = session.execute(_claim_query(engine, lane, now)).first()
+        if found is None:
+            return None
+        row = session.get(OutboxRow, found.id, populate_existing=True)
+        assert row is not None and row.id is not None
+        uncertain = row.uncertain
+        row.attempts += 1
+        row.uncertain = True
+        row.claim, row.lease_until = token, now + timedelta(seconds=lease)
+        session.add(row)
+        collapsed: list[int] = []
+        if row.kind == "slack.update":
+            # A message update redraws the incident as it stands when it is delivered, so the updates
+            # queued right behind it (committed before this read, so drawn in) need no call of their own.
+            later = session.exec(
+                select(OutboxRow)
+                .where(
+                    col(OutboxRow.group_key) == row.group_key,
+                    col(OutboxRow.id) > row.id,
+                    col(OutboxRow.state) == PENDING,
+                )
+                .order_by(col(OutboxRow.id))
+                .limit(50)
+            ).all()
+            for follower in later:
+                if follower.kind != "slack.update":
+                    break
+                assert follower.id is not None
+                collapsed.append(follower.id)
+        return Claimed(row, token, uncertain, collapsed)
+
+    return db.unit_of_work(engine, None, command)
+
+
+def _has_due(engine: Engine, lane: str) -> bool:
+    """A cheap look (no lock, no write) before claiming: is anything of `lane` due at all?"""
+    now = utcnow()
+    with engine.connect() as connection:
+        return (
+            connection.execute(
+                sa.select(col(OutboxRow.id))
+                .where(
+                    col(OutboxRow.state) == PENDING,
+                    col(OutboxRow.lane) == lane,
+                    col(OutboxRow.not_before) <= now,
+                    sa.or_(col(OutboxRow.lease_until).is_(None), col(OutboxRow.lease_until) < now),
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+
+def _ours(session: Session, claimed: Claimed) -> OutboxRow | None:
+    row = session.get(OutboxRow, claimed.row.id, with_for_update=True, populate_existing=True)
+    if row is None or row.claim != claimed.token or row.state != PENDING:
+        return None
+    return row
+
+
+def backoff(attempts: int, cap: float) -> float:
+    """Seconds before try `attempts + 1`: doubling from 1 s, capped, with jitter (half to all of it)."""
+    base = min(cap, 2.0 ** max(0, attempts - 1))
+    return base * random.uniform(0.5, 1.0)
+
+
+# ---------------------------------------------------------------- the worker
+
+
+@dataclass
+class Backlog:
+    """What the outbox holds now (every replica's rows), for /metrics and /readyz."""
+
+    at: datetime | None = None
+    pending: dict[str, int] = field(default_factory=dict)
+    oldest_age_seconds: dict[str, float] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "pending": sum(self.pending.values()),
+            "dead": sum(self.dead.values()),
+            "oldest_age_seconds": round(max(self.oldest_age_seconds.values(), default=0.0), 1),
+            "by_kind": {
+                kind: {
+                    "pending": self.pending.get(kind, 0),
+                    "dead": self.dead.get(kind, 0),
+                    "oldest_age_seconds": round(self.oldest_age_seconds.get(kind, 0.0), 1),
+                }
+                for kind in sorted({*self.pending, *self.dead})
+            },
+            "measured_at": self.at.isoformat() if self.at else None,
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+def backlog(engine: Engine) -> Backlog:
+    now = utcnow()
+    found = Backlog(at=now)
+    with Session(engine) as session:
+        rows = session.execute(
+            sa.select(
+                col(OutboxRow.kind),
+                col(OutboxRow.state),
+                sa.func.count(),
+                sa.func.min(col(OutboxRow.since)),
+            )
+            .where(col(OutboxRow.state).in_((PENDING, DEAD)))
+            .group_by(col(OutboxRow.kind), col(OutboxRow.state))
+        ).all()
+    for kind, state, count, oldest in rows:
+        if state == DEAD:
+            found.dead[kind] = count
+            continue
+        found.pending[kind] = count
+        if oldest is not None:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=now.tzinfo)
+            found.oldest_age_seconds[kind] = max(0.0, (now - oldest).total_seconds())
+    return found
+
+
+class Worker:
+    """Delivers this database's outbox from this replica: threads per lane, woken by local commits and
+    looking for other replicas' rows every `poll_interval`. A gauge thread measures the backlog and prunes
+    delivered rows."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        handlers: dict[str, Handler],
+        options: OutboxOptions,
+        *,
+        dispatcher: db.Reactor | None = None,
+        metrics: Any = None,
+        replica: str = "",
+    ) -> None:
+        self.engine, self.handlers, self.options = engine, handlers, options
+        self.dispatcher, self.metrics, self.replica = dispatcher, metrics, replica
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.latest = Backlog()
+
+    # -------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            # One process serves a SQLite database: a lease left by a process that is gone is void.
+            with db.writer_lock(self.engine), self.engine.begin() as connection:
+                connection.execute(
+                    sa.update(OutboxRow)
+                    .where(col(OutboxRow.state) == PENDING, col(OutboxRow.lease_until).is_not(None))
+                    .values(lease_until=None, claim=None)
+                )
+        lanes = [(CHAT, self.options.chat_workers), (WORK, self.options.work_workers)]
+        for lane, count in lanes:
+            for number in range(count):
+                thread = threading.Thread(
+                    target=self._run, args=(lane,), name=f"outbox-{lane}-{number}", daemon=True
+                )
+                self._threads.append(thread)
+        self._threads.append(threading.Thread(target=self._measure, name="outbox-gauges", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Let deliveries in progress finish (up to `timeout`); what is left stays in the outbox."""
+        self._stop.set()
+        for lane in (CHAT, WORK):
+            _waker(self.engine, lane).set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -------------------------------------------------- delivering
+
+    def _run(self, lane: str) -> None:
+        waker = _waker(self.engine, lane)
+        while not self._stop.is_set():
+            try:
+                delivered = self.deliver_one(lane)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("outbox worker failed; trying again shortly", extra={"lane": lane})
+                delivered = False
+                self._stop.wait(self.options.poll_interval)
+            if delivered:
+                continue
+            waker.wait(self.options.poll_interval)
+            waker.clear()
+
+    def deliver_one(self, lane: str) -> bool:
+        """Claim and deliver one due row of `lane`; False when there was none."""
+        if not _has_due(self.engine, lane):
+            return False
+        claimed = claim(self.engine, lane, self.options.lease)
+        if claimed is None:
+            return False
+        row = claimed.row
+        assert row.id is not None
+        handler = self.handlers.get(row.kind)
+        if handler is None:
+            # Written by a newer (or older) sloguard with a kind this one does not know: left for a
+            # replica that does, and counted as failing meanwhile.
+            self._failed(claimed, DeliveryFailed(f"no handler for {row.kind!r} in this version", sent=False))
+            return True
+        effect = Effect(
+            id=row.id,
+            kind=row.kind,
+            group=row.group_key,
+            incident_id=row.incident_id,
+            payload=dict(row.payload),
+            progress=dict(row.progress),
+            attempts=row.attempts,
+            uncertain=claimed.uncertain,
+            created_at=row.created_at,
+            checkpoint=lambda progress: self._checkpoint(claimed, progress),
+        )
+        try:
+            completion = handler(effect)
+        except DeliveryFailed as exc:
+            self._failed(claimed, exc)
+            return True
+        except Exception as exc:
+            log.warning(
+                "outbox delivery failed",
+                extra={"outbox_id": row.id, "kind": row.kind, "error": type(exc).__name__},
+                exc_info=True,
+            )
+            self._failed(claimed, DeliveryFailed(f"{type(exc).__name__}: {exc}"))
+            return True
+        self._done(claimed, completion)
+        return True
+
+    def _checkpoint(self, claimed: Claimed, progress: dict[str, Any]) -> None:
+        def command(session: Session, events: db.Events) -> None:
+            row = _ours(session, claimed)
+            if row is not None:
+                row.progress = progress
+                session.add(row)
+
+        db.unit_of_work(self.engine, None, command)
+
+    def _done(self, claimed: Claimed, completion: Completion | None) -> None:
+        now = utcnow()
+
+        def command(session: Session, events: db.Events) -> bool:
+            row = _ours(session, claimed)
+            if row is None:
+                return False  # the lease ran out and another replica took the row over
+            if completion is not None:
+                completion(session, events)
+            row.state, row.delivered_at, row.lease_until, row.claim = DONE, now, None, None
+            row.uncertain, row.last_error = False, None
+            session.add(row)
+            if claimed.collapsed:
+                session.execute(
+                    sa.update(OutboxRow)
+                    .where(col(OutboxRow.id).in_(claimed.collapsed), col(OutboxRow.state) == PENDING)
+                    .values(state=DONE, delivered_at=now, last_error=f"redrawn by {row.id}")
+                )
+            return True
+
+        if not db.unit_of_work(self.engine, self.dispatcher, command):
+            log.warning("outbox row delivered after its lease ran out", extra={"outbox_id": claimed.row.id})
+            return
+        if self.metrics is not None:
+            self.metrics.outbox_delivered.labels(claimed.row.kind).inc()
+
+    def _failed(self, claimed: Claimed, failure: DeliveryFailed) -> None:
+        now = utcnow()
+        kind = claimed.row.kind
+        cap = self.options.chat_backoff_cap if lane_of(kind) == CHAT else self.options.work_backoff_cap
+
+        def command(session: Session, events: db.Events) -> str | None:
+            row = _ours(session, claimed)
+            if row is None:
+                return None
+            wait = backoff(row.attempts, cap)
+            if failure.retry_after is not None:
+                wait = max(failure.retry_after, 0.0)  # never before the other side said
+            row.not_before = now + timedelta(seconds=wait)
+            row.lease_until, row.claim = None, None
+            row.uncertain = row.uncertain and failure.sent
+            row.last_error = failure.reason[:ERROR_LIMIT]
+            if now - row.since >= timedelta(seconds=self.options.dead_after):
+                row.state = DEAD
+            session.add(row)
+            return row.state
+
+        state = db.unit_of_work(self.engine, None, command)
+        if state == DEAD:
+            log.error(
+                "outbox row is dead: it was not delivered in time; `sloguard outbox retry` revives it",
+                extra={"outbox_id": claimed.row.id, "kind": kind, "error": failure.reason[:200]},
+            )
+            if self.metrics is not None:
+                self.metrics.outbox_dead.labels(kind).inc()
+        elif state is not None:
+            log.info(
+                "outbox delivery will be tried again",
+                extra={"outbox_id": claimed.row.id, "kind": kind, "error": failure.reason[:200]},
+            )
+
+    # -------------------------------------------------- measuring and pruning
+
+    def _measure(self) -> None:
+        last_prune = 0.0
+        while not self._stop.is_set():
+            try:
+                self.latest = backlog(self.engine)
+                if self.metrics is not None:
+                    self.metrics.show_outbox(self.latest)
+                if time.monotonic() - last_prune > 60:
+                    prune(self.engine, self.options.keep_delivered)
+                    last_prune = time.monotonic()
+            except Exception as exc:
+                self.latest = Backlog(at=utcnow(), error=f"cannot measure the outbox: {type(exc).__name__}")
+                log.warning("outbox measurement failed", exc_info=True)
+            self._stop.wait(5.0)
+
+
+def prune(engine: Engine, keep_delivered: float) -> int:
+    cutoff = utcnow() - timedelta(seconds=keep_delivered)
+    with engine.begin() as connection:
+        return connection.execute(
+            sa.delete(OutboxRow).where(col(OutboxRow.state) == DONE, col(OutboxRow.delivered_at) < cutoff)
+        ).rowcount
+
+
+# ---------------------------------------------------------------- operators (CLI)
+
+
+def rows(session: Session, *, dead_only: bool = False, limit: int = 200) -> list[OutboxRow]:
+    """Undelivered rows (pending and dead), oldest first; only dead ones with `dead_only`."""
+    states: Iterable[str] = (DEAD,) if dead_only else (PENDING, DEAD)
+    return list(
+        session.exec(
+            select(OutboxRow).where(col(OutboxRow.state).in_(states)).order_by(col(OutboxRow.id)).limit(limit)
+        )
+    )
+
+
+def retry(engine: Engine, *, row_id: int | None = None, all_dead: bool = False) -> list[int]:
+    """Deliver a dead row (or every dead one) again: its delivery starts over, due now."""
+    now = utcnow()
+
+    def command(session: Session, events: db.Events) -> list[int]:
+        query = select(OutboxRow).where(col(OutboxRow.state) == DEAD)
+        if not all_dead:
+            query = query.where(col(OutboxRow.id) == row_id)
+        revived = []
+        for row in session.exec(query).all():
+            row.state, row.since, row.not_before = PENDING, now, now
+            row.lease_until, row.claim = None, None
+            session.add(row)
+            assert row.id is not None
+            revived.append(row.id)
+            session.info.setdefault("outbox_lanes", set()).add(row.lane)
+        return revived
+
+    return db.unit_of_work(engine, None, command)
