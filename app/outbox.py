@@ -455,7 +455,16 @@ class Worker:
             )
             self._failed(claimed, DeliveryFailed(f"{type(exc).__name__}: {exc}"))
             return True
-        self._done(claimed, completion)
+        try:
+            self._done(claimed, completion)
+        except Exception as exc:
+            # Delivered, but what it should record could not be stored: tried again like a failure (the
+            # handler finds what it did, e.g. the Slack message by its metadata, since the row stays
+            # uncertain).
+            log.warning("recording an outbox delivery failed", extra={"outbox_id": row.id}, exc_info=True)
+            self._failed(
+                claimed, DeliveryFailed(f"recording the delivery failed: {type(exc).__name__}: {exc}")
+            )
         return True
 
     def _checkpoint(self, claimed: Claimed, progress: dict[str, Any]) -> None:

@@ -115,8 +115,10 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SlackWorld
 
 
 def posted_ts(world: SlackWorld) -> str:
-    """The ts the Slack stand-in gave the first chat.postMessage (its ts counter starts at 1764100001)."""
-    return "1764100001.000100"
+    """The ts the Slack stand-in gave the first message posted in the incident channel."""
+    assert world.slack.wait_for(lambda: world.slack.messages("C-INCIDENTS"), timeout=10)
+    ts: str = world.slack.messages("C-INCIDENTS")[0]["ts"]
+    return ts
 
 
 def test_declare_posts_one_message_that_ack_and_resolve_update(world: SlackWorld) -> None:
