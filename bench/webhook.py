@@ -13,6 +13,12 @@ stack, to a bare FastAPI endpoint under uvicorn that only parses the same JSON. 
 child processes so that the senders (this process) never share a GIL with the server they measure.
 Prints throughput, p50/p99 latency, the ratio to the ceiling, and checks the stored alerts and incidents
 against the ones sent (OK or MISMATCH; the exit status is 1 on a mismatch or a failed request).
+
+The delivery worker runs as in production: each new incident's outbox rows (its Slack message, its
+evidence gathering and the message's redraw) are delivered during the storm to a Slack Web API stand-in
+(`tests/fakes/slack.py`, in a child process of its own), and after the storm the script waits for the
+outbox to drain and checks that every incident got exactly one message (`--no-slack` leaves Slack out:
+the worker then delivers only the evidence rows).
 """
 
 from __future__ import annotations
@@ -190,22 +196,63 @@ def clean_env() -> dict[str, str]:
     }
 
 
-def sloguard_server(folder: Path, database_url: str) -> ChildServer:
+def sloguard_server(folder: Path, database_url: str, slack_url: str | None = None) -> ChildServer:
     port = free_port()
-    env = clean_env() | {
-        "SLOGUARD_DATABASE_URL": database_url,
-        "SLOGUARD_WEBHOOK_TOKEN": TOKEN,
-        "SLOGUARD_API_TOKEN": TOKEN + "-api",
-        "SLOGUARD_SLO_DIR": str(folder / "slo"),
-        "SLOGUARD_RUNBOOK_DIR": str(folder / "runbooks"),
-        "SLOGUARD_POSTMORTEM_DIR": str(folder / "postmortems"),
-        "SLOGUARD_CONFIG_FILE": str(folder / "sloguard.yaml"),
-        "SLOGUARD_PROMETHEUS_URL": "http://127.0.0.1:9",  # no SLOs here; nothing to ask
-        # The storm measures the intake alone; the jobs would only add a minute's noise.
-        "SLOGUARD_SCHEDULER_ENABLED": "false",
-    }
+    slack = (
+        {
+            "SLOGUARD_SLACK_BOT_TOKEN": "xoxb-bench",
+            "SLOGUARD_SLACK_SIGNING_SECRET": "bench-signing-secret-0123456789",
+            "SLOGUARD_SLACK_API_URL": f"{slack_url}/api/",
+            "SLOGUARD_SLACK_CHANNEL": "C0BENCH",
+        }
+        if slack_url
+        else {}
+    )
+    env = (
+        clean_env()
+        | slack
+        | {
+            "SLOGUARD_DATABASE_URL": database_url,
+            "SLOGUARD_WEBHOOK_TOKEN": TOKEN,
+            "SLOGUARD_API_TOKEN": TOKEN + "-api",
+            "SLOGUARD_SLO_DIR": str(folder / "slo"),
+            "SLOGUARD_RUNBOOK_DIR": str(folder / "runbooks"),
+            "SLOGUARD_POSTMORTEM_DIR": str(folder / "postmortems"),
+            "SLOGUARD_CONFIG_FILE": str(folder / "sloguard.yaml"),
+            "SLOGUARD_PROMETHEUS_URL": "http://127.0.0.1:9",  # no SLOs here; nothing to ask
+            # The storm measures the intake alone; the jobs would only add a minute's noise.
+            "SLOGUARD_SCHEDULER_ENABLED": "false",
+        }
+    )
     command = [str(Path(sys.executable).parent / "sloguard"), "serve", "--port", str(port)]
     return ChildServer(command, env, port, folder / f"sloguard-{port}.log")
+
+
+def serve_slack(url_file: Path) -> None:
+    """The Slack Web API stand-in in a process of its own (so it shares no GIL with the senders)."""
+    from tests.fakes.slack import FakeSlack
+
+    with FakeSlack() as slack:
+        url_file.write_text(slack.url)
+        while True:
+            time.sleep(3600)
+
+
+class SlackChild:
+    def __init__(self, folder: Path) -> None:
+        self.url_file = folder / f"slack-{uuid.uuid4().hex}.url"
+        self.log = (folder / "slack.log").open("wb")
+        command = [sys.executable, __file__, "slack", "--url-file", str(self.url_file)]
+        self.process = subprocess.Popen(
+            command, env=clean_env(), stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+        wait_until(
+            lambda: self.url_file.exists() and self.url_file.read_text(), timeout=30, what="Slack stand-in"
+        )
+        self.url = self.url_file.read_text()
+
+    def close(self) -> None:
+        stop_process(self.process, self.log)
 
 
 def ceiling_server(folder: Path) -> ChildServer:
@@ -334,17 +381,46 @@ def drop_pg_database(name: str) -> None:
     admin.dispose()
 
 
-def bench_backend(backend: str, folder: Path, storm_: Storm, concurrency: int, ceiling: Run) -> bool:
+def outbox_state(database_url: str) -> tuple[int, int, int]:
+    """(undelivered outbox rows, incidents with a Slack message, distinct messages)."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            waiting = connection.execute(
+                sa.text("SELECT count(*) FROM outbox WHERE state != 'done'")
+            ).scalar_one()
+            posted = connection.execute(
+                sa.text("SELECT count(*) FROM incident WHERE slack_ts IS NOT NULL")
+            ).scalar_one()
+            distinct = connection.execute(
+                sa.text("SELECT count(DISTINCT slack_ts) FROM incident")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(waiting), int(posted), int(distinct)
+
+
+def bench_backend(
+    backend: str, folder: Path, storm_: Storm, concurrency: int, ceiling: Run, slack: SlackChild | None
+) -> bool:
     pg_name = None
     if backend == "sqlite":
-        database_url = f"sqlite:///{folder / 'sloguard.db'}"
+        database_url = f"sqlite:///{folder / f'sloguard-{uuid.uuid4().hex}.db'}"
     else:
         pg_name, database_url = create_pg_database()
     try:
-        with sloguard_server(folder, database_url) as server:
+        with sloguard_server(folder, database_url, slack.url if slack else None) as server:
             warm = storm_.bodies[:concurrency]
             warm_up(server.url, warm)  # the storm sends these again: duplicates, as Alertmanager would
             run = asyncio.run(storm(server.url, storm_.bodies, concurrency))
+            started = time.perf_counter()
+            wait_until(
+                lambda: outbox_state(database_url)[0] == 0,
+                timeout=600,
+                interval=0.5,
+                what="the outbox drained",
+            )
+            drained = time.perf_counter() - started
         report(f"sloguard ({backend})", run, ceiling)
         links, distinct, opened = stored(database_url)
         good = links == distinct == storm_.distinct_alerts and opened == storm_.groups and not run.failures
@@ -353,6 +429,14 @@ def bench_backend(backend: str, folder: Path, storm_: Storm, concurrency: int, c
             f"{'':<22} stored {links} alert links ({distinct} distinct) for {storm_.distinct_alerts} "
             f"distinct alerts sent, {opened} incidents for {storm_.groups} groups: {verdict}"
         )
+        waiting, posted, messages = outbox_state(database_url)
+        if slack is not None:
+            delivered = posted == messages == opened
+            good = good and delivered
+            print(
+                f"{'':<22} outbox drained {drained:.1f} s after the storm; {posted} incidents with a Slack "
+                f"message ({messages} distinct) for {opened} incidents: {'OK' if delivered else 'MISMATCH'}"
+            )
         return good
     finally:
         if pg_name is not None:
@@ -368,6 +452,9 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=5, help="alerts in each notification")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--backend", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
+    parser.add_argument(
+        "--no-slack", action="store_true", help="no Slack: the worker delivers evidence rows only"
+    )
     args = parser.parse_args()
     backends = [name.strip() for name in args.backend.split(",") if name.strip()]
     unknown = set(backends) - {"sqlite", "postgresql"}
@@ -391,13 +478,22 @@ def main() -> None:
             warm_up(server.url, storm_.bodies[: args.concurrency])
             ceiling = asyncio.run(storm(server.url, storm_.bodies, args.concurrency))
         report("ceiling (parse only)", ceiling, None)
-        for backend in backends:
-            all_good = bench_backend(backend, folder, storm_, args.concurrency, ceiling) and all_good
+        slack = None if args.no_slack else SlackChild(folder)
+        try:
+            for backend in backends:
+                all_good = (
+                    bench_backend(backend, folder, storm_, args.concurrency, ceiling, slack) and all_good
+                )
+        finally:
+            if slack is not None:
+                slack.close()
     sys.exit(0 if all_good else 1)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "ceiling":
         serve_ceiling(int(sys.argv[sys.argv.index("--port") + 1]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "slack":
+        serve_slack(Path(sys.argv[sys.argv.index("--url-file") + 1]))
     else:
         main()
