@@ -229,6 +229,8 @@ def claim(engine: Engine, lane: str, lease: float) -> Claimed | None:
         row = session.get(OutboxRow, found.id, populate_existing=True)
         assert row is not None and row.id is not None
         uncertain = row.uncertain
+        if row.attempts == 0:
+            row.since = now  # its delivery begins: `dead_after` counts from here
         row.attempts += 1
         row.uncertain = True
         row.claim, row.lease_until = token, now + timedelta(seconds=lease)
@@ -516,7 +518,8 @@ class Worker:
                 wait = max(failure.retry_after, 0.0)  # never before the other side said
             row.not_before = now + timedelta(seconds=wait)
             row.lease_until, row.claim = None, None
-            row.uncertain = row.uncertain and failure.sent
+            # Still uncertain if an earlier attempt may have reached the other side, or this one may have.
+            row.uncertain = claimed.uncertain or failure.sent
             row.last_error = failure.reason[:ERROR_LIMIT]
             if now - row.since >= timedelta(seconds=self.options.dead_after):
                 row.state = DEAD
