@@ -36,7 +36,8 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,7 +47,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import JSON, Column, Field, Session, SQLModel, col, select
 
 from app import db
-from app.config import OutboxOptions
+from app.config import OutboxOptions, hide_url_password
 from app.db import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,9 @@ class OutboxRow(SQLModel, table=True):
 # ---------------------------------------------------------------- writing rows (inside a unit of work)
 
 
+GROUP_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('sloguard-outbox:' || current_schema() || :group, 0))"
+)
 _wakers: weakref.WeakKeyDictionary[Engine, dict[str, threading.Event]] = weakref.WeakKeyDictionary()
 _wakers_guard = threading.Lock()
 
@@ -108,9 +112,17 @@ def enqueue(
     incident_id: int | None = None,
     not_before: datetime | None = None,
 ) -> None:
-    """Record an effect in the caller's transaction; this process's worker is woken once it commits."""
+    """Record an effect in the caller's transaction; this process's worker is woken once it commits.
+
+    On PostgreSQL the transaction first takes a lock on the group, held until it commits: row ids are
+    handed out at INSERT but seen at COMMIT, so without it a transaction that inserted earlier but
+    committed later (two units about one incident) would put its row before one already delivered."""
     now = utcnow()
     lane = lane_of(kind)
+    locked: set[str] = session.info.setdefault("outbox_groups", set())
+    if group not in locked and session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text(GROUP_LOCK), {"group": group})
+        locked.add(group)
     session.add(
         OutboxRow(
             kind=kind,
@@ -128,6 +140,7 @@ def enqueue(
 
 @sa.event.listens_for(Session, "after_commit")
 def _wake_after_commit(session: Session) -> None:
+    session.info.pop("outbox_groups", None)
     lanes = session.info.pop("outbox_lanes", None)
     bind = session.get_bind() if lanes else None
     if lanes and isinstance(bind, Engine):
@@ -138,6 +151,7 @@ def _wake_after_commit(session: Session) -> None:
 @sa.event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop("outbox_lanes", None)
+    session.info.pop("outbox_groups", None)
 
 
 # ---------------------------------------------------------------- what handlers get and raise
@@ -168,9 +182,12 @@ class DeliveryFailed(Exception):
     """A delivery that did not happen. `sent=False` when the other side certainly did not act on it
     (connection refused, an error answer); `retry_after` when it said when to come back."""
 
-    def __init__(self, reason: str, *, sent: bool = True, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, *, sent: bool = True, retry_after: float | None = None, error: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason, self.sent, self.retry_after = reason, sent, retry_after
+        self.error = error  # the other side's error code, when it answered one
 
 
 Completion = Callable[[Session, db.Events], None]
@@ -323,15 +340,25 @@ class Backlog:
 
 
 def backlog(engine: Engine) -> Backlog:
+    """Pending and dead rows by kind, and how long the oldest row that is due has been waiting: since it
+    became due (enqueued, or its not-before time) until its first attempt, since that attempt afterwards. A
+    row scheduled for later (a verification due in ten minutes) is counted but not yet waiting."""
     now = utcnow()
     found = Backlog(at=now)
+    became_due = sa.case(
+        (col(OutboxRow.not_before) > col(OutboxRow.created_at), col(OutboxRow.not_before)),
+        else_=col(OutboxRow.created_at),
+    )
+    waiting_since = sa.case((col(OutboxRow.attempts) == 0, became_due), else_=col(OutboxRow.since))
+    waiting = sa.or_(col(OutboxRow.attempts) > 0, col(OutboxRow.not_before) <= now)
+    oldest_waiting = sa.func.min(sa.case((waiting, waiting_since), else_=None))
     with Session(engine) as session:
         rows = session.execute(
             sa.select(
                 col(OutboxRow.kind),
                 col(OutboxRow.state),
                 sa.func.count(),
-                sa.func.min(col(OutboxRow.since)),
+                sa.type_coerce(oldest_waiting, UTCDateTime()),
             )
             .where(col(OutboxRow.state).in_((PENDING, DEAD)))
             .group_by(col(OutboxRow.kind), col(OutboxRow.state))
@@ -445,7 +472,8 @@ class Worker:
             checkpoint=lambda progress: self._checkpoint(claimed, progress),
         )
         try:
-            completion = handler(effect)
+            with self._holding(claimed):
+                completion = handler(effect)
         except DeliveryFailed as exc:
             self._failed(claimed, exc)
             return True
@@ -468,6 +496,32 @@ class Worker:
                 claimed, DeliveryFailed(f"recording the delivery failed: {type(exc).__name__}: {exc}")
             )
         return True
+
+    @contextmanager
+    def _holding(self, claimed: Claimed) -> Iterator[None]:
+        """Renew the claim's lease every third of it while the handler runs: only a replica that stopped
+        (or lost the database) lets its lease run out, never a slow delivery."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.options.lease / 3):
+                try:
+                    with db.writer_lock(self.engine), self.engine.begin() as connection:
+                        connection.execute(
+                            sa.update(OutboxRow)
+                            .where(col(OutboxRow.id) == claimed.row.id, col(OutboxRow.claim) == claimed.token)
+                            .values(lease_until=utcnow() + timedelta(seconds=self.options.lease))
+                        )
+                except Exception:
+                    log.warning("could not renew an outbox lease", extra={"outbox_id": claimed.row.id})
+
+        renewer = threading.Thread(target=renew, name="outbox-lease", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
 
     def _checkpoint(self, claimed: Claimed, progress: dict[str, Any]) -> None:
         def command(session: Session, events: db.Events) -> None:
@@ -515,12 +569,12 @@ class Worker:
                 return None
             wait = backoff(row.attempts, cap)
             if failure.retry_after is not None:
-                wait = max(failure.retry_after, 0.0)  # never before the other side said
+                wait = max(wait, failure.retry_after)  # never before the other side said
             row.not_before = now + timedelta(seconds=wait)
             row.lease_until, row.claim = None, None
             # Still uncertain if an earlier attempt may have reached the other side, or this one may have.
             row.uncertain = claimed.uncertain or failure.sent
-            row.last_error = failure.reason[:ERROR_LIMIT]
+            row.last_error = hide_url_password(failure.reason)[:ERROR_LIMIT]
             if now - row.since >= timedelta(seconds=self.options.dead_after):
                 row.state = DEAD
             session.add(row)

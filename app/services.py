@@ -96,7 +96,23 @@ class Services:
     worker: outbox.Worker | None = None  # started by `serve`
 
     def start_worker(self, replica: str = "") -> outbox.Worker:
-        """Deliver the outbox from this process (every replica does)."""
+        """Deliver the outbox from this process (every replica does), after recording the effects that
+        predate the outbox (an upgrade from a version without it)."""
+        from app.chat import notify
+        from app.rollback import service as rollbacks
+
+        slack = notify.POST in self.handlers
+
+        def backfill(session: Session, events: db.Events) -> tuple[int, int]:
+            posts = notify.backfill(session) if slack else 0
+            return posts, rollbacks.backfill(session, self.config)
+
+        posts, verifications = db.unit_of_work(self.engine, None, backfill)
+        if posts or verifications:
+            log.info(
+                "effects recorded for work from before the outbox",
+                extra={"posts": posts, "verifications": verifications},
+            )
         self.worker = outbox.Worker(
             self.engine,
             self.handlers,

@@ -22,14 +22,14 @@ from urllib.error import URLError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from app import db, outbox
 from app.chat import blocks
 from app.config import FileConfig
 from app.events import Dispatcher, IncidentEscalated, IncidentOpened, IncidentStatusChanged, IncidentUpdated
 from app.incidents import service as incidents
-from app.incidents.models import Incident
+from app.incidents.models import OPEN_STATUSES, Incident
 from app.ml import service as ml
 from app.ml.service import EvidenceStored
 from app.outbox import DeliveryFailed, Effect
@@ -47,10 +47,28 @@ POST, UPDATE, THREAD, REMIND, CHANNEL = (
 MESSAGE_EVENT = "sloguard_incident"  # metadata event_type of an incident's message (and its copy)
 REPLY_EVENT = "sloguard_reply"  # metadata event_type of a thread reply
 HISTORY_PAGES = 10  # how far back (x 200 messages) an unknown outcome is looked for
+# Answers to chat.update that no retry changes.
+FINAL_UPDATE_ERRORS = frozenset(
+    {
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "invalid_blocks",
+        "msg_too_long",
+        "invalid_blocks_format",
+        "is_archived",
+        "channel_not_found",
+    }
+)
 
 
 def group(incident_id: int) -> str:
     return f"slack:incident:{incident_id}"
+
+
+def room_group(incident_id: int) -> str:
+    """The incident's working channel is another destination: its steps never hold up the message."""
+    return f"slack:room:{incident_id}"
 
 
 # ---------------------------------------------------------------- what to tell Slack (in the unit of work)
@@ -65,7 +83,7 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
     def opened(session: Session, events: db.Events, event: IncidentOpened) -> None:
         put(session, POST, event.incident_id)
         if config.slack.incident_channels:
-            put(session, CHANNEL, event.incident_id)
+            outbox.enqueue(session, CHANNEL, room_group(event.incident_id), incident_id=event.incident_id)
 
     def status(session: Session, events: db.Events, event: IncidentStatusChanged) -> None:
         put(session, UPDATE, event.incident_id)
@@ -110,6 +128,23 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
     dispatcher.subscribe(RollbackFinished, rollback)
 
 
+def backfill(session: Session) -> int:
+    """Post the message of every open incident that has none and no post waiting: incidents opened before
+    the outbox existed (an upgrade), when a post could still be lost. Run when a replica starts."""
+    waiting = select(outbox.OutboxRow.incident_id).where(col(outbox.OutboxRow.kind) == POST)
+    missing = session.exec(
+        select(Incident.id).where(
+            col(Incident.status).in_(OPEN_STATUSES),
+            col(Incident.slack_ts).is_(None),
+            col(Incident.id).not_in(waiting.where(col(outbox.OutboxRow.incident_id).is_not(None))),
+        )
+    ).all()
+    for incident_id in missing:
+        if incident_id is not None:
+            outbox.enqueue(session, POST, group(incident_id), incident_id=incident_id)
+    return len(missing)
+
+
 def status_line(event: IncidentStatusChanged) -> str:
     """`triggered → acknowledged by @ana`: the actor is mentioned only when it is a Slack user id (a
     Slack click); an API caller's free-text actor is left out rather than shown as a fake mention."""
@@ -147,8 +182,13 @@ def call(what: str, method: Callable[..., Any], **arguments: Any) -> Any:
             except ValueError:
                 retry_after = 1.0
             raise DeliveryFailed(f"Slack {what}: rate limited", sent=False, retry_after=retry_after) from exc
+        if response.status_code >= 500 or error is None:
+            # Slack's edge failing: the call may have been carried out behind it.
+            raise DeliveryFailed(
+                f"Slack {what}: HTTP {response.status_code} (the outcome is unknown)"
+            ) from exc
         # An answer that is an error: Slack did not do it.
-        raise DeliveryFailed(f"Slack {what}: {error or f'HTTP {response.status_code}'}", sent=False) from exc
+        raise DeliveryFailed(f"Slack {what}: {error}", sent=False, error=error) from exc
     except URLError as exc:
         refused = isinstance(exc.reason, ConnectionRefusedError)
         raise DeliveryFailed(f"Slack {what}: {type(exc.reason).__name__}", sent=not refused) from exc
@@ -308,14 +348,24 @@ class SlackEffects:
         incident, content, text = self.render(effect.incident_id)
         if not incident.slack_ts or not incident.slack_channel:
             return None  # never posted (no channel): nothing to redraw
-        call(
-            "chat.update",
-            self.client.chat_update,
-            channel=incident.slack_channel,
-            ts=incident.slack_ts,
-            text=text,
-            blocks=content,
-        )
+        try:
+            call(
+                "chat.update",
+                self.client.chat_update,
+                channel=incident.slack_channel,
+                ts=incident.slack_ts,
+                text=text,
+                blocks=content,
+            )
+        except DeliveryFailed as exc:
+            if exc.error not in FINAL_UPDATE_ERRORS:
+                raise
+            # A redraw Slack will never take (the message was deleted, the blocks refused): the next
+            # change redraws again, and the thread replies behind it must not wait 24 hours for this one.
+            log.error(
+                "Slack refused to redraw an incident message",
+                extra={"incident_id": effect.incident_id, "error": exc.error},
+            )
         return None
 
     def _reply(self, effect: Effect, channel: str, thread_ts: str, text: str, content: Any = None) -> None:
@@ -368,7 +418,7 @@ class SlackEffects:
         for _ in range(50):
             arguments: dict[str, Any] = {
                 "types": "public_channel,private_channel",
-                "exclude_archived": True,
+                "exclude_archived": False,  # an archived channel takes its name too
                 "limit": 1000,
             }
             if cursor:
@@ -389,7 +439,9 @@ class SlackEffects:
         assert effect.incident_id is not None
         incident, content, text = self.render(effect.incident_id)
         if not incident.slack_ts or not incident.slack_channel:
-            return None
+            if self.channel_for(incident) is None:
+                return None  # the incident has no message, so no working channel either
+            raise DeliveryFailed("waiting for the incident's message to be posted", sent=False)
         room = effect.progress.get("room")
         if room is None:
             name = blocks.channel_name(effect.incident_id, incident.title)
@@ -417,19 +469,34 @@ class SlackEffects:
                         users=",".join(people),
                     )
                 except DeliveryFailed as exc:
-                    if "already_in_channel" not in exc.reason:
-                        raise
+                    if exc.error is None or exc.retry_after is not None:
+                        raise  # unknown outcome or rate limited: try again
+                    # Someone who cannot be invited (a free-text commander, a deactivated user) must not
+                    # keep the channel from being used.
+                    if exc.error != "already_in_channel":
+                        log.warning("could not invite to the incident channel", extra={"error": exc.error})
             effect.save(invited=True)
         if not effect.progress.get("copied"):
             if not (effect.uncertain and self._find_in_history(room, effect, MESSAGE_EVENT)):
-                call(
-                    "chat.postMessage",
-                    self.client.chat_postMessage,
-                    channel=room,
-                    text=text,
-                    blocks=content,
-                    metadata=self._metadata(MESSAGE_EVENT, effect),
-                )
+                copy = {"channel": room, "text": text, "blocks": content}
+                try:
+                    call(
+                        "chat.postMessage",
+                        self.client.chat_postMessage,
+                        **copy,
+                        metadata=self._metadata(MESSAGE_EVENT, effect),
+                    )
+                except DeliveryFailed as exc:
+                    if exc.error != "not_in_channel":
+                        raise
+                    # A channel found by its name that the bot is not in: join it, then post.
+                    call("conversations.join", self.client.conversations_join, channel=room)
+                    call(
+                        "chat.postMessage",
+                        self.client.chat_postMessage,
+                        **copy,
+                        metadata=self._metadata(MESSAGE_EVENT, effect),
+                    )
             effect.save(copied=True)
         self._reply(effect, incident.slack_channel, incident.slack_ts, f"Working channel: <#{room}>")
         return None

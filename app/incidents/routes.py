@@ -100,7 +100,7 @@ def update(services: ServicesDep, incident_id: IdPath, body: IncidentUpdate) -> 
 def enrich(services: ServicesDep, incident_id: IdPath) -> IncidentDetail:
     """Gather the ML evidence again now (it also runs when the incident opens)."""
     sources = services.sources.for_evidence()
-    ml.enrich(services.engine, services.config, sources, incident_id, datetime.now(UTC))
+    ml.enrich(services.engine, services.config, sources, incident_id, datetime.now(UTC), services.events)
     return detail(services.engine, incident_id)
 
 

@@ -361,11 +361,21 @@ class EvidenceStored:
     incident_id: int
 
 
-def enrich(engine: Engine, config: FileConfig, sources: Sources, incident_id: int, now: datetime) -> Findings:
-    """Gather and store every piece of evidence that can be had within the time limit."""
+def enrich(
+    engine: Engine,
+    config: FileConfig,
+    sources: Sources,
+    incident_id: int,
+    now: datetime,
+    reactor: db.Reactor | None = None,
+) -> Findings:
+    """Gather and store every piece of evidence that can be had within the time limit (by hand: the API's
+    re-enrich); `reactor` redraws the incident's Slack message from the stored evidence."""
     found = gather(engine, config, sources, incident_id, now)
     if found is not None:
-        db.unit_of_work(engine, None, lambda session, events: store(session, events, incident_id, found, now))
+        db.unit_of_work(
+            engine, reactor, lambda session, events: store(session, events, incident_id, found, now)
+        )
     return found or Findings()
 
 

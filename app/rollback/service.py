@@ -513,6 +513,26 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
     dispatcher.subscribe(RollbackFinished, finished)
 
 
+def backfill(session: Session, config: FileConfig) -> int:
+    """A verification for every succeeded change that has none waiting: changes made before the outbox
+    existed (an upgrade; their in-process timers died with the old version). Run when a replica starts."""
+    waiting = select(outbox.OutboxRow.payload).where(col(outbox.OutboxRow.kind) == VERIFY)
+    planned = {int(payload.get("action_id", 0)) for payload in session.exec(waiting).all()}
+    added = 0
+    for action in session.exec(select(RollbackAction).where(RollbackAction.state == "succeeded")).all():
+        if action.id is None or action.id in planned:
+            continue
+        env = config.models.get(action.model, ModelConfig()).environments.get(action.environment)
+        watch = env.verify_for if env is not None else 600.0
+        due = (action.finished_at or utcnow()) + timedelta(seconds=watch)
+        group = f"rollback:{action.id}"
+        outbox.enqueue(
+            session, VERIFY, group, {"action_id": action.id}, incident_id=action.incident_id, not_before=due
+        )
+        added += 1
+    return added
+
+
 class Verifier:
     """The outbox handler of `rollback.verify`: judges the burn from the SLO's source, then records the
     verdict (and its announcement) in the transaction that marks the row delivered."""

@@ -286,3 +286,69 @@ def test_an_incident_channel_whose_name_is_taken_is_found_and_used_once(tmp_path
             assert len([c for c in slack.channels() if c.get("name") == "inc-1-outbox1"]) == 1
         finally:
             service.stop()
+
+
+def test_work_from_before_the_outbox_is_posted_and_verified_after_the_upgrade(
+    world: tuple[Service, FakeSlack],
+) -> None:
+    """A database at migration 0008 (no outbox) holds an open incident that never reached Slack and a
+    change whose watch time is over but that nobody verified (its timer died with the old version)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlmodel import Session
+
+    from app import db
+    from app.incidents.models import Incident
+    from app.rollback.models import RollbackAction
+
+    service, slack = world
+    engine = db.make_engine(f"sqlite:///{service.database}")
+    try:
+        db.upgrade(engine, "0008_installation")
+        opened = datetime.now(UTC) - timedelta(hours=1)
+        with Session(engine) as session:
+            incident = Incident(
+                key="alertmanager:before-the-outbox",
+                title="scoring errors",
+                severity="SEV2",
+                source="alertmanager",
+                service="svc-1",
+                started_at=opened,
+                detected_at=opened,
+                created_at=opened,
+                updated_at=opened,
+            )
+            session.add(incident)
+            session.flush()
+            session.add(
+                RollbackAction(
+                    idempotency_key="before-the-outbox",
+                    incident_id=incident.id,
+                    model="svc-model",
+                    environment="prod",
+                    target="command",
+                    from_version="4",
+                    to_version="3",
+                    actor="U0ANA",
+                    state="succeeded",
+                    finished_at=opened + timedelta(minutes=5),  # its 10 minutes of watching are long over
+                )
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+
+    service.start()  # migrates to 0009 and records what the old version left undone
+    assert slack.wait_for(lambda: incident_messages(slack, 1), timeout=20), "the incident was never posted"
+    (message,) = incident_messages(slack, 1)
+    assert slack.wait_for(
+        lambda: any("nothing to watch" in r["text"] for r in slack.thread(CHANNEL, message["ts"])), timeout=20
+    ), "the change was never verified and announced"
+    assert service.scalar("SELECT state FROM rollback_action WHERE id = 1") == "verified"
+    assert slack.wait_for(lambda: service.undelivered() == 0, timeout=30)
+    service.stop()
+    # A second start records nothing again: still one message, one verification.
+    service.log = (service.folder / "serve.log").open("ab")
+    service.start()
+    assert service.scalar("SELECT count(*) FROM outbox WHERE kind IN ('slack.post', 'rollback.verify')") == 2
+    assert len(incident_messages(slack, 1)) == 1

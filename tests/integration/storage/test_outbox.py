@@ -139,7 +139,8 @@ def test_a_group_is_delivered_in_order_and_a_failing_row_holds_up_only_its_own_g
     def handler(effect: Effect) -> None:
         calls.record(effect)
         if effect.payload["name"] == "a1" and failing["a1"]:
-            # Due again at once: it is its group's order, not a wait, that keeps a2 and a3 back.
+            # Due again after the (tiny) backoff: it is its group's order, not a wait, that keeps a2 and
+            # a3 back.
             raise DeliveryFailed("source down", retry_after=0)
 
     a1, a2, a3 = (put(engine, "evidence.enrich", "incident:1", {"name": f"a{n}"}) for n in (1, 2, 3))
@@ -149,12 +150,12 @@ def test_a_group_is_delivered_in_order_and_a_failing_row_holds_up_only_its_own_g
     assert worker.deliver_one(WORK) is True
     assert calls.ids() == [a1]  # failed
     assert get(engine, a1).state == PENDING and get(engine, a1).last_error == "source down"
-    # Meanwhile the other group goes ahead (its rows have been due longer than a1's retry).
+    # Meanwhile the other group goes ahead (a1 waits for its backoff).
     assert worker.deliver_one(WORK) and worker.deliver_one(WORK)
     assert calls.ids() == [a1, b1, b2]
-    # a1 keeps failing: every claim hands out a1 again, never a2 or a3 behind it.
+    # a1 keeps failing: every claim hands out a1 again once it is due, never a2 or a3 behind it.
     for _ in range(3):
-        assert worker.deliver_one(WORK) is True
+        until(lambda: worker.deliver_one(WORK), "a1 due again")
     assert calls.ids() == [a1, b1, b2, a1, a1, a1]
     assert get(engine, a2).attempts == 0 and get(engine, a3).attempts == 0
 
@@ -581,11 +582,16 @@ def test_a_claimed_row_is_taken_over_only_after_its_lease_runs_out(engine: Engin
 
 
 def test_a_delivery_whose_lease_was_taken_over_does_not_complete(engine: Engine) -> None:
-    taken: list[outbox.Claimed] = []
+    taken: list[str] = []
 
     def slow(effect: Effect) -> outbox.Completion:
-        # Outlive the lease: another claimer takes the row over meanwhile.
-        taken.append(until(lambda: outbox.claim(engine, WORK, 60.0), "the takeover"))
+        # Another replica takes the row over, as it would once this one's lease ran out (cut off from
+        # the database, it could not renew it).
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(OutboxRow).where(col(OutboxRow.id) == effect.id).values(claim="another")
+            )
+        taken.append("another")
 
         def complete(session: Session, events: db.Events) -> None:
             outbox.enqueue(session, "test.note", "notes")
@@ -596,8 +602,22 @@ def test_a_delivery_whose_lease_was_taken_over_does_not_complete(engine: Engine)
     row_id = put(engine, "evidence.enrich", "incident:1")
     assert worker.deliver_one(WORK) is True
     row = get(engine, row_id)
-    assert row.state == PENDING and row.claim == taken[0].token
+    assert row.state == PENDING and row.claim == taken[0]
     assert notes(engine) == []
+
+
+def test_a_delivery_slower_than_its_lease_keeps_its_claim(engine: Engine) -> None:
+    seen: list[outbox.Claimed | None] = []
+
+    def slow(effect: Effect) -> None:
+        time.sleep(1.0)  # more than three leases: the worker renews its claim meanwhile
+        seen.append(outbox.claim(engine, WORK, 60.0))
+
+    worker = outbox.Worker(engine, {"evidence.enrich": slow}, fast(lease=0.3))
+    row_id = put(engine, "evidence.enrich", "incident:1")
+    assert worker.deliver_one(WORK) is True
+    assert seen == [None]  # nobody could take it over while it was being delivered
+    assert get(engine, row_id).state == DONE
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
