@@ -193,7 +193,7 @@ def wire_effects(services: Services) -> None:
 
     config, events = services.config, services.events
     incidents.subscribe(events, config.incidents)
-    ml.subscribe(events)
+    ml.subscribe(events, config)
     postmortems.subscribe(events)
     rollbacks.subscribe(events, config)
     handlers: dict[str, outbox.Handler] = {}

@@ -196,7 +196,9 @@ def clean_env() -> dict[str, str]:
     }
 
 
-def sloguard_server(folder: Path, database_url: str, slack_url: str | None = None) -> ChildServer:
+def sloguard_server(
+    folder: Path, database_url: str, slack_url: str | None = None, checkout: Path | None = None
+) -> ChildServer:
     port = free_port()
     slack = (
         {
@@ -224,6 +226,8 @@ def sloguard_server(folder: Path, database_url: str, slack_url: str | None = Non
             "SLOGUARD_SCHEDULER_ENABLED": "false",
         }
     )
+    if checkout is not None:  # another version of sloguard (a baseline), from its own source tree
+        env["PYTHONPATH"] = str(checkout)
     command = [str(Path(sys.executable).parent / "sloguard"), "serve", "--port", str(port)]
     return ChildServer(command, env, port, folder / f"sloguard-{port}.log")
 
@@ -400,8 +404,34 @@ def outbox_state(database_url: str) -> tuple[int, int, int]:
     return int(waiting), int(posted), int(distinct)
 
 
+def bench_baseline(
+    backend: str, folder: Path, storm_: Storm, concurrency: int, ceiling: Run, checkout: Path
+) -> Run:
+    """The same storm against the sloguard in `checkout` (e.g. a `git worktree` of an earlier commit)."""
+    pg_name = None
+    if backend == "sqlite":
+        database_url = f"sqlite:///{folder / f'baseline-{uuid.uuid4().hex}.db'}"
+    else:
+        pg_name, database_url = create_pg_database()
+    try:
+        with sloguard_server(folder, database_url, None, checkout) as server:
+            warm_up(server.url, storm_.bodies[:concurrency])
+            run = asyncio.run(storm(server.url, storm_.bodies, concurrency))
+        report(f"baseline ({backend})", run, ceiling)
+        return run
+    finally:
+        if pg_name is not None:
+            drop_pg_database(pg_name)
+
+
 def bench_backend(
-    backend: str, folder: Path, storm_: Storm, concurrency: int, ceiling: Run, slack: SlackChild | None
+    backend: str,
+    folder: Path,
+    storm_: Storm,
+    concurrency: int,
+    ceiling: Run,
+    slack: SlackChild | None,
+    baseline: Run | None = None,
 ) -> bool:
     pg_name = None
     if backend == "sqlite":
@@ -422,6 +452,9 @@ def bench_backend(
             )
             drained = time.perf_counter() - started
         report(f"sloguard ({backend})", run, ceiling)
+        if baseline is not None:
+            change = run.rate / ceiling.rate / (baseline.rate / ceiling.rate) - 1
+            print(f"{'':<22} ratio to the ceiling {change:+.1%} against the baseline checkout")
         links, distinct, opened = stored(database_url)
         good = links == distinct == storm_.distinct_alerts and opened == storm_.groups and not run.failures
         verdict = "OK" if good else "MISMATCH"
@@ -455,6 +488,11 @@ def main() -> None:
     parser.add_argument(
         "--no-slack", action="store_true", help="no Slack: the worker delivers evidence rows only"
     )
+    parser.add_argument(
+        "--baseline-checkout",
+        type=Path,
+        help="also storm the sloguard in this source tree (`git worktree add /tmp/old COMMIT`), no Slack",
+    )
     args = parser.parse_args()
     backends = [name.strip() for name in args.backend.split(",") if name.strip()]
     unknown = set(backends) - {"sqlite", "postgresql"}
@@ -481,9 +519,13 @@ def main() -> None:
         slack = None if args.no_slack else SlackChild(folder)
         try:
             for backend in backends:
-                all_good = (
-                    bench_backend(backend, folder, storm_, args.concurrency, ceiling, slack) and all_good
-                )
+                baseline = None
+                if args.baseline_checkout is not None:
+                    baseline = bench_baseline(
+                        backend, folder, storm_, args.concurrency, ceiling, args.baseline_checkout
+                    )
+                good = bench_backend(backend, folder, storm_, args.concurrency, ceiling, slack, baseline)
+                all_good = good and all_good
         finally:
             if slack is not None:
                 slack.close()

@@ -490,10 +490,13 @@ def evidence(session: Session, incident_id: int) -> dict[str, list[Any]]:
 ENRICH = "evidence.enrich"
 
 
-def subscribe(dispatcher: Dispatcher) -> None:
-    """Gather evidence when an incident opens or reopens: an outbox row in the unit of work that did it."""
+def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
+    """Gather evidence when an incident opens or reopens: an outbox row in the unit of work that did it
+    (none without an ML catalogue in sloguard.yaml: there would be nothing to look for)."""
 
     def put(session: Session, incident_id: int) -> None:
+        if not config.models:
+            return
         outbox.enqueue(session, ENRICH, f"evidence:incident:{incident_id}", incident_id=incident_id)
 
     dispatcher.subscribe(IncidentOpened, lambda session, events, event: put(session, event.incident_id))

@@ -5,6 +5,7 @@ outbox drains to zero."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.alertmanager import group_notification
-from tests.integration.replicas.test_replicas import HOOK, Cluster, cluster  # noqa: F401  (the fixture)
+from tests.integration.replicas.test_replicas import AUTH, HOOK, Cluster, cluster  # noqa: F401  (the fixture)
 from tests.servers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -37,8 +38,27 @@ def notifications(group: int) -> list[dict[str, Any]]:
     return [firing_two, firing_three, resolved, again]
 
 
-# What each incident's thread must say, in this order (from the scenario, not from sloguard).
-EXPECTED_REPLIES = ["triggered → mitigated", "mitigated → triggered"]
+def expected_replies(connection: sa.Connection, incident_id: int) -> list[str]:
+    """What the incident's thread must say, in order: one line per status change and per field change,
+    read from the timeline (the record of what happened, written with each change) — not from Slack."""
+    lines = []
+    rows = connection.execute(
+        sa.text(
+            "SELECT kind, actor, data FROM timeline_event"
+            " WHERE incident_id = :id AND kind IN ('status', 'update') ORDER BY id"
+        ),
+        {"id": incident_id},
+    )
+    for kind, actor, data in rows:
+        data = data if isinstance(data, dict) else json.loads(data)
+        if kind == "status" and "from" in data:
+            lines.append(
+                f"{data['from']} → {data['to']}"
+                + (f" by <@{actor}>" if actor and actor.startswith("U0") else "")
+            )
+        elif kind == "update":
+            lines.append(", ".join(f"{key}: {value}" for key, value in data.items()))
+    return lines
 
 
 def test_three_replicas_with_slack_flapping_deliver_each_message_once_in_order(cluster: Cluster) -> None:  # noqa: F811
@@ -48,17 +68,40 @@ def test_three_replicas_with_slack_flapping_deliver_each_message_once_in_order(c
     flapping_since = time.monotonic()
 
     def send_group(group: int) -> list[int]:
+        """The group's notifications in order, each on another replica; while the resolution is being
+        sent, someone raises the severity on a third replica (two writers of one incident at once)."""
         statuses = []
+        number = 0
         for step, body in enumerate(notifications(group)):
-            replica = replicas[(group + step) % 3]  # each step of a group lands on another replica
+            replica = replicas[(group + step) % 3]
+            if step == 2:
+                other = replicas[(group + step + 1) % 3]
+                with ThreadPoolExecutor(max_workers=2) as both:
+                    sent = both.submit(
+                        httpx.post,
+                        f"{replica.url}/webhooks/alertmanager",
+                        json=body,
+                        headers=HOOK,
+                        timeout=30,
+                    )
+                    patched = both.submit(
+                        httpx.patch,
+                        f"{other.url}/api/v1/incidents/{number}",
+                        json={"severity": "SEV1", "actor": "U0ANA"},
+                        headers=AUTH,
+                        timeout=30,
+                    )
+                    statuses += [sent.result().status_code, patched.result().status_code]
+                continue
             response = httpx.post(f"{replica.url}/webhooks/alertmanager", json=body, headers=HOOK, timeout=30)
             statuses.append(response.status_code)
-            time.sleep(0.2)
+            if step == 0:
+                number = response.json()["incident_id"]  # the first notification opened it
         return statuses
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         statuses = [status for group in pool.map(send_group, range(GROUPS)) for status in group]
-    assert statuses == [200] * (4 * GROUPS)
+    assert statuses == [200] * (5 * GROUPS)
     sent_in = time.monotonic() - flapping_since
     assert cluster.scalar("SELECT count(*) FROM incident") == GROUPS
 
@@ -78,8 +121,11 @@ def test_three_replicas_with_slack_flapping_deliver_each_message_once_in_order(c
     with cluster.engine.connect() as connection:
         incidents = {
             row.id: row
-            for row in connection.execute(sa.text("SELECT id, title, status, slack_ts FROM incident"))
+            for row in connection.execute(
+                sa.text("SELECT id, title, status, severity, slack_ts FROM incident")
+            )
         }
+        expected = {number: expected_replies(connection, number) for number in incidents}
     messages = [m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type")]
     by_incident: dict[int, list[dict[str, Any]]] = {}
     for message in messages:
@@ -89,10 +135,17 @@ def test_three_replicas_with_slack_flapping_deliver_each_message_once_in_order(c
     assert doubled == {}, f"incidents with more than one message: {doubled}"
     for number, (message,) in by_incident.items():
         incident = incidents[number]
-        assert incident.status == "triggered"
+        assert (incident.status, incident.severity) == ("triggered", "SEV1")
         assert incident.slack_ts == message["ts"]
-        # The message shows the incident's final state (its last redraw came after the last change).
-        assert f"({incident.status})" in message["text"], (number, message["text"])
+        # The message shows the incident's final state (posted as SEV2, it must have been redrawn after
+        # the last change).
+        assert message["text"].startswith(f"#{number} [SEV1]") and "(triggered)" in message["text"], message[
+            "text"
+        ]
         replies = [reply["text"] for reply in slack.thread(CHANNEL, message["ts"])]
-        assert replies == EXPECTED_REPLIES, (number, replies)
+        # Both status changes and the severity change, each once, in the order they were recorded.
+        assert sorted(expected[number]) == sorted(
+            ["triggered → mitigated", "mitigated → triggered", "severity: SEV1"]
+        ), expected[number]
+        assert replies == expected[number], (number, replies)
     sys.stderr.write(f"sent 200 notifications in {sent_in:.1f} s; {len(slack.log)} Slack calls answered\n")
