@@ -1,4 +1,4 @@
-"""The durable outbox (`app/outbox.py`) on real SQLite and PostgreSQL: order per group, due times, backoff
+"""The durable outbox (`app/outbox/`) on real SQLite and PostgreSQL: order per group, due times, backoff
 and Retry-After, unknown outcomes, collapsed updates, completions in the delivering transaction, dead rows
 and their revival, leases, concurrent claimers, the backlog gauge and pruning.
 
