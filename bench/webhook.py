@@ -32,6 +32,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -404,24 +406,29 @@ def outbox_state(database_url: str) -> tuple[int, int, int]:
     return int(waiting), int(posted), int(distinct)
 
 
+@contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """The URL of an empty database on `backend` (a PostgreSQL one is dropped afterwards)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / f'sloguard-{uuid.uuid4().hex}.db'}"
+        return
+    pg_name, database_url = create_pg_database()
+    try:
+        yield database_url
+    finally:
+        drop_pg_database(pg_name)
+
+
 def bench_baseline(
     backend: str, folder: Path, storm_: Storm, concurrency: int, ceiling: Run, checkout: Path
 ) -> Run:
     """The same storm against the sloguard in `checkout` (e.g. a `git worktree` of an earlier commit)."""
-    pg_name = None
-    if backend == "sqlite":
-        database_url = f"sqlite:///{folder / f'baseline-{uuid.uuid4().hex}.db'}"
-    else:
-        pg_name, database_url = create_pg_database()
-    try:
+    with fresh_database(backend, folder) as database_url:
         with sloguard_server(folder, database_url, None, checkout) as server:
             warm_up(server.url, storm_.bodies[:concurrency])
             run = asyncio.run(storm(server.url, storm_.bodies, concurrency))
-        report(f"baseline ({backend})", run, ceiling)
-        return run
-    finally:
-        if pg_name is not None:
-            drop_pg_database(pg_name)
+    report(f"baseline ({backend})", run, ceiling)
+    return run
 
 
 def bench_backend(
@@ -433,12 +440,7 @@ def bench_backend(
     slack: SlackChild | None,
     baseline: Run | None = None,
 ) -> bool:
-    pg_name = None
-    if backend == "sqlite":
-        database_url = f"sqlite:///{folder / f'sloguard-{uuid.uuid4().hex}.db'}"
-    else:
-        pg_name, database_url = create_pg_database()
-    try:
+    with fresh_database(backend, folder) as database_url:
         with sloguard_server(folder, database_url, slack.url if slack else None) as server:
             warm = storm_.bodies[:concurrency]
             warm_up(server.url, warm)  # the storm sends these again: duplicates, as Alertmanager would
@@ -453,7 +455,8 @@ def bench_backend(
             drained = time.perf_counter() - started
         report(f"sloguard ({backend})", run, ceiling)
         if baseline is not None:
-            change = run.rate / ceiling.rate / (baseline.rate / ceiling.rate) - 1
+            # Both ran against the same ceiling, so the change of the ratio is the change of the rate.
+            change = run.rate / baseline.rate - 1
             print(f"{'':<22} ratio to the ceiling {change:+.1%} against the baseline checkout")
         links, distinct, opened = stored(database_url)
         good = links == distinct == storm_.distinct_alerts and opened == storm_.groups and not run.failures
@@ -462,7 +465,7 @@ def bench_backend(
             f"{'':<22} stored {links} alert links ({distinct} distinct) for {storm_.distinct_alerts} "
             f"distinct alerts sent, {opened} incidents for {storm_.groups} groups: {verdict}"
         )
-        waiting, posted, messages = outbox_state(database_url)
+        _, posted, messages = outbox_state(database_url)
         if slack is not None:
             delivered = posted == messages == opened
             good = good and delivered
@@ -471,9 +474,6 @@ def bench_backend(
                 f"message ({messages} distinct) for {opened} incidents: {'OK' if delivered else 'MISMATCH'}"
             )
         return good
-    finally:
-        if pg_name is not None:
-            drop_pg_database(pg_name)
 
 
 def main() -> None:

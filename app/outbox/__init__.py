@@ -108,7 +108,7 @@ def enqueue(
     *,
     incident_id: int | None = None,
     not_before: datetime | None = None,
-) -> None:
+) -> OutboxRow:
     """Record an effect in the caller's transaction; this process's worker is woken once it commits.
 
     On PostgreSQL the transaction first takes a lock on the group, held until it commits: row ids are
@@ -120,19 +120,19 @@ def enqueue(
     if group not in locked and session.get_bind().dialect.name == "postgresql":
         session.execute(sa.text(GROUP_LOCK), {"group": group})
         locked.add(group)
-    session.add(
-        OutboxRow(
-            kind=kind,
-            lane=lane,
-            group_key=group,
-            incident_id=incident_id,
-            payload=payload or {},
-            created_at=now,
-            since=now,
-            not_before=not_before or now,
-        )
+    row = OutboxRow(
+        kind=kind,
+        lane=lane,
+        group_key=group,
+        incident_id=incident_id,
+        payload=payload or {},
+        created_at=now,
+        since=now,
+        not_before=not_before or now,
     )
+    session.add(row)
     session.info.setdefault("outbox_lanes", set()).add(lane)
+    return row
 
 
 @sa.event.listens_for(Session, "after_commit")

@@ -61,11 +61,10 @@ def put(
     """Enqueue one row in a unit of work of its own; its id."""
 
     def unit(session: Session, events: db.Events) -> int:
-        outbox.enqueue(session, kind, group, payload, incident_id=incident_id, not_before=not_before)
-        added = [found for found in session.new if isinstance(found, OutboxRow)]
+        row = outbox.enqueue(session, kind, group, payload, incident_id=incident_id, not_before=not_before)
         session.flush()
-        assert len(added) == 1 and added[0].id is not None
-        return added[0].id
+        assert row.id is not None
+        return row.id
 
     return db.unit_of_work(engine, None, unit)
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -18,21 +17,11 @@ from app import db, outbox
 from app.config import OutboxOptions
 from app.outbox import CHAT, DEAD, DONE, PENDING, WORK, DeliveryFailed, Effect, OutboxRow
 from tests.conftest import REPO
+from tests.integration.storage.test_outbox import put
 
 pytestmark = pytest.mark.integration
 PENDING_ERROR = "Prometheus query timed out"
 DEAD_ERROR = "Slack chat.postMessage: channel_not_found"
-
-
-def put(engine: Engine, kind: str, group: str, payload: dict[str, Any], incident_id: int) -> int:
-    def unit(session: Session, events: db.Events) -> int:
-        outbox.enqueue(session, kind, group, payload, incident_id=incident_id)
-        added = [found for found in session.new if isinstance(found, OutboxRow)]
-        session.flush()
-        assert len(added) == 1 and added[0].id is not None
-        return added[0].id
-
-    return db.unit_of_work(engine, None, unit)
 
 
 def state(engine: Engine, row_id: int) -> str:
@@ -57,10 +46,10 @@ def prepare(database: Path) -> tuple[Engine, dict[str, int]]:
     dying = outbox.Worker(engine, handlers, OutboxOptions(dead_after=0.3))  # delivers the chat lane
     patient = outbox.Worker(engine, handlers, OutboxOptions())  # the work lane: nothing dies there
     ids = {
-        "dead1": put(engine, "slack.post", "slack:incident:1", {"outcome": "dead"}, 1),
-        "dead2": put(engine, "slack.post", "slack:incident:2", {"outcome": "dead"}, 2),
-        "done": put(engine, "slack.thread", "slack:incident:3", {"outcome": "done"}, 3),
-        "pending": put(engine, "evidence.enrich", "incident:4", {"outcome": "pending"}, 4),
+        "dead1": put(engine, "slack.post", "slack:incident:1", {"outcome": "dead"}, incident_id=1),
+        "dead2": put(engine, "slack.post", "slack:incident:2", {"outcome": "dead"}, incident_id=2),
+        "done": put(engine, "slack.thread", "slack:incident:3", {"outcome": "done"}, incident_id=3),
+        "pending": put(engine, "evidence.enrich", "incident:4", {"outcome": "pending"}, incident_id=4),
     }
     assert patient.deliver_one(WORK) is True
     deadline = time.monotonic() + 30
