@@ -30,6 +30,7 @@ exactly once however often the delivery itself was tried.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -194,9 +195,15 @@ Handler = Callable[[Effect], Completion | None]
 # ---------------------------------------------------------------- claiming and finishing
 
 
-def _claim_query(engine: Engine, lane: str, now: datetime) -> Any:
+@functools.cache
+def _claim_statement(dialect: str, lane: str) -> Any:
+    """The statements that pick the next due row of `lane` whose group has nothing undelivered before it
+    and lease it, returning the row as leased and whether an earlier attempt had left it uncertain
+    (built once: a worker runs them for every delivery). On PostgreSQL one statement does both: `(None,
+    leasing)`; elsewhere `(picking, leasing)`."""
     table = OutboxRow.__table__  # type: ignore[attr-defined]
     earlier = table.alias("earlier")
+    now = sa.bindparam("now", type_=UTCDateTime())
     waiting_behind = (
         sa.select(sa.literal(1))
         .where(
@@ -206,8 +213,8 @@ def _claim_query(engine: Engine, lane: str, now: datetime) -> Any:
         )
         .exists()
     )
-    query = (
-        sa.select(table)
+    picked = (
+        sa.select(table.c.id, table.c.uncertain.label("was_uncertain"))
         .where(
             table.c.state == PENDING,
             table.c.lane == lane,
@@ -218,9 +225,42 @@ def _claim_query(engine: Engine, lane: str, now: datetime) -> Any:
         .order_by(table.c.not_before, table.c.id)
         .limit(1)
     )
-    if engine.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=table)
-    return query
+    lease = dict(
+        attempts=table.c.attempts + 1,
+        uncertain=True,
+        claim=sa.bindparam("token"),
+        lease_until=sa.bindparam("until", type_=UTCDateTime()),
+        # its delivery begins at its first attempt: `dead_after` counts from here
+        since=sa.case((table.c.attempts == 0, now), else_=table.c.since),
+    )
+    if dialect != "postgresql":
+        # SQLite's RETURNING sees only the updated table: the pick and the lease are two statements, in
+        # the one process's writer turn.
+        leasing = sa.update(table).where(table.c.id == sa.bindparam("picked_id")).values(**lease)
+        return picked, leasing.returning(*table.c)
+    chosen = picked.with_for_update(skip_locked=True, of=table).cte("chosen")
+    leasing = (
+        sa.update(table)
+        .where(table.c.id == chosen.c.id)
+        .values(**lease)
+        .returning(*table.c, chosen.c.was_uncertain)
+    )
+    return None, leasing
+
+
+@functools.cache
+def _followers_statement() -> Any:
+    table = OutboxRow.__table__  # type: ignore[attr-defined]
+    return (
+        sa.select(table.c.id, table.c.kind)
+        .where(
+            table.c.group_key == sa.bindparam("group"),
+            table.c.id > sa.bindparam("after"),
+            table.c.state == PENDING,
+        )
+        .order_by(table.c.id)
+        .limit(50)
+    )
 
 
 @dataclass
@@ -235,39 +275,30 @@ def claim(engine: Engine, lane: str, lease: float) -> Claimed | None:
     """Take the next due row of `lane` whose group has nothing undelivered before it, leased to us."""
     now = utcnow()
     token = str(uuid.uuid4())
+    picking, leasing = _claim_statement(engine.dialect.name, lane)
 
     def command(session: Session, events: db.Events) -> Claimed | None:
-        found = session.execute(_claim_query(engine, lane, now)).first()
+        values: dict[str, Any] = {"now": now, "token": token, "until": now + timedelta(seconds=lease)}
+        if picking is not None:
+            picked = session.execute(picking, values).first()
+            if picked is None:
+                return None
+            values["picked_id"], uncertain = picked.id, picked.was_uncertain
+        found = session.execute(leasing, values).mappings().first()
         if found is None:
             return None
-        row = session.get(OutboxRow, found.id, populate_existing=True)
-        assert row is not None and row.id is not None
-        uncertain = row.uncertain
-        if row.attempts == 0:
-            row.since = now  # its delivery begins: `dead_after` counts from here
-        row.attempts += 1
-        row.uncertain = True
-        row.claim, row.lease_until = token, now + timedelta(seconds=lease)
-        session.add(row)
+        fields = dict(found)
+        uncertain = bool(fields.pop("was_uncertain", None) if picking is None else uncertain)
+        row = OutboxRow(**fields)
         collapsed: list[int] = []
         if row.kind == "slack.update":
             # A message update redraws the incident as it stands when it is delivered, so the updates
             # queued right behind it (committed before this read, so drawn in) need no call of their own.
-            later = session.exec(
-                select(OutboxRow)
-                .where(
-                    col(OutboxRow.group_key) == row.group_key,
-                    col(OutboxRow.id) > row.id,
-                    col(OutboxRow.state) == PENDING,
-                )
-                .order_by(col(OutboxRow.id))
-                .limit(50)
-            ).all()
-            for follower in later:
-                if follower.kind != "slack.update":
+            later = session.execute(_followers_statement(), {"group": row.group_key, "after": row.id})
+            for follower_id, kind in later:
+                if kind != "slack.update":
                     break
-                assert follower.id is not None
-                collapsed.append(follower.id)
+                collapsed.append(follower_id)
         return Claimed(row, token, uncertain, collapsed)
 
     return db.unit_of_work(engine, None, command)
@@ -292,11 +323,18 @@ def _has_due(engine: Engine, lane: str) -> bool:
         )
 
 
-def _ours(session: Session, claimed: Claimed) -> OutboxRow | None:
-    row = session.get(OutboxRow, claimed.row.id, with_for_update=True, populate_existing=True)
-    if row is None or row.claim != claimed.token or row.state != PENDING:
-        return None
-    return row
+def _settle(session: Session, claimed: Claimed, **values: Any) -> bool:
+    """Write `values` onto the claimed row if it is still ours (its lease was not taken over)."""
+    result = session.execute(
+        sa.update(OutboxRow)
+        .where(
+            col(OutboxRow.id) == claimed.row.id,
+            col(OutboxRow.claim) == claimed.token,
+            col(OutboxRow.state) == PENDING,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def backoff(attempts: int, cap: float) -> float:

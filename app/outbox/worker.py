@@ -33,7 +33,7 @@ from app.outbox import (
     Handler,
     OutboxRow,
     _has_due,
-    _ours,
+    _settle,
     _waker,
     backlog,
     backoff,
@@ -65,6 +65,9 @@ class Worker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.latest = Backlog()
+        self._held: dict[str, int] = {}  # claims being delivered: token -> row id
+        self._held_guard = threading.Lock()
+        self._renewer: threading.Thread | None = None
 
     # -------------------------------------------------- lifecycle
 
@@ -101,9 +104,11 @@ class Worker:
 
     def _run(self, lane: str) -> None:
         waker = _waker(self.engine, lane)
+        delivered = False
         while not self._stop.is_set():
             try:
-                delivered = self.deliver_one(lane)
+                # Right after a delivery the next row is likely due: claim without looking first.
+                delivered = self.deliver_one(lane, look_first=not delivered)
             except Exception:
                 if self._stop.is_set():
                     return
@@ -115,9 +120,10 @@ class Worker:
             waker.wait(self.options.poll_interval)
             waker.clear()
 
-    def deliver_one(self, lane: str) -> bool:
-        """Claim and deliver one due row of `lane`; False when there was none."""
-        if not _has_due(self.engine, lane):
+    def deliver_one(self, lane: str, *, look_first: bool = True) -> bool:
+        """Claim and deliver one due row of `lane`; False when there was none. `look_first` asks with a
+        plain read whether anything is due before taking a claim (a write, and on SQLite the writer turn)."""
+        if look_first and not _has_due(self.engine, lane):
             return False
         claimed = claim(self.engine, lane, self.options.lease)
         if claimed is None:
@@ -170,56 +176,55 @@ class Worker:
 
     @contextmanager
     def _holding(self, claimed: Claimed) -> Iterator[None]:
-        """Renew the claim's lease every third of it while the handler runs: only a replica that stopped
-        (or lost the database) lets its lease run out, never a slow delivery."""
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(self.options.lease / 3):
-                try:
-                    with db.writer_lock(self.engine), self.engine.begin() as connection:
-                        connection.execute(
-                            sa.update(OutboxRow)
-                            .where(col(OutboxRow.id) == claimed.row.id, col(OutboxRow.claim) == claimed.token)
-                            .values(lease_until=utcnow() + timedelta(seconds=self.options.lease))
-                        )
-                except Exception:
-                    log.warning("could not renew an outbox lease", extra={"outbox_id": claimed.row.id})
-
-        renewer = threading.Thread(target=renew, name="outbox-lease", daemon=True)
-        renewer.start()
+        """Keep the claim's lease renewed while the handler runs: only a replica that stopped (or lost
+        the database) lets its lease run out, never a slow delivery."""
+        with self._held_guard:
+            self._held[claimed.token] = claimed.row.id or 0
+            if self._renewer is None:
+                self._renewer = threading.Thread(target=self._renew, name="outbox-lease", daemon=True)
+                self._renewer.start()
         try:
             yield
         finally:
-            done.set()
-            renewer.join()
+            with self._held_guard:
+                self._held.pop(claimed.token, None)
+
+    def _renew(self) -> None:
+        """One thread renews every claim this worker holds, every third of a lease."""
+        while not self._stop.wait(self.options.lease / 3):
+            with self._held_guard:
+                held = dict(self._held)
+            if not held:
+                continue
+            try:
+                with db.writer_lock(self.engine), self.engine.begin() as connection:
+                    connection.execute(
+                        sa.update(OutboxRow)
+                        .where(col(OutboxRow.claim).in_(list(held)))
+                        .values(lease_until=utcnow() + timedelta(seconds=self.options.lease))
+                    )
+            except Exception:
+                log.warning("could not renew outbox leases", extra={"outbox_ids": sorted(held.values())})
 
     def _checkpoint(self, claimed: Claimed, progress: dict[str, Any]) -> None:
-        def command(session: Session, events: db.Events) -> None:
-            row = _ours(session, claimed)
-            if row is not None:
-                row.progress = progress
-                session.add(row)
-
-        db.unit_of_work(self.engine, None, command)
+        db.unit_of_work(self.engine, None, lambda session, _: _settle(session, claimed, progress=progress))
 
     def _done(self, claimed: Claimed, completion: Completion | None) -> None:
         now = utcnow()
 
         def command(session: Session, events: db.Events) -> bool:
-            row = _ours(session, claimed)
-            if row is None:
-                return False  # the lease ran out and another replica took the row over
+            # Marked first: the update takes the row's lock, and finds it gone if the lease ran out and
+            # another replica took the row over (then nothing of this delivery is recorded).
+            done = dict(delivered_at=now, lease_until=None, claim=None, uncertain=False, last_error=None)
+            if not _settle(session, claimed, state=DONE, **done):
+                return False
             if completion is not None:
                 completion(session, events)
-            row.state, row.delivered_at, row.lease_until, row.claim = DONE, now, None, None
-            row.uncertain, row.last_error = False, None
-            session.add(row)
             if claimed.collapsed:
                 session.execute(
                     sa.update(OutboxRow)
                     .where(col(OutboxRow.id).in_(claimed.collapsed), col(OutboxRow.state) == PENDING)
-                    .values(state=DONE, delivered_at=now, last_error=f"redrawn by {row.id}")
+                    .values(state=DONE, delivered_at=now, last_error=f"redrawn by {claimed.row.id}")
                 )
             return True
 
@@ -231,38 +236,35 @@ class Worker:
 
     def _failed(self, claimed: Claimed, failure: DeliveryFailed) -> None:
         now = utcnow()
-        kind = claimed.row.kind
+        row = claimed.row  # as claimed: attempts and since are ours while the claim holds
+        kind = row.kind
         cap = self.options.chat_backoff_cap if lane_of(kind) == CHAT else self.options.work_backoff_cap
-
-        def command(session: Session, events: db.Events) -> str | None:
-            row = _ours(session, claimed)
-            if row is None:
-                return None
-            wait = backoff(row.attempts, cap)
-            if failure.retry_after is not None:
-                wait = max(wait, failure.retry_after)  # never before the other side said
-            row.not_before = now + timedelta(seconds=wait)
-            row.lease_until, row.claim = None, None
+        wait = backoff(row.attempts, cap)
+        if failure.retry_after is not None:
+            wait = max(wait, failure.retry_after)  # never before the other side said
+        dead = now - row.since >= timedelta(seconds=self.options.dead_after)
+        values = dict(
+            state=DEAD if dead else PENDING,
+            not_before=now + timedelta(seconds=wait),
+            lease_until=None,
+            claim=None,
             # Still uncertain if an earlier attempt may have reached the other side, or this one may have.
-            row.uncertain = claimed.uncertain or failure.sent
-            row.last_error = hide_url_password(failure.reason)[:ERROR_LIMIT]
-            if now - row.since >= timedelta(seconds=self.options.dead_after):
-                row.state = DEAD
-            session.add(row)
-            return row.state
-
-        state = db.unit_of_work(self.engine, None, command)
-        if state == DEAD:
+            uncertain=claimed.uncertain or failure.sent,
+            last_error=hide_url_password(failure.reason)[:ERROR_LIMIT],
+        )
+        if not db.unit_of_work(self.engine, None, lambda session, _: _settle(session, claimed, **values)):
+            return  # the lease ran out and another replica took the row over
+        if dead:
             log.error(
                 "outbox row is dead: it was not delivered in time; `sloguard outbox retry` revives it",
-                extra={"outbox_id": claimed.row.id, "kind": kind, "error": failure.reason[:200]},
+                extra={"outbox_id": row.id, "kind": kind, "error": failure.reason[:200]},
             )
             if self.metrics is not None:
                 self.metrics.outbox_dead.labels(kind).inc()
-        elif state is not None:
+        else:
             log.info(
                 "outbox delivery will be tried again",
-                extra={"outbox_id": claimed.row.id, "kind": kind, "error": failure.reason[:200]},
+                extra={"outbox_id": row.id, "kind": kind, "error": failure.reason[:200]},
             )
 
     # -------------------------------------------------- measuring and pruning
