@@ -72,7 +72,7 @@ def serve(
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     try:
-        application = create_app(settings)
+        application = create_app(settings, own_processes=True)
     except ConfigError as exc:
         fail(str(exc))
         return
@@ -154,6 +154,25 @@ def _outbox_engine() -> Any:
         engine.dispose()
         fail(f"cannot open the database at {db.describe_database(engine.url)}: {type(exc).__name__}", code=1)
     return engine
+
+
+@outbox_cli.command("worker", hidden=True)
+def outbox_worker(
+    parent_pid: Annotated[int | None, typer.Option(help="Stop when this process is gone.")] = None,
+    report_fd: Annotated[int | None, typer.Option(help="Report deliveries on this pipe.")] = None,
+    replica: Annotated[str, typer.Option(help="The replica this worker delivers for.")] = "",
+) -> None:
+    """Deliver the outbox and nothing else: `serve` runs this as its child process on PostgreSQL."""
+    from app.outbox.process import run_child
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        run_child(settings, parent_pid=parent_pid, report_fd=report_fd, replica=replica)
+    except ConfigError as exc:
+        fail(str(exc))
+    except SpecError as exc:
+        fail_spec(exc)
 
 
 @outbox_cli.command("list")

@@ -264,6 +264,9 @@ class OutboxOptions(BaseModel):
     poll_interval: float = Field(default=1.0, gt=0)  # how often other replicas' rows are looked for
     chat_workers: int = Field(default=2, ge=1, le=16)
     work_workers: int = Field(default=2, ge=1, le=16)
+    # Where `serve` runs the deliveries: `process` (a child process, PostgreSQL only), `thread` (the
+    # server's own process), `auto` (process on PostgreSQL, thread on SQLite).
+    worker: Literal["auto", "thread", "process"] = "auto"
 
 
 class FileConfig(BaseModel):

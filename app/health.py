@@ -264,7 +264,7 @@ async def readyz(request: Request) -> JSONResponse:
     if last_cycle is not None:
         body["slo_evaluation"] = last_cycle
     if services.worker is not None:  # the backlog of effects still to deliver: reported, never failing
-        body["outbox"] = services.worker.latest.summary()
+        body["outbox"] = services.worker.latest.summary() | {"delivery": services.delivery()}
     return JSONResponse(body, status_code=200 if database.ready else 503)
 
 

@@ -14,7 +14,8 @@ from app.alerts.routes import ALERTMANAGER_PATH
 from app.alerts.routes import router as webhook_router
 from app.api import API_PROBLEMS, install_error_handlers, require_api_token
 from app.chat.door import mount_slack
-from app.config import Settings, load_file_config
+from app.config import FileConfig, Settings, load_file_config
+from app.errors import ConfigError
 from app.events import Dispatcher
 from app.health import Readiness
 from app.health import router as health_router
@@ -60,9 +61,23 @@ def follow_leadership(services: Services, leadership: Leadership) -> None:
     leadership.on_change(changed)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the app; bad settings, sloguard.yaml or SLO specs raise here, before anything starts."""
+def delivers_in_child(settings: Settings, config: FileConfig) -> bool:
+    """Whether `serve` runs the outbox worker in a child process (sloguard.yaml `outbox.worker`)."""
+    postgresql = not settings.database_url.startswith("sqlite")
+    if config.outbox.worker == "process" and not postgresql:
+        raise ConfigError(
+            f"{settings.config_file}: outbox.worker: 'process' needs PostgreSQL (a SQLite database is "
+            "written by one process); use 'thread' or 'auto'"
+        )
+    return config.outbox.worker == "process" or (config.outbox.worker == "auto" and postgresql)
+
+
+def create_app(settings: Settings, *, own_processes: bool = False) -> FastAPI:
+    """Build the app; bad settings, sloguard.yaml or SLO specs raise here, before anything starts.
+    `own_processes`: the app may start processes of its own (`serve`'s outbox worker on PostgreSQL);
+    an app built inside a test's process delivers from its own threads."""
     file_config = load_file_config(settings.config_file)
+    in_child = delivers_in_child(settings, file_config) and own_processes
     slo_specs = load_specs([settings.slo_dir]) if settings.slo_dir.exists() else []
     metrics, events, ref = Metrics(), Dispatcher(), ServicesRef()
 
@@ -86,7 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
             setup_tracing(fastapi_app, services.engine)
             leadership = leadership_for(settings.database_url, settings.leader_takeover)
             # Every replica delivers the outbox (services.close stops it, letting deliveries finish).
-            services.start_worker(leadership.replica)
+            services.start_worker(leadership.replica, in_child=in_child)
             follow_leadership(services, leadership)
             fastapi_app.state.leadership = leadership
             opened.callback(leadership.stop)

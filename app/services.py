@@ -9,8 +9,9 @@ listeners and jobs); nothing reaches for an untyped bag of attributes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
@@ -27,6 +28,9 @@ from app.sources.elasticsearch import ElasticsearchSource
 from app.sources.mlflow import MlflowRegistry
 from app.sources.prometheus import PrometheusSource
 from app.telemetry import Metrics
+
+if TYPE_CHECKING:
+    from app.outbox.process import ChildWorker
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +98,21 @@ class Services:
     # The outbox's handlers by kind (what `serve`'s delivery worker runs), built with the services.
     handlers: dict[str, outbox.Handler] = field(default_factory=dict)
     worker: outbox.Worker | None = None  # started by `serve`
+    child_worker: ChildWorker | None = None  # `serve` on PostgreSQL: the process that delivers
 
-    def start_worker(self, replica: str = "") -> outbox.Worker:
-        """Deliver the outbox from this process (every replica does), after recording the effects that
-        predate the outbox (an upgrade from a version without it)."""
+    def start_worker(
+        self,
+        replica: str = "",
+        *,
+        in_child: bool = False,
+        counted: Callable[[str, str], None] | None = None,
+        measure: bool = True,
+    ) -> outbox.Worker:
+        """Deliver the outbox (every replica does), after recording the effects that predate the outbox
+        (an upgrade from a version without it): in this process's threads, or with `in_child` in a
+        child process (PostgreSQL; see app/outbox/process.py) while this one measures the backlog."""
         from app.chat import notify
+        from app.outbox.process import ChildWorker
         from app.rollback import service as rollbacks
 
         slack = notify.POST in self.handlers
@@ -120,11 +134,23 @@ class Services:
             dispatcher=self.events,
             metrics=self.metrics,
             replica=replica,
+            counted=counted,
         )
-        self.worker.start()
+        if in_child:
+            self.child_worker = ChildWorker(replica, self.metrics)
+            self.child_worker.start()
+        self.worker.start(deliver=not in_child, measure=measure)
         return self.worker
 
+    def delivery(self) -> dict[str, Any]:
+        """Where this replica's deliveries run, for /readyz."""
+        if self.child_worker is not None:
+            return self.child_worker.describe()
+        return {"in": "this process"}
+
     def close(self) -> None:
+        if self.child_worker is not None:
+            self.child_worker.stop()
         if self.worker is not None:
             self.worker.stop()
         self.sources.close()

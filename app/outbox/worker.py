@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from app.outbox import (
     DEAD,
     DONE,
     ERROR_LIMIT,
+    NOTIFY_CHANNEL,
     PENDING,
     WORK,
     Backlog,
@@ -59,9 +60,11 @@ class Worker:
         dispatcher: db.Reactor | None = None,
         metrics: Any = None,
         replica: str = "",
+        counted: Callable[[str, str], None] | None = None,
     ) -> None:
         self.engine, self.handlers, self.options = engine, handlers, options
         self.dispatcher, self.metrics, self.replica = dispatcher, metrics, replica
+        self.counted = counted  # told of each delivery and each dead row: ("delivered" | "dead", kind)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.latest = Backlog()
@@ -71,8 +74,11 @@ class Worker:
 
     # -------------------------------------------------- lifecycle
 
-    def start(self) -> None:
-        if self.engine.dialect.name == "sqlite":
+    def start(self, *, deliver: bool = True, measure: bool = True) -> None:
+        """Start delivering (threads per lane; on PostgreSQL a listener wakes them when any replica
+        commits a row) and measuring (the backlog gauges, and pruning). A process whose deliveries run
+        in a child process only measures; the child only delivers."""
+        if deliver and self.engine.dialect.name == "sqlite":
             # One process serves a SQLite database: a lease left by a process that is gone is void.
             with db.writer_lock(self.engine), self.engine.begin() as connection:
                 connection.execute(
@@ -80,14 +86,17 @@ class Worker:
                     .where(col(OutboxRow.state) == PENDING, col(OutboxRow.lease_until).is_not(None))
                     .values(lease_until=None, claim=None)
                 )
-        lanes = [(CHAT, self.options.chat_workers), (WORK, self.options.work_workers)]
+        lanes = [(CHAT, self.options.chat_workers), (WORK, self.options.work_workers)] if deliver else []
         for lane, count in lanes:
             for number in range(count):
                 thread = threading.Thread(
                     target=self._run, args=(lane,), name=f"outbox-{lane}-{number}", daemon=True
                 )
                 self._threads.append(thread)
-        self._threads.append(threading.Thread(target=self._measure, name="outbox-gauges", daemon=True))
+        if deliver and self.engine.dialect.name == "postgresql":
+            self._threads.append(threading.Thread(target=self._listen, name="outbox-listen", daemon=True))
+        if measure:
+            self._threads.append(threading.Thread(target=self._measure, name="outbox-gauges", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -231,8 +240,7 @@ class Worker:
         if not db.unit_of_work(self.engine, self.dispatcher, command):
             log.warning("outbox row delivered after its lease ran out", extra={"outbox_id": claimed.row.id})
             return
-        if self.metrics is not None:
-            self.metrics.outbox_delivered.labels(claimed.row.kind).inc()
+        self._count("delivered", claimed.row.kind)
 
     def _failed(self, claimed: Claimed, failure: DeliveryFailed) -> None:
         now = utcnow()
@@ -259,13 +267,47 @@ class Worker:
                 "outbox row is dead: it was not delivered in time; `sloguard outbox retry` revives it",
                 extra={"outbox_id": row.id, "kind": kind, "error": failure.reason[:200]},
             )
-            if self.metrics is not None:
-                self.metrics.outbox_dead.labels(kind).inc()
+            self._count("dead", kind)
         else:
             log.info(
                 "outbox delivery will be tried again",
                 extra={"outbox_id": row.id, "kind": kind, "error": failure.reason[:200]},
             )
+
+    def _count(self, event: str, kind: str) -> None:
+        if self.metrics is not None:
+            counter = self.metrics.outbox_delivered if event == "delivered" else self.metrics.outbox_dead
+            counter.labels(kind).inc()
+        if self.counted is not None:
+            self.counted(event, kind)
+
+    def _listen(self) -> None:
+        """PostgreSQL: wake this worker's lanes as soon as any process commits a row (`enqueue` notifies
+        in its transaction, so the notification arrives at commit), not at the next poll."""
+        while not self._stop.is_set():
+            pooled = None
+            try:
+                pooled = self.engine.raw_connection()
+                pooled.detach()  # it listens for as long as the worker runs: not the pool's any more
+                connection: Any = pooled.driver_connection
+                connection.autocommit = True
+                connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                while not self._stop.is_set():
+                    for note in connection.notifies(timeout=1.0):
+                        if note.payload in (CHAT, WORK):
+                            _waker(self.engine, note.payload).set()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                # Polling goes on meanwhile (every poll_interval): a lost listener only adds latency.
+                log.warning("outbox listener lost its connection; listening again shortly", exc_info=True)
+                self._stop.wait(self.options.poll_interval)
+            finally:
+                if pooled is not None:
+                    try:
+                        pooled.close()
+                    except Exception:
+                        pass
 
     # -------------------------------------------------- measuring and pruning
 

@@ -35,20 +35,21 @@ CHANNEL = "C0INCIDENTS"
 
 
 class Service:
-    """`sloguard serve` on a SQLite file, started and SIGKILLed at will; its database outlives it."""
+    """`sloguard serve` on a SQLite file (or `database_url`), started and SIGKILLed at will; its
+    database outlives it."""
 
-    def __init__(self, folder: Path, slack: FakeSlack) -> None:
+    def __init__(self, folder: Path, slack: FakeSlack, database_url: str | None = None) -> None:
         self.folder, self.slack = folder, slack
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.database = folder / "sloguard.db"
+        self.database_url = database_url or f"sqlite:///{folder / 'sloguard.db'}"
         (folder / "postmortems").mkdir()
         # A model the incidents match, so evidence gathering runs (its Prometheus does not answer:
         # what could not be had is noted, once per gathering).
         config = {"models": {"svc-model": {"services": ["svc-1", "svc-2", "svc-3"]}}}
         (folder / "sloguard.yaml").write_text(yaml.safe_dump(config))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SLOGUARD_")} | {
-            "SLOGUARD_DATABASE_URL": f"sqlite:///{self.database}",
+            "SLOGUARD_DATABASE_URL": self.database_url,
             "SLOGUARD_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
             "SLOGUARD_API_TOKEN": API_TOKEN,
             "SLOGUARD_SLO_DIR": str(folder / "no-slos"),
@@ -113,7 +114,7 @@ class Service:
         assert response.status_code == 200, response.text
 
     def scalar(self, sql: str, **params: Any) -> Any:
-        engine = sa.create_engine(f"sqlite:///{self.database}")
+        engine = sa.create_engine(self.database_url)
         try:
             with engine.connect() as connection:
                 return connection.execute(sa.text(sql), params).scalar()
@@ -302,7 +303,7 @@ def test_work_from_before_the_outbox_is_posted_and_verified_after_the_upgrade(
     from app.rollback.models import RollbackAction
 
     service, slack = world
-    engine = db.make_engine(f"sqlite:///{service.database}")
+    engine = db.make_engine(service.database_url)
     try:
         db.upgrade(engine, "0008_installation")
         opened = datetime.now(UTC) - timedelta(hours=1)
