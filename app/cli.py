@@ -160,6 +160,7 @@ def _outbox_engine() -> Any:
 def outbox_worker(
     parent_pid: Annotated[int | None, typer.Option(help="Stop when this process is gone.")] = None,
     report_fd: Annotated[int | None, typer.Option(help="Report deliveries on this pipe.")] = None,
+    wake_fd: Annotated[int | None, typer.Option(help="Wake up when this pipe says so.")] = None,
     replica: Annotated[str, typer.Option(help="The replica this worker delivers for.")] = "",
 ) -> None:
     """Deliver the outbox and nothing else: `serve` runs this as its child process on PostgreSQL."""
@@ -168,7 +169,7 @@ def outbox_worker(
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     try:
-        run_child(settings, parent_pid=parent_pid, report_fd=report_fd, replica=replica)
+        run_child(settings, parent_pid=parent_pid, report_fd=report_fd, replica=replica, wake_fd=wake_fd)
     except ConfigError as exc:
         fail(str(exc))
     except SpecError as exc:

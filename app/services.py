@@ -137,7 +137,7 @@ class Services:
             counted=counted,
         )
         if in_child:
-            self.child_worker = ChildWorker(replica, self.metrics)
+            self.child_worker = ChildWorker(self.engine, replica, self.metrics)
             self.child_worker.start()
         self.worker.start(deliver=not in_child, measure=measure)
         return self.worker

@@ -88,8 +88,6 @@ class OutboxRow(SQLModel, table=True):
 GROUP_LOCK = (
     "SELECT pg_advisory_xact_lock(hashtextextended('sloguard-outbox:' || current_schema() || :group, 0))"
 )
-NOTIFY_CHANNEL = "sloguard_outbox"  # PostgreSQL: workers LISTEN; a committed row's lane is the payload
-NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', :lane)"
 _wakers: weakref.WeakKeyDictionary[Engine, dict[str, threading.Event]] = weakref.WeakKeyDictionary()
 _wakers_guard = threading.Lock()
 
@@ -97,6 +95,16 @@ _wakers_guard = threading.Lock()
 def _waker(engine: Engine, lane: str) -> threading.Event:
     with _wakers_guard:
         return _wakers.setdefault(engine, {}).setdefault(lane, threading.Event())
+
+
+# Called with the lane of every row this process commits, besides waking its own worker: how `serve`
+# wakes the worker in its child process (app/outbox/process.py).
+_forwarders: weakref.WeakKeyDictionary[Engine, list[Callable[[str], None]]] = weakref.WeakKeyDictionary()
+
+
+def forward_wakes(engine: Engine, forward: Callable[[str], None]) -> None:
+    with _wakers_guard:
+        _forwarders.setdefault(engine, []).append(forward)
 
 
 def lane_of(kind: str) -> str:
@@ -119,18 +127,10 @@ def enqueue(
     committed later (two units about one incident) would put its row before one already delivered."""
     now = utcnow()
     lane = lane_of(kind)
-    if session.get_bind().dialect.name == "postgresql":
-        # The group's lock, and a notification that wakes every replica's worker at commit: one
-        # statement (a unit's later rows of the same group and lane need neither again).
-        locked: set[str] = session.info.setdefault("outbox_groups", set())
-        notified: set[str] = session.info.setdefault("outbox_notified", set())
-        parts = ([GROUP_LOCK.removeprefix("SELECT ")] if group not in locked else []) + (
-            [NOTIFY.removeprefix("SELECT ")] if lane not in notified else []
-        )
-        if parts:
-            session.execute(sa.text("SELECT " + ", ".join(parts)), {"group": group, "lane": lane})
+    locked: set[str] = session.info.setdefault("outbox_groups", set())
+    if group not in locked and session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text(GROUP_LOCK), {"group": group})
         locked.add(group)
-        notified.add(lane)
     row = OutboxRow(
         kind=kind,
         lane=lane,
@@ -149,18 +149,18 @@ def enqueue(
 @sa.event.listens_for(Session, "after_commit")
 def _wake_after_commit(session: Session) -> None:
     session.info.pop("outbox_groups", None)
-    session.info.pop("outbox_notified", None)
     lanes = session.info.pop("outbox_lanes", None)
     bind = session.get_bind() if lanes else None
     if lanes and isinstance(bind, Engine):
         for lane in lanes:
             _waker(bind, lane).set()
+            for forward in _forwarders.get(bind, ()):
+                forward(lane)
 
 
 @sa.event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop("outbox_lanes", None)
-    session.info.pop("outbox_notified", None)
     session.info.pop("outbox_groups", None)
 
 
@@ -458,8 +458,6 @@ def retry(engine: Engine, *, row_id: int | None = None, all_dead: bool = False) 
             assert row.id is not None
             revived.append(row.id)
             session.info.setdefault("outbox_lanes", set()).add(row.lane)
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(sa.text(NOTIFY), {"lane": row.lane})  # wakes `serve`'s workers
         return revived
 
     return db.unit_of_work(engine, None, command)

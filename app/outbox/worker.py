@@ -23,7 +23,6 @@ from app.outbox import (
     DEAD,
     DONE,
     ERROR_LIMIT,
-    NOTIFY_CHANNEL,
     PENDING,
     WORK,
     Backlog,
@@ -75,9 +74,8 @@ class Worker:
     # -------------------------------------------------- lifecycle
 
     def start(self, *, deliver: bool = True, measure: bool = True) -> None:
-        """Start delivering (threads per lane; on PostgreSQL a listener wakes them when any replica
-        commits a row) and measuring (the backlog gauges, and pruning). A process whose deliveries run
-        in a child process only measures; the child only delivers."""
+        """Start delivering (threads per lane) and measuring (the backlog gauges, and pruning). A process
+        whose deliveries run in a child process only measures; the child only delivers."""
         if deliver and self.engine.dialect.name == "sqlite":
             # One process serves a SQLite database: a lease left by a process that is gone is void.
             with db.writer_lock(self.engine), self.engine.begin() as connection:
@@ -93,8 +91,6 @@ class Worker:
                     target=self._run, args=(lane,), name=f"outbox-{lane}-{number}", daemon=True
                 )
                 self._threads.append(thread)
-        if deliver and self.engine.dialect.name == "postgresql":
-            self._threads.append(threading.Thread(target=self._listen, name="outbox-listen", daemon=True))
         if measure:
             self._threads.append(threading.Thread(target=self._measure, name="outbox-gauges", daemon=True))
         for thread in self._threads:
@@ -114,10 +110,13 @@ class Worker:
     def _run(self, lane: str) -> None:
         waker = _waker(self.engine, lane)
         delivered = False
+        # On SQLite a claim waits for the writer turn the requests need too, so the worker always looks
+        # (a plain read) first; on PostgreSQL, right after a delivery the next row is likely due and a
+        # claim that finds nothing costs no more than the look.
+        always_look = self.engine.dialect.name == "sqlite"
         while not self._stop.is_set():
             try:
-                # Right after a delivery the next row is likely due: claim without looking first.
-                delivered = self.deliver_one(lane, look_first=not delivered)
+                delivered = self.deliver_one(lane, look_first=always_look or not delivered)
             except Exception:
                 if self._stop.is_set():
                     return
@@ -280,34 +279,6 @@ class Worker:
             counter.labels(kind).inc()
         if self.counted is not None:
             self.counted(event, kind)
-
-    def _listen(self) -> None:
-        """PostgreSQL: wake this worker's lanes as soon as any process commits a row (`enqueue` notifies
-        in its transaction, so the notification arrives at commit), not at the next poll."""
-        while not self._stop.is_set():
-            pooled = None
-            try:
-                pooled = self.engine.raw_connection()
-                pooled.detach()  # it listens for as long as the worker runs: not the pool's any more
-                connection: Any = pooled.driver_connection
-                connection.autocommit = True
-                connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                while not self._stop.is_set():
-                    for note in connection.notifies(timeout=1.0):
-                        if note.payload in (CHAT, WORK):
-                            _waker(self.engine, note.payload).set()
-            except Exception:
-                if self._stop.is_set():
-                    return
-                # Polling goes on meanwhile (every poll_interval): a lost listener only adds latency.
-                log.warning("outbox listener lost its connection; listening again shortly", exc_info=True)
-                self._stop.wait(self.options.poll_interval)
-            finally:
-                if pooled is not None:
-                    try:
-                        pooled.close()
-                    except Exception:
-                        pass
 
     # -------------------------------------------------- measuring and pruning
 

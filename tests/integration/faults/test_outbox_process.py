@@ -66,15 +66,21 @@ def test_serve_on_postgresql_delivers_from_a_child_process_counted_on_its_own_me
     pg_world: tuple[Service, FakeSlack],
 ) -> None:
     service, slack = pg_world
+    config = yaml.safe_load((service.folder / "sloguard.yaml").read_text())
+    config["outbox"]["poll_interval"] = 30  # so only the server's wake can make the child deliver soon
+    (service.folder / "sloguard.yaml").write_text(yaml.safe_dump(config))
     service.start()
     assert service.process is not None
     where = delivery(service)
     assert where["in"] == "child process" and where["restarts"] == 0, where
     assert parent_of(where["pid"]) == service.process.pid  # a child of this very server
+    log = service.folder / "serve.log"
+    wait_until(lambda: "outbox worker process delivering" in log.read_text(), timeout=30, what="the child")
 
     assert service.notify(1)["created"] is True
-    assert slack.wait_for(lambda: incident_messages(slack, 1), timeout=15), "never posted"
-    assert slack.wait_for(lambda: service.undelivered() == 0, timeout=30)
+    # Within 10 s, so not by the child's 30-second poll: the server woke it when it committed the row.
+    assert slack.wait_for(lambda: incident_messages(slack, 1), timeout=10), "not posted within 10 s"
+    assert slack.wait_for(lambda: service.undelivered() == 0, timeout=10)
     assert len(incident_messages(slack, 1)) == 1
     # The child reported its deliveries; the server that answers /metrics counted them.
     assert slack.wait_for(lambda: delivered_total(service, "slack.post") == 1.0, timeout=10)
