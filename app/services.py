@@ -213,6 +213,7 @@ def wire_effects(services: Services) -> None:
     those reactions record. The same in `serve`, the CLI and tests, so a change made anywhere has the same
     consequences (delivered by `serve`'s worker)."""
     from app.chat import notify
+    from app.incidents import record
     from app.incidents import service as incidents
     from app.postmortems import service as postmortems
     from app.rollback import service as rollbacks
@@ -220,10 +221,12 @@ def wire_effects(services: Services) -> None:
     config, events = services.config, services.events
     incidents.subscribe(events, config.incidents)
     ml.subscribe(events, config)
+    record.subscribe(events)  # before the draft: measured first, in the same group
     postmortems.subscribe(events)
     rollbacks.subscribe(events, config)
     handlers: dict[str, outbox.Handler] = {}
     handlers |= ml.Enricher(services.engine, config, services.sources.for_evidence()).handlers()
+    handlers |= record.Measurer(services.engine, services.slo_engine, config.slo).handlers()
     handlers |= postmortems.Writer(services).handlers()
     handlers |= rollbacks.Verifier(services.engine, services.slo_engine).handlers()
     client = slack_client(services.settings)

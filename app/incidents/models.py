@@ -79,6 +79,30 @@ class Incident(IncidentBase, table=True):
     slack_ts: str | None = Field(default=None, max_length=40)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The impact window measured from the SLI (app/slo/impact.py); method None until measured.
+    impact_method: str | None = Field(default=None, max_length=10)
+    impact_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    impact_ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    impact_bad_events: float | None = None
+    impact_total_events: float | None = None
+    impact_budget_events: float | None = None
+    impact_budget_consumed: float | None = None
+    impact_measured_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ImpactRead(SQLModel):
+    """The impact window (README: "The incident record"): `method` is `events` (counted from the SLI),
+    `ratio` (a raw-ratio SLI: budget only), `unknown` (no SLI to measure it from, or nothing exceeded),
+    or `not_measured` (not yet: measured when the incident is mitigated and when it is resolved)."""
+
+    method: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    bad_events: float | None = None
+    total_events: float | None = None
+    budget_events: float | None = None
+    budget_consumed: float | None = None
+    measured_at: datetime | None = None
 
 
 class IncidentRead(SQLModel):
@@ -106,6 +130,7 @@ class IncidentRead(SQLModel):
     time_to_acknowledge: float | None = None
     time_to_mitigate: float | None = None
     time_to_resolve: float | None = None
+    impact: ImpactRead | None = None
 
 
 class IncidentCreate(SQLModel):

@@ -15,6 +15,7 @@ from app.incidents.models import (
     ActionItemRead,
     ActionItemUpdate,
     AlertLinkRead,
+    ImpactRead,
     Incident,
     IncidentCreate,
     IncidentDetail,
@@ -35,7 +36,11 @@ def read_model(incident: Incident) -> IncidentRead:
     stored = {
         field: getattr(incident, field) for field in IncidentRead.model_fields if hasattr(incident, field)
     }
-    return IncidentRead.model_validate({**stored, **times})
+    impact = {
+        "method": incident.impact_method or "not_measured",
+        **{name: getattr(incident, f"impact_{name}") for name in ImpactRead.model_fields if name != "method"},
+    }
+    return IncidentRead.model_validate({**stored, **times, "impact": impact})
 
 
 def detail(engine: Engine, incident_id: int) -> IncidentDetail:

@@ -583,6 +583,19 @@ def find_by_slack_message(session: Session, channel: str, ts: str) -> Incident |
     ).first()
 
 
+def record_impact(session: Session, incident_id: int, impact: Any, at: datetime) -> None:
+    """Store a measured impact window (app/slo/impact.Impact); the incident started when it did."""
+    incident = lock(session, incident_id)
+    incident.impact_method, incident.impact_measured_at = impact.method, at
+    incident.impact_started_at, incident.impact_ended_at = impact.started_at, impact.ended_at
+    incident.impact_bad_events, incident.impact_total_events = impact.bad_events, impact.total_events
+    incident.impact_budget_events = impact.budget_events
+    incident.impact_budget_consumed = impact.budget_consumed
+    if impact.started_at is not None:
+        incident.started_at = impact.started_at
+    session.add(incident)
+
+
 def as_dict(incident: Incident) -> dict[str, Any]:
     """Plain values of an incident row (status and severity as strings, as they are stored)."""
     return {column: getattr(incident, column) for column in Incident.model_fields}

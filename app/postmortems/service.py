@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 from app import db, durations, outbox, promql_build
 from app.errors import ServiceError, SourceError
 from app.events import Dispatcher, IncidentStatusChanged
+from app.incidents import record
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml import service as ml
@@ -119,23 +120,36 @@ def draft_path(directory: Path, incident: Incident) -> Path:
     return directory / f"{incident.detected_at:%Y-%m-%d}-{incident.id}-{slug(incident.title)}.md"
 
 
-def _events_counts(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> dict[str, float] | None:
-    """Bad and total events of the incident window, and total events over the SLO period, from Prometheus."""
-    sli = _events_sli(slo)
-    if sli is None or prometheus is None:
+def _budget(incident: Incident, slo: Slo | None) -> dict[str, Any] | None:
+    """The budget the impact window consumed, from the figures measured and stored with the incident
+    (app/incidents/record.py): the draft says what the API says."""
+    if slo is None or incident.impact_budget_consumed is None:
         return None
-    window = max(60, int((end - start).total_seconds()))
-    name = durations.format_prometheus(window)
-    period = durations.format_prometheus(slo.period_seconds)
-
-    def value(rate: str, seconds: int) -> float:
-        result = prometheus.query(rate, at=end)
-        return float(result[0]["value"][1]) * seconds if result else 0.0
-
+    share = incident.impact_budget_consumed
+    counted = incident.impact_method == "events" and incident.impact_budget_events is not None
     return {
-        "bad": value(sli.bad_rate(name), window),
-        "total": value(sli.total_rate(name), window),
-        "period_total": value(sli.total_rate(period), slo.period_seconds),
+        "slo_id": slo.id,
+        "objective_percent": f"{slo.objective * 100:g} %",
+        "period": durations.format_prometheus(slo.period_seconds),
+        "bad_events": f"{incident.impact_bad_events or 0:,.0f}" if counted else None,
+        "total_events": f"{incident.impact_total_events or 0:,.0f}" if counted else None,
+        "budget_events": f"{incident.impact_budget_events:,.0f}" if counted else None,
+        "consumed": share,
+        "consumed_percent": f"{share * 100:.1f} %",
+        "policy_p0": share > POLICY_SHARE,
+        "remaining_percent": None,
+        "exhausted": False,
+    }
+
+
+def _impact(incident: Incident) -> dict[str, Any]:
+    """The impact window as the draft states it: measured, going on, or unknown."""
+    started, ended = incident.impact_started_at, incident.impact_ended_at
+    return {
+        "method": incident.impact_method or "not_measured",
+        "started": _utc(started),
+        "ended": _utc(ended),
+        "duration": duration((ended - started).total_seconds()) if started and ended else None,
     }
 
 
@@ -211,29 +225,7 @@ def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetim
     times = incidents.response_times(incident)
     end = incident.resolved_at or now
     slo = slo_engine.by_id.get(incident.slo_id) if incident.slo_id else None
-    budget = None
-    if slo is not None:
-        try:
-            counts = _events_counts(slo_engine.prometheus, slo, incident.started_at, end)
-        except SourceError as exc:
-            log.warning("budget figures unavailable", extra={"error": str(exc)})
-            counts = None
-        if counts and counts["period_total"] > 0:
-            budget_events = slo.budget * counts["period_total"]
-            share = counts["bad"] / budget_events
-            budget = {
-                "slo_id": slo.id,
-                "objective_percent": f"{slo.objective * 100:g} %",
-                "period": durations.format_prometheus(slo.period_seconds),
-                "bad_events": f"{counts['bad']:,.0f}",
-                "total_events": f"{counts['total']:,.0f}",
-                "budget_events": f"{budget_events:,.0f}",
-                "consumed": share,
-                "consumed_percent": f"{share * 100:.1f} %",
-                "policy_p0": share > POLICY_SHARE,
-                "remaining_percent": None,
-                "exhausted": False,
-            }
+    budget = _budget(incident, slo)
     suspect = next((v for v in evidence["model_versions"] if v.role == "suspect"), None)
     responders = sorted({e.actor for e in timeline if e.actor and e.actor[:1] in ("U", "W")})
     detection = {"alertmanager": "an Alertmanager alert", "slo": "sloguard's burn-rate evaluation"}.get(
@@ -243,6 +235,7 @@ def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetim
     return {
         "incident": incidents.as_dict(incident),
         "generated_at": _utc(now),
+        "impact": _impact(incident),
         "times": {
             "started": _utc(incident.started_at),
             "detected": _utc(incident.detected_at),
@@ -409,7 +402,7 @@ def subscribe(dispatcher: Dispatcher) -> None:
 
     def resolved(session: Session, events: db.Events, event: IncidentStatusChanged) -> None:
         if event.new == "resolved":
-            group = f"postmortem:incident:{event.incident_id}"
+            group = record.group(event.incident_id)  # after the impact is measured
             outbox.enqueue(session, DRAFT, group, incident_id=event.incident_id)
 
     dispatcher.subscribe(IncidentStatusChanged, resolved)

@@ -110,17 +110,24 @@ def test_draft_from_alerts_burn_enrichment_and_rollback(
         )
         text = path.read_text()
 
-        # Hand-computed: started = detected - 5m; resolved 7h15m (26,100 s) later. Bad events in that
-        # window: the blip's last 5 minutes (300 s x 100/s x 30 % = 9,000) plus 25,800 s at 0.05 %
-        # (1,290) = 10,290. The period's budget: 0.1 % of 30 days at 100/s = 259,200 bad events.
-        bad, budget_events = 300 * 100 * 0.3 + 25_800 * 100 * 0.0005, 0.001 * 30 * 86400 * 100
-        assert f"{bad / budget_events * 100:.1f} %" == "4.0 %"
-        assert "- **Duration:** 7 h 15 min" in text
-        assert "- **Error budget consumed:** 4.0 % of the 30d budget (10,290 bad events of 2,610,000" in text
+        # Hand-computed from the generated history: the two 5-minute steps before `detected` run at 30 %
+        # (over the 0.1 % allowed), the ones either side at 0.05 %: the impact window is the ten minutes
+        # before detection. Its events: 600 s x 100/s = 60,000, 30 % of them (18,000) bad. The period's
+        # budget at its end: 0.1 % of 30 days at 100/s = 259,200 bad events; 18,000 of them is 6.9 %.
+        bad, budget_events = 600 * 100 * 0.3, 0.001 * 30 * 86400 * 100
+        assert f"{bad / budget_events * 100:.1f} %" == "6.9 %"
+        start = detected - timedelta(minutes=10)
+        assert (
+            f"- **Impact window:** 10 min, from {start:%Y-%m-%d %H:%M:%S} to {detected:%Y-%m-%d %H:%M:%S} UTC"
+            in text
+        ), text
+        # Open from the impact's start to the resolution: 10 min + 7 h 10 min.
+        assert "- **Open:** 7 h 20 min" in text
+        assert "- **Error budget consumed:** 6.9 % of the 30d budget (18,000 bad events of 60,000" in text
         assert "the period's budget is 259,200 bad events" in text
-        assert "- **Time to detect (MTTD):** 5 min" in text
+        assert "- **Time to detect (MTTD):** 10 min" in text
         assert "- **Time to acknowledge (MTTA):** 3 min" in text
-        assert "- **Time to resolve (MTTR):** 7 h 15 min" in text
+        assert "- **Time to resolve (MTTR):** 7 h 20 min" in text
         assert "under the 20 % that makes a P0 action item mandatory" in text
         assert "rollback of fraud-detector in prod from unknown to 3 by U1: **succeeded**" in text
         assert "| alert\\_firing | alertmanager |" in text  # Markdown-escaped, shown as alert_firing
@@ -145,12 +152,12 @@ def test_draft_from_alerts_burn_enrichment_and_rollback(
         edited = text.replace(
             "- **What went well:** _…_", "- **What went well:** the page fired in 52 seconds"
         )
-        path.write_text(edited.replace("- **Duration:** 7 h 15 min", "- **Duration:** garbage"))
+        path.write_text(edited.replace("- **Open:** 7 h 20 min", "- **Open:** garbage"))
         again = http.get(
             f"/api/v1/incidents/{incident.id}/postmortem", headers={"Authorization": f"Bearer {API_TOKEN}"}
         )
         assert again.status_code == 200
-        assert "the page fired in 52 seconds" in again.text and "- **Duration:** 7 h 15 min" in again.text
+        assert "the page fired in 52 seconds" in again.text and "- **Open:** 7 h 20 min" in again.text
         assert "the page fired in 52 seconds" in path.read_text()
         html = http.get(
             f"/api/v1/incidents/{incident.id}/postmortem",

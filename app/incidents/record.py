@@ -1,0 +1,84 @@
+"""The incident record's measured figures: the impact window, read from the SLI when an incident is
+mitigated and again when it is resolved (an outbox effect: it asks Prometheus), and stored on the
+incident. The review draft is written after it (the same outbox group), from the stored figures."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app import db, outbox
+from app.config import SloOptions
+from app.db import utcnow
+from app.errors import SourceError
+from app.events import Dispatcher, IncidentStatusChanged
+from app.incidents import service as incidents
+from app.slo.impact import UNKNOWN, Impact
+from app.slo.measure import measure
+
+log = logging.getLogger(__name__)
+
+MEASURE = "impact.measure"
+# Tries before the record says "not measured" (Prometheus down) so the review draft behind it is written;
+# about half a minute at the work lane's backoff. The next mitigation or resolution measures again.
+MEASURE_ATTEMPTS = 5
+
+
+def group(incident_id: int) -> str:
+    """The incident record's outbox group: its measurement, then its review draft, in that order."""
+    return f"record:incident:{incident_id}"
+
+
+def subscribe(dispatcher: Dispatcher) -> None:
+    def changed(session: Session, events: db.Events, event: IncidentStatusChanged) -> None:
+        if event.new in ("mitigated", "resolved"):
+            outbox.enqueue(session, MEASURE, group(event.incident_id), incident_id=event.incident_id)
+
+    dispatcher.subscribe(IncidentStatusChanged, changed)
+
+
+class Measurer:
+    """The outbox handler of `impact.measure`."""
+
+    def __init__(self, engine: Engine, slo_engine: Any, options: SloOptions) -> None:
+        self.engine, self.slo_engine, self.options = engine, slo_engine, options
+
+    def handlers(self) -> dict[str, outbox.Handler]:
+        return {MEASURE: self.deliver}
+
+    def deliver(self, effect: outbox.Effect) -> outbox.Completion:
+        assert effect.incident_id is not None
+        incident_id = effect.incident_id
+        with Session(self.engine) as session:
+            incident = incidents.get(session, incident_id)
+        now = utcnow()
+        slo = self.slo_engine.by_id.get(incident.slo_id) if incident.slo_id else None
+        impact, missing = Impact(UNKNOWN), None
+        if slo is not None and slo.is_prometheus:
+            until = incident.resolved_at or now
+            try:
+                impact = measure(
+                    self.slo_engine.prometheus,
+                    slo,
+                    incident.detected_at,
+                    until,
+                    min_events=self.options.min_events_for(slo.id),
+                )
+            except SourceError as exc:
+                if effect.attempts < MEASURE_ATTEMPTS:
+                    raise outbox.DeliveryFailed(f"Prometheus: {exc}", sent=False) from exc
+                missing = f"impact window not measured: Prometheus did not answer ({exc})"
+                log.warning("impact window not measured", extra={"incident_id": incident_id})
+
+        def record(session: Session, events: db.Events) -> None:
+            if missing is None:
+                incidents.record_impact(session, incident_id, impact, now)
+                return
+            # What an earlier measurement found stays; the record says this one could not be made.
+            incident = incidents.get(session, incident_id)
+            incidents.note(session, incident, "impact_missing", missing[:500], at=now)
+
+        return record
