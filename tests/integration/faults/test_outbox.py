@@ -299,7 +299,6 @@ def test_work_from_before_the_outbox_is_posted_and_verified_after_the_upgrade(
     from sqlmodel import Session
 
     from app import db
-    from app.incidents.models import Incident
     from app.rollback.models import RollbackAction
 
     service, slack = world
@@ -307,24 +306,29 @@ def test_work_from_before_the_outbox_is_posted_and_verified_after_the_upgrade(
     try:
         db.upgrade(engine, "0008_installation")
         opened = datetime.now(UTC) - timedelta(hours=1)
+        # The incident table as 0008 left it (today's model has columns it lacks), written like 0.3 did.
+        table = sa.Table("incident", sa.MetaData(), autoload_with=engine)
         with Session(engine) as session:
-            incident = Incident(
-                key="alertmanager:before-the-outbox",
-                title="scoring errors",
-                severity="SEV2",
-                source="alertmanager",
-                service="svc-1",
-                started_at=opened,
-                detected_at=opened,
-                created_at=opened,
-                updated_at=opened,
-            )
-            session.add(incident)
-            session.flush()
+            incident_id = session.execute(
+                table.insert()
+                .values(
+                    key="alertmanager:before-the-outbox",
+                    title="scoring errors",
+                    severity="SEV2",
+                    status="triggered",
+                    source="alertmanager",
+                    service="svc-1",
+                    started_at=opened,
+                    detected_at=opened,
+                    created_at=opened,
+                    updated_at=opened,
+                )
+                .returning(table.c.id)
+            ).scalar_one()
             session.add(
                 RollbackAction(
                     idempotency_key="before-the-outbox",
-                    incident_id=incident.id,
+                    incident_id=incident_id,
                     model="svc-model",
                     environment="prod",
                     target="command",
