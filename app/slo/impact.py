@@ -20,7 +20,7 @@ Pure: the step series and the period's events come in, figures go out (the READM
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 EVENTS, RATIO, UNKNOWN = "events", "ratio", "unknown"
@@ -67,10 +67,12 @@ class Impact:
         }
 
 
-def step_ends(detected_at: datetime, step_seconds: int, before: int, after: int) -> list[datetime]:
-    """The ends of `before` steps up to detection (the last one ending at it) and `after` steps past it."""
-    step = timedelta(seconds=step_seconds)
-    return [detected_at + k * step for k in range(-before + 1, after + 1)]
+def with_budget(impact: Impact, allowed: float, period_total: float | None) -> Impact:
+    """An events impact with its budget: allowed ratio × the period's events, and the share spent."""
+    if impact.method != EVENTS or not period_total or impact.bad_events is None:
+        return impact
+    budget_events = allowed * period_total
+    return replace(impact, budget_events=budget_events, budget_consumed=impact.bad_events / budget_events)
 
 
 def exceeds(step: Step, allowed: float, min_events: float, counted: bool) -> bool:
@@ -127,15 +129,7 @@ def impact_window(
     if counted:
         bad_events = sum(s.bad or 0.0 for s in run)
         total_events = sum(s.total or 0.0 for s in run)
-        budget_events = allowed * period_total if period_total else None
-        return Impact(
-            EVENTS,
-            started,
-            ended,
-            bad_events=bad_events,
-            total_events=total_events,
-            budget_events=budget_events,
-            budget_consumed=bad_events / budget_events if budget_events else None,
-        )
+        counts = Impact(EVENTS, started, ended, bad_events=bad_events, total_events=total_events)
+        return with_budget(counts, allowed, period_total)
     spent = sum((s.error_ratio or 0.0) * step_seconds for s in run) / allowed
     return Impact(RATIO, started, ended, budget_consumed=spent / period_seconds)

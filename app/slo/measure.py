@@ -9,7 +9,7 @@ from typing import Any
 
 from app import durations, promql_build
 from app.slo import burn
-from app.slo.impact import UNKNOWN, Impact, Step, impact_window
+from app.slo.impact import UNKNOWN, Impact, Step, impact_window, with_budget
 from app.slo.model import EventsSli, RawSli, Slo
 
 MAX_POINTS = 10_000  # Prometheus answers at most 11,000 points a series
@@ -91,13 +91,4 @@ def measure(
         promql_build.binary(sli.total_rate(period), "*", f"{slo.period_seconds}"), at.astimezone(UTC)
     )
     period_total = float(answer[0]["value"][1]) if answer else None
-    return impact_window(
-        steps,
-        seconds,
-        detected_at,
-        allowed=slo.budget,
-        min_events=min_events,
-        period_seconds=slo.period_seconds,
-        period_total=period_total,
-        reach=reach_seconds(slo),
-    )
+    return with_budget(impact, slo.budget, period_total)
