@@ -47,6 +47,35 @@ class IngestResult:
         }
 
 
+# Labels that tell two alerts of one rule apart on the timeline: the tier and the window first.
+TELLING_LABELS = (
+    "sloth_severity",
+    "severity",
+    "tier",
+    "long_window",
+    "short_window",
+    "window",
+    "sloth_window",
+)
+TITLE_PART_LIMIT = 60
+
+
+def alert_title(labels: dict[str, str], others: list[dict[str, str]]) -> str:
+    """The alert's name with what distinguishes it: its tier or window labels, and any label whose value
+    differs from another alert of the same name in the notification (`Availability (page)`)."""
+    name = labels.get("alertname", "alert")
+    keys = [key for key in TELLING_LABELS if labels.get(key)]
+    namesakes = [other for other in others if other.get("alertname", "alert") == name and other != labels]
+    for key in sorted(labels):
+        if key not in keys and any(other.get(key) != labels[key] for other in namesakes):
+            keys.append(key)
+    parts = [
+        fit(labels[key] if key in TELLING_LABELS[:3] else f"{key}={labels[key]}", TITLE_PART_LIMIT) or ""
+        for key in keys[:4]
+    ]
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
 def ingest_alertmanager(
     engine: Engine,
     dispatcher: Dispatcher | None,
@@ -148,7 +177,7 @@ def ingest_alertmanager(
         incident_id = incident.id
         for alert in payload.alerts:
             link = known.get((alert.stored_fingerprint, alert.startsAt))
-            name = alert.labels.get("alertname", "alert")
+            name = alert_title(alert.labels, [other.labels for other in payload.alerts])
             if link is None:
                 new_links.append(
                     {

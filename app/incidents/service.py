@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -23,7 +23,6 @@ from app.db import utcnow
 from app.errors import NotFound
 from app.events import (
     Dispatcher,
-    IncidentEscalated,
     IncidentOpened,
     IncidentStatusChanged,
     IncidentUpdated,
@@ -50,6 +49,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Events = db.Events
 TITLE_LIMIT, NAME_LIMIT, ENVIRONMENT_LIMIT = 300, 200, 50  # incident columns
+IMPACT_KINDS = ("impact_began", "impact_ended")  # timeline rows each measurement writes anew
 
 
 # Every area's units of work run through db.unit_of_work (its docstring has the retry rule).
@@ -173,6 +173,16 @@ def note(
     )
     session.add(event)
     return event
+
+
+def clear_notes(session: Session, incident_id: int, kinds: Sequence[str]) -> None:
+    """Remove the timeline rows of `kinds` that a finding writes anew each time it is made (the impact
+    window, the suspect's deploy), so a second measurement does not tell the story twice."""
+    session.execute(
+        sa.delete(TimelineEvent).where(
+            col(TimelineEvent.incident_id) == incident_id, col(TimelineEvent.kind).in_(kinds)
+        )
+    )
 
 
 def add_notes(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -445,6 +455,35 @@ def breached(session: Session, events: Events, event: SloBreached, options: Inci
     return incident.id
 
 
+def recovered_by_change(
+    session: Session, events: Events, incident_id: int, changed_at: datetime, now: datetime, text: str
+) -> None:
+    """A rollback or promotion whose verification said "recovered": the incident was mitigated when the
+    change succeeded (`changed_at`), not when it was verified. It moves to mitigated if nothing else did,
+    and an earlier mitigation time stays (the first one counts)."""
+    incident = lock(session, incident_id)
+    if incident.status in (IncidentStatus.triggered, IncidentStatus.acknowledged):
+        change_status(
+            session, events, incident, IncidentStatus.mitigated, actor="sloguard", now=now, reason=text
+        )
+    elif incident.status == IncidentStatus.cancelled:
+        return
+    first = incident.mitigated_at
+    if first is None or changed_at < first:
+        incident.mitigated_at = changed_at
+        session.add(incident)
+        if first is not None:
+            note(
+                session,
+                incident,
+                "update",
+                f"mitigated at {changed_at:%H:%M:%S} UTC, when the verified change succeeded",
+                actor="sloguard",
+                at=now,
+                data={"mitigated_at": changed_at.isoformat()},
+            )
+
+
 def on_slo_clear(engine: Engine, dispatcher: Dispatcher | None, event: SloCleared) -> int | None:
     """Note the clear and mitigate, in a unit of its own (`cleared` is the reaction)."""
     return write(engine, dispatcher, lambda session, events: cleared(session, events, event))
@@ -484,81 +523,6 @@ def subscribe(dispatcher: Dispatcher, options: IncidentOptions) -> None:
     dispatcher.subscribe(SloCleared, lambda session, events, event: cleared(session, events, event))
 
 
-# ---------------------------------------------------------------- jobs
-
-
-def escalate_unacknowledged(
-    engine: Engine, dispatcher: Dispatcher | None, options: IncidentOptions, now: datetime
-) -> list[int]:
-    """Announce again every incident still `triggered` after `renotify_after` (once per period)."""
-    if options.renotify_after <= 0:
-        return []
-    cutoff = now - timedelta(seconds=options.renotify_after)
-
-    def command(session: Session, events: Events) -> list[int]:
-        stale = session.exec(
-            select(Incident).where(
-                Incident.status == IncidentStatus.triggered,
-                col(Incident.detected_at) <= cutoff,
-                sa.or_(col(Incident.escalated_at).is_(None), col(Incident.escalated_at) <= cutoff),
-            )
-        ).all()
-        for incident in stale:
-            assert incident.id is not None
-            age = (now - incident.detected_at).total_seconds()
-            incident.escalated_at = now
-            session.add(incident)
-            note(
-                session,
-                incident,
-                "escalation",
-                f"not acknowledged after {age / 60:.0f} min",
-                actor="sloguard",
-                at=now,
-            )
-            events.append(IncidentEscalated(incident.id, incident.severity, age))
-        return [incident.id for incident in stale if incident.id is not None]
-
-    return write(engine, dispatcher, command)
-
-
-def auto_resolve(
-    engine: Engine, dispatcher: Dispatcher | None, options: IncidentOptions, now: datetime
-) -> list[int]:
-    """Resolve incidents that stayed mitigated, with nothing firing, for `auto_resolve_after`."""
-    if options.auto_resolve_after <= 0:
-        return []
-    cutoff = now - timedelta(seconds=options.auto_resolve_after)
-
-    def command(session: Session, events: Events) -> list[int]:
-        quiet = session.exec(
-            select(Incident).where(
-                Incident.status == IncidentStatus.mitigated, col(Incident.mitigated_at) <= cutoff
-            )
-        ).all()
-        done = []
-        for incident in quiet:
-            firing = session.exec(
-                select(func.count()).where(AlertLink.incident_id == incident.id, AlertLink.status == "firing")
-            ).one()
-            if firing:
-                continue
-            change_status(
-                session,
-                events,
-                incident,
-                IncidentStatus.resolved,
-                actor="sloguard",
-                now=now,
-                reason=f"quiet for {options.auto_resolve_after / 3600:g} h after mitigation",
-            )
-            assert incident.id is not None
-            done.append(incident.id)
-        return done
-
-    return write(engine, dispatcher, command)
-
-
 def set_slack_message(engine: Engine, incident_id: int, channel: str, ts: str) -> None:
     write(engine, None, lambda session, events: record_slack_message(session, incident_id, channel, ts))
 
@@ -594,6 +558,31 @@ def record_impact(session: Session, incident_id: int, impact: Any, at: datetime)
     if impact.started_at is not None:
         incident.started_at = impact.started_at
     session.add(incident)
+    # The timeline says when users were hurt, at those times; a new measurement replaces the old rows.
+    clear_notes(session, incident_id, IMPACT_KINDS)
+    figures = {"method": impact.method, "bad_events": impact.bad_events, "total_events": impact.total_events}
+    if impact.started_at is not None:
+        note(
+            session,
+            incident,
+            "impact_began",
+            "impact began: the error ratio rose above what the objective allows",
+            actor="sloguard",
+            at=impact.started_at,
+            data=figures,
+        )
+    if impact.ended_at is not None:
+        consumed = impact.budget_consumed
+        spent = f" ({consumed:.1%} of the error budget)" if consumed is not None else ""
+        note(
+            session,
+            incident,
+            "impact_ended",
+            f"impact ended: the error ratio back within the objective{spent}",
+            actor="sloguard",
+            at=impact.ended_at,
+            data=figures | {"budget_consumed": consumed},
+        )
 
 
 def as_dict(incident: Incident) -> dict[str, Any]:

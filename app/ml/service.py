@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from app.ml.versions import VersionSeen, find_suspect, versions_from_range
 
 log = logging.getLogger(__name__)
 STEP = 60  # resolution of "first seen" / "last seen"
+EARLIER, EARLIER_STEP = timedelta(days=30), timedelta(hours=1)  # how far, how finely, back for older ones
 
 
 @dataclass
@@ -81,8 +82,9 @@ def _versions(incident: Incident, name: str, config: ModelConfig, sources: Sourc
     burn_started, detected = incident.started_at, incident.detected_at
     lookback = timedelta(seconds=config.lookback)
     traffic = promql_build.total(promql_build.increase(_requests(config), f"{STEP}s"), by=(label,))
-    result = prometheus.query_range(traffic, burn_started - lookback - timedelta(hours=1), detected, STEP)
-    seen = versions_from_range(result, label, STEP)
+    since = burn_started - lookback - timedelta(hours=1)
+    result = prometheus.query_range(traffic, since, detected, STEP)
+    seen = _first_served(prometheus, config, since, versions_from_range(result, label, STEP))
     window = max(300, int((detected - burn_started).total_seconds()))
     span = durations.format_prometheus(window)
     failing = _requests(config, config.error_selector)
@@ -150,8 +152,66 @@ def _versions(incident: Incident, name: str, config: ModelConfig, sources: Sourc
                     detail={"error_ratio": chosen.error_ratio, "reason": verdict.reason},
                 )
             )
+    if verdict.suspect is not None:
+        # The deploy on the timeline, at the time the data says the suspect began serving.
+        began = verdict.suspect.first_seen
+        found.notes.append(
+            (
+                "deploy",
+                f"version {verdict.suspect.version} of {name} began serving (the likely suspect)",
+                {"at": began.isoformat(), "version": verdict.suspect.version, "model": name},
+            )
+        )
     ratios = {v.version: v.error_ratio for v in with_ratios}
     found.notes.append(("evidence", verdict.reason, {"error_ratio_by_version": ratios, "window": span}))
+
+
+def _first_served(
+    prometheus: Any, config: ModelConfig, since: datetime, seen: list[VersionSeen]
+) -> list[VersionSeen]:
+    """A version already serving when the range began started earlier: look further back (an hour at a
+    time, up to EARLIER) so its first serving time is the data's, not the query's start."""
+    older = {v.version for v in seen if v.first_seen <= since}
+    if not older:
+        return seen
+    coarse = int(EARLIER_STEP.total_seconds())
+    label = config.version_label
+    hourly = promql_build.total(promql_build.increase(_requests(config), f"{coarse}s"), by=(label,))
+    found = versions_from_range(prometheus.query_range(hourly, since - EARLIER, since, coarse), label, coarse)
+    first = {v.version: v.first_seen for v in found if v.version in older}
+    return [replace(v, first_seen=min(v.first_seen, first.get(v.version, v.first_seen))) for v in seen]
+
+
+def version_table(
+    prometheus: Any,
+    config: ModelConfig,
+    since: datetime,
+    until: datetime,
+    window: tuple[datetime, datetime] | None,
+) -> list[VersionSeen]:
+    """Each version that served between `since` and `until`: when it first and last served (from the
+    traffic itself) and its error ratio over `window` (the impact window), for the review's table."""
+    label = config.version_label
+    traffic = promql_build.total(promql_build.increase(_requests(config), f"{STEP}s"), by=(label,))
+    served = versions_from_range(prometheus.query_range(traffic, since, until, STEP), label, STEP)
+    seen = _first_served(prometheus, config, since, served)
+    if window is None:
+        return seen
+    start, end = window
+    span = durations.format_prometheus(max(STEP, round((end - start).total_seconds())))
+    counts = []
+    for selected in (_requests(config, config.error_selector), _requests(config)):
+        query = promql_build.total(promql_build.increase(selected, span), by=(label,))
+        counts.append({s["metric"].get(label): float(s["value"][1]) for s in prometheus.query(query, at=end)})
+    bad, total = counts
+    return [
+        replace(
+            v,
+            error_ratio=bad.get(v.version, 0.0) / total[v.version] if total.get(v.version) else None,
+            requests=total.get(v.version),
+        )
+        for v in seen
+    ]
 
 
 def _registry(incident: Incident, name: str, config: ModelConfig, sources: Sources, found: Findings) -> None:
@@ -454,8 +514,10 @@ def store(session: Session, events: db.Events, incident_id: int, found: Findings
     for row in [*found.versions, *found.drift, *found.logs]:
         row.incident_id = incident_id
         session.add(row)
+    incidents.clear_notes(session, incident_id, ("deploy",))
     for kind, text, data in found.notes:
-        incidents.note(session, incident, kind, text, actor="sloguard", at=now, data=data)
+        at = datetime.fromisoformat(data["at"]) if kind == "deploy" else now
+        incidents.note(session, incident, kind, text, actor="sloguard", at=at, data=data)
     for missing in found.missing:
         incidents.note(session, incident, "evidence_missing", f"missing: {missing}", actor="sloguard", at=now)
     events.append(EvidenceStored(incident_id))

@@ -31,6 +31,7 @@ from app.incidents import record
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml import service as ml
+from app.ml.versions import VersionSeen
 from app.postmortems import charts
 from app.rollback.models import RollbackAction
 from app.slo import burn
@@ -272,17 +273,8 @@ def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetim
             for a in actions
         ],
         "timeline": [{"at": _utc(e.at), "kind": e.kind, "actor": e.actor, "text": e.text} for e in timeline],
-        "versions": [
-            {
-                **v.model_dump(),
-                "first_seen": _utc(v.first_seen),
-                "last_seen": _utc(v.last_seen),
-                "error_ratio": (
-                    f"{v.detail['error_ratio']:.2%}" if v.detail.get("error_ratio") is not None else None
-                ),
-            }
-            for v in evidence["model_versions"]
-        ],
+        "versions": version_rows(evidence["model_versions"], None, end),
+        "_version_links": evidence["model_versions"],
         "drift": [d.model_dump() for d in evidence["drift_signals"]],
         "logs": [
             {**item.model_dump(), "first_seen": _utc(item.first_seen), "last_seen": _utc(item.last_seen)}
@@ -295,6 +287,62 @@ def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetim
         "charts": [],
         "_slo": slo,
     }
+
+
+ROLE_NAMES = {
+    "previous_good": "previous good",
+    "rolled_back_to": "rolled back to",
+    "promoted_to": "promoted to",
+}
+
+
+def version_rows(
+    links: list[Any], table: list[VersionSeen] | None, until: datetime, model: str = ""
+) -> list[dict[str, Any]]:
+    """One row per version: every role the incident gave it, when it first and last served, and its error
+    ratio. With `table` (read from the traffic when the draft is written: app/ml/service.version_table)
+    the times and the ratio over the impact window are the data's; without it, the times the evidence
+    saw when the incident opened, and no ratio."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for link in links:
+        row = rows.setdefault(
+            (link.model, link.version),
+            {
+                "model": link.model,
+                "version": link.version,
+                "roles": [],
+                "first": None,
+                "last": None,
+                "ratio": None,
+            },
+        )
+        role = ROLE_NAMES.get(link.role, link.role)
+        if role not in row["roles"]:
+            row["roles"].append(role)
+        if link.role in ml.EVIDENCE_ROLES and link.first_seen is not None:
+            row["first"] = min(filter(None, (row["first"], link.first_seen)))
+            row["last"] = max(filter(None, (row["last"], link.last_seen)), default=None)
+    if table is not None:
+        for seen in table:
+            row = rows.setdefault(
+                (model, seen.version),
+                {"model": model, "version": seen.version, "roles": ["serving"], "first": None, "last": None},
+            )
+            row["first"], row["last"], row["ratio"] = seen.first_seen, seen.last_seen, seen.error_ratio
+    out = []
+    for row in sorted(rows.values(), key=lambda r: (r["first"] or until, r["version"])):
+        still = row["last"] is not None and row["last"] >= until - timedelta(seconds=2 * ml.STEP)
+        out.append(
+            {
+                "model": row["model"],
+                "version": row["version"],
+                "roles": ", ".join(row["roles"]),
+                "first_seen": _utc(row["first"]),
+                "last_seen": "still serving" if still else _utc(row["last"]),
+                "error_ratio": f"{row['ratio']:.2%}" if row.get("ratio") is not None else None,
+            }
+        )
+    return out
 
 
 def runbook_link(runbook: str | None) -> str | None:
@@ -340,6 +388,24 @@ def render(context: dict[str, Any], template_dir: Path | None) -> str:
     return template.render(**public)
 
 
+def _serving_table(
+    services: Services, context: dict[str, Any], incident: Incident, start: datetime, end: datetime
+) -> None:
+    """The versions table from the model's traffic between `start` and `end`, with each version's error
+    ratio over the impact window (the evidence's figures stay when Prometheus does not answer)."""
+    match = ml.model_for(incident, services.config.models)
+    if match is None:
+        return
+    began, ended = incident.impact_started_at, incident.impact_ended_at
+    window = (began, ended or end) if began else None
+    try:
+        table = ml.version_table(services.slo_engine.prometheus, match[1], start, end, window)
+    except SourceError as exc:
+        log.warning("versions table from the evidence only", extra={"error": str(exc)})
+        return
+    context["versions"] = version_rows(context["_version_links"], table, end, match[0])
+
+
 def write(services: Services, incident_id: int, now: datetime, output: Path | None = None) -> Draft:
     """Render (and chart) the draft for an incident and write it, keeping people's edits."""
     settings, engine, slo_engine = services.settings, services.engine, services.slo_engine
@@ -379,6 +445,7 @@ def write(services: Services, incident_id: int, now: datetime, output: Path | No
             context["charts"].append(
                 {"title": f"{slo.id} budget remaining", "path": f"{assets.name}/budget.svg"}
             )
+        _serving_table(services, context, incident, start, end)
     template_dir = settings.postmortem_dir / "templates"
     try:
         text = render(context, template_dir)

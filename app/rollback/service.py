@@ -476,6 +476,9 @@ def record_verification(
     session.add(action)
     _audit(session, action, state, "sloguard", text, figures=figures)
     undo = action.from_version if state == "not_recovered" and figures else None  # "cannot tell": no undo
+    if state == "verified" and figures and action.incident_id is not None and action.finished_at:
+        # The burn stopped: the incident was mitigated when the change succeeded.
+        incidents.recovered_by_change(session, events, action.incident_id, action.finished_at, utcnow(), text)
     events.append(RollbackFinished(action_id, action.incident_id, state, text, undo, action.environment))
     return action
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from app.incidents import jobs as incident_jobs
 from app.main import create_app
 from tests.conftest import API_TOKEN, make_settings
 from tests.fakes.slack import FakeSlack
@@ -325,11 +326,10 @@ def test_incident_channel_and_unacknowledged_reminder(world: SlackWorld) -> None
     )  # the commander and responders
 
     from app.config import IncidentOptions
-    from app.incidents import service as incidents
 
     time.sleep(1.1)
     state = world.server.server.config.app.state.services  # the running app's own engine and event bus
-    escalated = incidents.escalate_unacknowledged(
+    escalated = incident_jobs.escalate_unacknowledged(
         state.engine, state.events, IncidentOptions(renotify_after="1s"), datetime.now(UTC)
     )
     assert escalated == [1]

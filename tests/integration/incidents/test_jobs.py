@@ -11,6 +11,7 @@ from sqlmodel import Session
 from app import db
 from app.config import IncidentOptions
 from app.events import Dispatcher, IncidentEscalated, IncidentStatusChanged
+from app.incidents import jobs as incident_jobs
 from app.incidents import service as incidents
 from app.incidents.models import IncidentCreate, IncidentStatus, IncidentUpdate
 
@@ -29,12 +30,16 @@ def test_unacknowledged_incidents_are_escalated_once_per_period(database_url: st
     acked = incidents.declare(engine, None, IncidentCreate(title="someone looked"), T0)
     incidents.update(engine, None, acked.id, IncidentUpdate(status=IncidentStatus.acknowledged), T0)  # type: ignore[arg-type]
 
-    assert incidents.escalate_unacknowledged(engine, dispatcher, options, T0 + timedelta(minutes=14)) == []
-    assert incidents.escalate_unacknowledged(engine, dispatcher, options, T0 + timedelta(minutes=15)) == [
+    assert (
+        incident_jobs.escalate_unacknowledged(engine, dispatcher, options, T0 + timedelta(minutes=14)) == []
+    )
+    assert incident_jobs.escalate_unacknowledged(engine, dispatcher, options, T0 + timedelta(minutes=15)) == [
         stale.id
     ]
-    assert incidents.escalate_unacknowledged(engine, dispatcher, options, T0 + timedelta(minutes=20)) == []
-    assert incidents.escalate_unacknowledged(engine, dispatcher, options, T0 + timedelta(minutes=30)) == [
+    assert (
+        incident_jobs.escalate_unacknowledged(engine, dispatcher, options, T0 + timedelta(minutes=20)) == []
+    )
+    assert incident_jobs.escalate_unacknowledged(engine, dispatcher, options, T0 + timedelta(minutes=30)) == [
         stale.id
     ]
     assert [(e.incident_id, e.severity, e.unacknowledged_seconds) for e in seen] == [
@@ -56,10 +61,12 @@ def test_quiet_mitigated_incidents_resolve_after_the_configured_time(database_ur
     incident = incidents.declare(engine, None, IncidentCreate(title="flapping"), T0)
     incidents.update(engine, None, incident.id, IncidentUpdate(status=IncidentStatus.mitigated), T0)  # type: ignore[arg-type]
 
-    assert incidents.auto_resolve(engine, dispatcher, IncidentOptions(), T0 + timedelta(days=30)) == []  # off
+    assert (
+        incident_jobs.resolve_quiet(engine, dispatcher, IncidentOptions(), T0 + timedelta(days=30)) == []
+    )  # off
     options = IncidentOptions(auto_resolve_after="2h")
-    assert incidents.auto_resolve(engine, dispatcher, options, T0 + timedelta(minutes=119)) == []
-    assert incidents.auto_resolve(engine, dispatcher, options, T0 + timedelta(hours=2)) == [incident.id]
+    assert incident_jobs.resolve_quiet(engine, dispatcher, options, T0 + timedelta(minutes=119)) == []
+    assert incident_jobs.resolve_quiet(engine, dispatcher, options, T0 + timedelta(hours=2)) == [incident.id]
     with Session(engine) as session:
         resolved = incidents.get(session, incident.id)  # type: ignore[arg-type]
     assert resolved.status == IncidentStatus.resolved
