@@ -108,3 +108,17 @@ def format_prometheus(seconds: int) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def spoken(seconds: float | None) -> str:
+    """A span as people say it: `2 h 5 min`, `7 min 3 s`, `45 s` (seconds only under an hour); n/a."""
+    if seconds is None:
+        return "n/a"
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h"] if hours else []
+    if minutes or hours:
+        parts.append(f"{minutes} min")
+    if (secs and not hours) or not parts:
+        parts.append(f"{secs} s")
+    return " ".join(parts)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.chat.models import SlackDelivery
+from app.chat.models import SlackDelivery, SlackUser
 from app.db import Installation
 from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
@@ -22,6 +22,7 @@ __all__ = [
     "OutboxRow",
     "RollbackAction",
     "SlackDelivery",
+    "SlackUser",
     "SloStatus",
     "TimelineEvent",
 ]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from app.durations import spoken
 from app.incidents.models import OPEN_STATUSES
 
 SECTION_LIMIT = 3000  # characters in one section's text
@@ -145,6 +147,7 @@ def incident_blocks(
             "*Top errors*: "
             + ", ".join(f"{escape(row['signature'])} ({escape(row['count'])})" for row in logs)
         )
+    lines.extend(time_lines(incident))
     if runbook:
         lines.append(f"*Runbook*: {escape(runbook)}")
     if lines:
@@ -162,6 +165,36 @@ def incident_blocks(
         }
     )
     return blocks
+
+
+def when(moment: Any) -> str:
+    """A time Slack shows in each reader's own time zone (`<!date^…>`), UTC where it cannot."""
+    if not isinstance(moment, datetime):
+        return "-"
+    return f"<!date^{int(moment.timestamp())}^{{time}}|{moment.astimezone(UTC):%H:%M} UTC>"
+
+
+def time_lines(incident: Mapping[str, Any]) -> list[str]:
+    """The record's times, as the API and the review draft give them (the README's definitions)."""
+    started, detected = incident.get("started_at"), incident.get("detected_at")
+    began, ended = incident.get("impact_started_at"), incident.get("impact_ended_at")
+    lines = []
+    if began is not None:
+        span = f"to {when(ended)} ({spoken((ended - began).total_seconds())})" if ended else "and going on"
+        consumed = incident.get("impact_budget_consumed")
+        budget = f", {consumed:.1%} of the error budget" if consumed is not None else ""
+        lines.append(f"*Impact*: from {when(began)} {span}{budget}")
+    elif incident.get("impact_method") == "unknown":
+        lines.append("*Impact*: window unknown (not measurable from an SLI)")
+    if isinstance(started, datetime) and isinstance(detected, datetime):
+        parts = [f"*Detected* {when(detected)} (MTTD {spoken((detected - started).total_seconds())})"]
+        mitigated = incident.get("mitigated_at")
+        if isinstance(mitigated, datetime):
+            parts.append(
+                f"*mitigated* {when(mitigated)} (after {spoken((mitigated - started).total_seconds())})"
+            )
+        lines.append("; ".join(parts))
+    return lines
 
 
 def incident_buttons(incident: Mapping[str, Any], previous: Mapping[str, Any] | None) -> list[dict[str, Any]]:

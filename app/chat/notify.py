@@ -30,6 +30,7 @@ from app.config import FileConfig
 from app.events import Dispatcher, IncidentEscalated, IncidentOpened, IncidentStatusChanged, IncidentUpdated
 from app.incidents import service as incidents
 from app.incidents.models import OPEN_STATUSES, Incident
+from app.incidents.record import ImpactMeasured
 from app.ml import service as ml
 from app.ml.service import EvidenceStored
 from app.outbox import DeliveryFailed, Effect
@@ -125,6 +126,9 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
     dispatcher.subscribe(IncidentUpdated, updated)
     dispatcher.subscribe(IncidentEscalated, escalated)
     dispatcher.subscribe(EvidenceStored, evidence)
+    dispatcher.subscribe(
+        ImpactMeasured, lambda session, events, event: put(session, UPDATE, event.incident_id)
+    )
     dispatcher.subscribe(RollbackFinished, rollback)
 
 

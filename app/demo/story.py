@@ -62,25 +62,33 @@ GOOD_AFTER_SALE = {"3": (0.0005, 0.005)}  # what a rollback brings back: (error 
 class FraudModel:
     """Counters are integrals of the phases' rates; the running version changes by appending a phase."""
 
-    def __init__(self, phases: list[Phase], instance: str) -> None:
-        self.phases = list(phases)
+    def __init__(
+        self,
+        phases: list[Phase],
+        instance: str,
+        recovered: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
+        self.phases = sorted(phases, key=lambda phase: phase.start)  # later ones may be still to come
         self.instance = instance
+        self.recovered = GOOD_AFTER_SALE if recovered is None else recovered
         self.lock = threading.Lock()
         self.versions = sorted({phase.version for phase in phases})
 
     @property
     def serving(self) -> Phase:
-        with self.lock:
-            return self.phases[-1]
+        return self._phase_at(time.time())
 
     def switch(self, version: str, at: float | None = None) -> bool:
-        """Serve `version` from `at` (now); False when it already serves."""
+        """Serve `version` from `at` (now), with the error and slow ratios `recovered` gives it (else the
+        current ones); a change cancels the phases still to come. False when it already serves."""
+        moment = time.time() if at is None else at
+        current = self._phase_at(moment)
         with self.lock:
-            current = self.phases[-1]
             if current.version == version:
                 return False
-            errors, slow = GOOD_AFTER_SALE.get(version, (current.error_ratio, current.slow_ratio))
-            self.phases.append(Phase(at or time.time(), version, errors, slow, current.drift))
+            errors, slow = self.recovered.get(version, (current.error_ratio, current.slow_ratio))
+            self.phases = [phase for phase in self.phases if phase.start <= moment]
+            self.phases.append(Phase(moment, version, errors, slow, current.drift))
             if version not in self.versions:
                 self.versions = sorted({*self.versions, version})
             return True

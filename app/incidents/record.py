@@ -1,10 +1,12 @@
 """The incident record's measured figures: the impact window, read from the SLI when an incident is
-mitigated and again when it is resolved (an outbox effect: it asks Prometheus), and stored on the
-incident. The review draft is written after it (the same outbox group), from the stored figures."""
+mitigated and again when it is resolved (an outbox effect: it asks Prometheus, or Elasticsearch for a
+log-based SLI), and stored on the incident. The review draft is written after it (the same outbox
+group), from the stored figures."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -13,11 +15,12 @@ from sqlmodel import Session
 from app import db, outbox
 from app.config import SloOptions
 from app.db import utcnow
-from app.errors import SourceError
+from app.errors import SourceError, SourceUnavailable
 from app.events import Dispatcher, IncidentStatusChanged
 from app.incidents import service as incidents
 from app.slo.impact import UNKNOWN, Impact
-from app.slo.measure import measure
+from app.slo.measure import measure, measure_logs
+from app.slo.model import ElasticsearchSli
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,13 @@ MEASURE = "impact.measure"
 # Tries before the record says "not measured" (Prometheus down) so the review draft behind it is written;
 # about half a minute at the work lane's backoff. The next mitigation or resolution measures again.
 MEASURE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class ImpactMeasured:
+    """An incident's impact window was measured and stored (its Slack message shows the figures)."""
+
+    incident_id: int
 
 
 def group(incident_id: int) -> str:
@@ -57,25 +67,37 @@ class Measurer:
         now = utcnow()
         slo = self.slo_engine.by_id.get(incident.slo_id) if incident.slo_id else None
         impact, missing = Impact(UNKNOWN), None
-        if slo is not None and slo.is_prometheus:
+        logs = slo is not None and isinstance(slo.sli, ElasticsearchSli)
+        source = "Elasticsearch" if logs else "Prometheus"
+        if slo is not None and (slo.is_prometheus or logs):
             until = incident.resolved_at or now
+            least = self.options.min_events_for(slo.id)
             try:
-                impact = measure(
-                    self.slo_engine.prometheus,
-                    slo,
-                    incident.detected_at,
-                    until,
-                    min_events=self.options.min_events_for(slo.id),
-                )
+                if logs:
+                    if self.slo_engine.elasticsearch is None:
+                        raise SourceUnavailable("SLOGUARD_ELASTICSEARCH_URL is not set")
+                    impact = measure_logs(
+                        self.slo_engine.elasticsearch,
+                        slo,
+                        incident.detected_at,
+                        until,
+                        min_events=least,
+                        ingest_delay=self.options.ingest_delay,
+                    )
+                else:
+                    impact = measure(
+                        self.slo_engine.prometheus, slo, incident.detected_at, until, min_events=least
+                    )
             except SourceError as exc:
                 if effect.attempts < MEASURE_ATTEMPTS:
-                    raise outbox.DeliveryFailed(f"Prometheus: {exc}", sent=False) from exc
-                missing = f"impact window not measured: Prometheus did not answer ({exc})"
+                    raise outbox.DeliveryFailed(f"{source}: {exc}", sent=False) from exc
+                missing = f"impact window not measured: {source} did not answer ({exc})"
                 log.warning("impact window not measured", extra={"incident_id": incident_id})
 
         def record(session: Session, events: db.Events) -> None:
             if missing is None:
                 incidents.record_impact(session, incident_id, impact, now)
+                events.append(ImpactMeasured(incident_id))
                 return
             # What an earlier measurement found stays; the record says this one could not be made.
             incident = incidents.get(session, incident_id)

@@ -170,7 +170,8 @@ def _first_served(
     prometheus: Any, config: ModelConfig, since: datetime, seen: list[VersionSeen]
 ) -> list[VersionSeen]:
     """A version already serving when the range began started earlier: look further back (an hour at a
-    time, up to EARLIER) so its first serving time is the data's, not the query's start."""
+    time, up to EARLIER, then a minute at a time within the hour it began) so its first serving time is
+    the data's, not the query's start."""
     older = {v.version for v in seen if v.first_seen <= since}
     if not older:
         return seen
@@ -178,7 +179,18 @@ def _first_served(
     label = config.version_label
     hourly = promql_build.total(promql_build.increase(_requests(config), f"{coarse}s"), by=(label,))
     found = versions_from_range(prometheus.query_range(hourly, since - EARLIER, since, coarse), label, coarse)
-    first = {v.version: v.first_seen for v in found if v.version in older}
+    first = {}
+    for version in found:
+        if version.version not in older:
+            continue
+        # The hour it began in, read again a minute at a time.
+        only = promql_build.match(label, version.version)
+        fine = promql_build.total(promql_build.increase(_requests(config, only), f"{STEP}s"), by=(label,))
+        hour = version.first_seen + EARLIER_STEP
+        minutes = versions_from_range(
+            prometheus.query_range(fine, version.first_seen, hour, STEP), label, STEP
+        )
+        first[version.version] = minutes[0].first_seen if minutes else version.first_seen
     return [replace(v, first_seen=min(v.first_seen, first.get(v.version, v.first_seen))) for v in seen]
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from app import db, durations, outbox, promql_build
+from app.chat import people
 from app.errors import ServiceError, SourceError
 from app.events import Dispatcher, IncidentStatusChanged
 from app.incidents import record
@@ -89,17 +90,7 @@ def safe_url(value: object) -> str | None:
     return urllib.parse.quote(url, safe=URL_SAFE)
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "n/a"
-    hours, rest = divmod(int(round(seconds)), 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{hours} h"] if hours else []
-    if minutes or hours:
-        parts.append(f"{minutes} min")
-    if (secs and not hours) or not parts:
-        parts.append(f"{secs} s")  # seconds only matter for spans under an hour
-    return " ".join(parts)
+duration = durations.spoken
 
 
 def _utc(moment: datetime | None) -> str | None:
@@ -329,9 +320,12 @@ def version_rows(
                 {"model": model, "version": seen.version, "roles": ["serving"], "first": None, "last": None},
             )
             row["first"], row["last"], row["ratio"] = seen.first_seen, seen.last_seen, seen.error_ratio
+            row["from_table"] = True
+    # Still serving: it had traffic in the last step the traffic was read for.
+    final = max((seen.last_seen for seen in table or []), default=None)
     out = []
     for row in sorted(rows.values(), key=lambda r: (r["first"] or until, r["version"])):
-        still = row["last"] is not None and row["last"] >= until - timedelta(seconds=2 * ml.STEP)
+        still = final is not None and row.get("from_table") and row["last"] == final
         out.append(
             {
                 "model": row["model"],
@@ -406,10 +400,31 @@ def _serving_table(
     context["versions"] = version_rows(context["_version_links"], table, end, match[0])
 
 
+def _name_people(services: Services, context: dict[str, Any], now: datetime) -> None:
+    """People as `Display Name (U123)` wherever the draft names them (Slack's users.info, cached)."""
+    from app.services import slack_client
+
+    timeline, actions, incident = context["timeline"], context["rollbacks"], context["incident"]
+    actors = [
+        *context["responders"],
+        *(event["actor"] for event in timeline),
+        *(action["actor"] for action in actions),
+        incident.get("commander"),
+    ]
+    known = people.names(services.engine, slack_client(services.settings), actors, now)
+    if not known:
+        return
+    context["responders"] = [people.label(known, actor) for actor in context["responders"]]
+    for row in (*timeline, *actions):
+        row["actor"] = people.label(known, row["actor"])
+    context["incident"] = incident | {"commander": people.label(known, incident.get("commander"))}
+
+
 def write(services: Services, incident_id: int, now: datetime, output: Path | None = None) -> Draft:
     """Render (and chart) the draft for an incident and write it, keeping people's edits."""
     settings, engine, slo_engine = services.settings, services.engine, services.slo_engine
     context = gather(engine, slo_engine, incident_id, now)
+    _name_people(services, context, now)
     with Session(engine) as session:
         incident = incidents.get(session, incident_id)
     path = output or draft_path(settings.postmortem_dir, incident)

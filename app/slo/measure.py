@@ -1,5 +1,6 @@
-"""Reading an incident's impact window from Prometheus: the SLI in steps around the detection time, and
-the period's events at the impact's end, handed to the pure rules in `impact.py`."""
+"""Reading an incident's impact window from its SLI's source: the SLI in steps around the detection time,
+and the period's events at the impact's end, handed to the pure rules in `impact.py`. Prometheus answers
+a range query per part; Elasticsearch one search with a date range per step."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app import durations, promql_build
+from app.errors import SourceUnavailable
 from app.slo import burn
 from app.slo.impact import UNKNOWN, Impact, Step, impact_window, with_budget
-from app.slo.model import EventsSli, RawSli, Slo
+from app.slo.model import ElasticsearchSli, EventsSli, RawSli, Slo
+from app.slo.queries import iso
 
 MAX_POINTS = 10_000  # Prometheus answers at most 11,000 points a series
+MAX_RANGES = 2_000  # date ranges in one search (Elasticsearch's search.max_buckets is 65,536)
 
 
 def step_window(slo: Slo) -> burn.Window:
@@ -91,4 +95,81 @@ def measure(
         promql_build.binary(sli.total_rate(period), "*", f"{slo.period_seconds}"), at.astimezone(UTC)
     )
     period_total = float(answer[0]["value"][1]) if answer else None
+    return with_budget(impact, slo.budget, period_total)
+
+
+def _log_counts(
+    elasticsearch: Any, sli: ElasticsearchSli, spans: list[tuple[datetime, datetime]]
+) -> list[tuple[float, float]]:
+    """(bad, total) log events in each [start, end) of `spans`, in one search."""
+    field = sli.timestamp_field
+    whole = {"gte": iso(min(a for a, _ in spans)), "lt": iso(max(b for _, b in spans))}
+    filters: list[dict[str, Any]] = [{"range": {field: whole | {"format": "strict_date_optional_time"}}}]
+    if sli.total_query:
+        filters.insert(0, {"query_string": {"query": sli.total_query}})
+    part = sli.bad_query if sli.bad_query is not None else sli.good_query
+    ranges = [{"key": str(k), "from": iso(a), "to": iso(b)} for k, (a, b) in enumerate(spans)]
+    body = {
+        "size": 0,
+        "track_total_hits": False,
+        "query": {"bool": {"filter": filters}},
+        "aggs": {
+            "spans": {
+                "date_range": {"field": field, "keyed": True, "ranges": ranges},
+                "aggs": {"part": {"filter": {"query_string": {"query": part}}}},
+            }
+        },
+    }
+    answer = elasticsearch.search(sli.index, body)
+    try:
+        buckets = answer["aggregations"]["spans"]["buckets"]
+        counts = []
+        for key in range(len(spans)):
+            bucket = buckets[str(key)]
+            total, matched = float(bucket["doc_count"]), float(bucket["part"]["doc_count"])
+            counts.append((matched if sli.bad_query is not None else total - matched, total))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SourceUnavailable(f"elasticsearch: the answer has no date range buckets ({exc})") from exc
+    return counts
+
+
+def measure_logs(
+    elasticsearch: Any,
+    slo: Slo,
+    detected_at: datetime,
+    until: datetime,
+    *,
+    min_events: float,
+    ingest_delay: float,
+) -> Impact:
+    """The impact window of a log-based SLO's incident. The steps are aligned back from the last moment
+    the detecting evaluation saw (detection less the ingest delay), and none is read that the ingest
+    delay says may still be filling."""
+    sli = slo.sli
+    if not isinstance(sli, ElasticsearchSli):
+        return Impact(UNKNOWN)
+    delay = timedelta(seconds=ingest_delay)
+    anchor, seen = detected_at - delay, until - delay
+    seconds = step_window(slo).seconds
+    step = timedelta(seconds=seconds)
+    before = min(MAX_RANGES // 2, max(1, lookback_seconds(slo) // seconds))
+    after = max(0, min(MAX_RANGES // 2, int((seen - anchor).total_seconds() // seconds)))
+    moments = [anchor - (before - 1 - k) * step for k in range(before + after)]
+    counts = _log_counts(elasticsearch, sli, [(moment - step, moment) for moment in moments])
+    steps = [Step(moment, bad, total) for moment, (bad, total) in zip(moments, counts, strict=True)]
+    impact = impact_window(
+        steps,
+        seconds,
+        anchor,
+        allowed=slo.budget,
+        min_events=min_events,
+        period_seconds=slo.period_seconds,
+        reach=reach_seconds(slo),
+    )
+    if impact.method == UNKNOWN:
+        return impact
+    end = impact.ended_at or seen
+    ((_, period_total),) = _log_counts(
+        elasticsearch, sli, [(end - timedelta(seconds=slo.period_seconds), end)]
+    )
     return with_budget(impact, slo.budget, period_total)

@@ -173,7 +173,8 @@ def new_batch() -> dict[str, _Parts]:
 # ---------------------------------------------------------------- Elasticsearch
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """Elasticsearch's strict_date_optional_time, to the millisecond, in UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -189,8 +190,8 @@ def es_search(slo: Slo, at: datetime, ingest_delay: float) -> tuple[str, dict[st
         {
             "range": {
                 sli.timestamp_field: {
-                    "gte": _iso(end - timedelta(seconds=longest)),
-                    "lt": _iso(end),
+                    "gte": iso(end - timedelta(seconds=longest)),
+                    "lt": iso(end),
                     "format": "strict_date_optional_time",
                 }
             }
@@ -200,7 +201,7 @@ def es_search(slo: Slo, at: datetime, ingest_delay: float) -> tuple[str, dict[st
         filters.insert(0, {"query_string": {"query": sli.total_query}})
     part_query = sli.bad_query if sli.bad_query is not None else sli.good_query
     ranges = [
-        {"key": key, "from": _iso(end - timedelta(seconds=seconds)), "to": _iso(end)}
+        {"key": key, "from": iso(end - timedelta(seconds=seconds)), "to": iso(end)}
         for key, seconds in windows
     ]
     body = {

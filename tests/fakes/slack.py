@@ -5,6 +5,8 @@ It answers the methods sloguard uses the way Slack does and keeps what Slack kee
 `conversations.history` / `conversations.replies` / `conversations.list` from that state, with Slack's
 cursor paging. Canned `conversations.replies` answers (`replies`) still win over the stored state.
 
+`users` holds the people `users.info` knows (Slack's user objects, `profile.display_name` and all).
+
 It can also fail the way a network and Slack fail, all of it safe to drive from any thread:
 - `delay`: every answer waits this many seconds (to prove acks do not wait for the Web API);
 - `down()` / `up()` / `flap()`: the port refuses connections, then listens again on the same port;
@@ -101,6 +103,7 @@ class FakeSlack:
         self.log: list[tuple[float, str, dict[str, Any]]] = []
         self.delay = 0.0
         self.replies: dict[tuple[str, str], list[dict[str, Any]]] = {}  # canned conversations.replies
+        self.users: dict[str, dict[str, Any]] = {}  # users.info: user id -> Slack's user object
         self.held = threading.Event()  # set while a call's answer is being withheld (hold_answer)
         self.url = ""
         self._ts = int(time.time())  # Slack ts are its clock: seconds since the epoch, unique per message
@@ -302,6 +305,9 @@ class FakeSlack:
                 return self._list(params)
             if method == "conversations.invite":
                 return self._invite(params)
+            if method == "users.info":
+                found = self.users.get(str(params.get("user")))
+                return {"ok": True, "user": found} if found else {"ok": False, "error": "user_not_found"}
             if method in ("views.open", "chat.postEphemeral", "reactions.add"):
                 return {"ok": True}
             return {"ok": False, "error": "unknown_method"}

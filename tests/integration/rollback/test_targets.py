@@ -225,6 +225,12 @@ def test_verify_reports_recovered_and_not_recovered_with_figures(
     assert recovered.verification["figures"]["5m"]["burn_rate"] == pytest.approx(0.5)
     assert recovered.verification["figures"]["30m"]["burn_rate"] == pytest.approx(0.5)
     assert recovered.verification["text"].startswith("recovered after the change to 5")
+    # The recovery mitigated its incident, at the time the change succeeded; the other one still burns.
+    with Session(engine) as session:
+        mitigated = incidents.get(session, calmed.incident_id)  # type: ignore[arg-type]
+        burning_incident = incidents.get(session, burning.incident_id)  # type: ignore[arg-type]
+    assert (mitigated.status, mitigated.mitigated_at) == ("mitigated", calmed.finished_at)
+    assert (burning_incident.status, burning_incident.mitigated_at) == ("triggered", None)
 
 
 def test_two_proposals_from_the_same_version_run_once_and_a_failure_can_be_retried(engine: Engine) -> None:

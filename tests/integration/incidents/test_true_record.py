@@ -1,0 +1,335 @@
+"""The incident record against a story whose truth the test knows (issue 18's acceptance).
+
+The demo's model server (`app.demo.story.FraudModel`: every counter is the exact integral of its phases'
+rates) holds 26 hours of history, backfilled with promtool (more than the SLO's one-day period), and is
+then scraped every second by a real Prometheus. Version 1 serves with 0.05 % errors; version 2 begins
+serving at T0 and is fine at first; from T1 its errors climb (0.4 %, 1 %, 2.5 %, 5 %), so the time the
+page needs to fire is no fixed offset. sloguard evaluates every 2 s, opens the incident, finds version 2
+the suspect; the test rolls back through the API (the signed HTTP webhook target the model server
+serves) at T2; sloguard verifies the recovery, and the test resolves the incident.
+
+Every expected figure is worked out here from the phases alone: the moments each tier's windows cross
+their thresholds, the bad and total requests over the window sloguard reports, the period's budget.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.demo import stack
+from app.demo.run import SLO_FILE, sloguard_yaml
+from app.demo.story import RPS, FraudModel, ModelServer, Phase
+from app.main import create_app
+from tests.conftest import API_TOKEN, make_settings, pg_schema_url
+from tests.fakes.slack import FakeSlack
+from tests.servers import UvicornThread
+
+pytestmark = pytest.mark.integration
+
+STEP = 60  # the page tier's short window of a one-day SLO: the impact window's step
+EVAL = 2.0  # sloguard's evaluation interval here
+ALLOWED = 0.001  # 1 - 99.9 %
+DAY = 86_400
+SAMPLE = 15  # backfilled sample spacing
+VERIFY_FOR = 70  # the page's 1-minute window is clean again by then
+CALM = {"amount": 0.02, "merchant_category": 0.01, "hour_of_day": 0.01}
+# (factor, long window, short window) of the SLO's tiers, from its one-day period (SLO-MATH.md's table
+# scaled by 1d / 30d, minutes rounded): the test's own copy, not sloguard's.
+TIERS = [(14.4, 120, 60), (6.0, 720, 60), (3.0, 2880, 240), (1.0, 8640, 720)]
+DEPLOY_SECRET_ENV = "TRUE_RECORD_DEPLOY_SECRET"
+CHANNEL = "C-INCIDENTS"
+
+
+@dataclass
+class Story:
+    t0: float
+    t1: float
+    model: FraudModel
+
+    def bad(self, start: float, end: float) -> float:
+        return sum(
+            self.model._served(v, end, lambda p: p.error_ratio)
+            - self.model._served(v, start, lambda p: p.error_ratio)
+            for v in self.model.versions
+        )
+
+    def total(self, start: float, end: float) -> float:
+        return sum(
+            self.model._served(v, end, lambda p: 1.0) - self.model._served(v, start, lambda p: 1.0)
+            for v in self.model.versions
+        )
+
+
+def first_page(story: Story, since: float, until: float) -> float:
+    """The first moment, to a tenth of a second, at which some tier's long and short windows both burn
+    above its factor: when a perfect evaluator would detect."""
+    t = since
+    while t < until:
+        for factor, long, short in TIERS:
+            if all(story.bad(t - w, t) / story.total(t - w, t) > factor * ALLOWED for w in (long, short)):
+                return t
+        t += 0.1
+    raise AssertionError("the story never pages")
+
+
+def seconds(text: str) -> float:
+    """`1 h 2 min 3 s` -> 3723 (the draft's durations)."""
+    units = {"h": 3600, "min": 60, "s": 1}
+    found = re.findall(r"(\d+) (h|min|s)\b", text)
+    assert found, text
+    return float(sum(int(n) * units[u] for n, u in found))
+
+
+def moment(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.fixture
+def pg_url(pg_database: Any) -> Iterator[str]:
+    """PostgreSQL only: the story takes minutes of wall clock, and the backends' figures are the same
+    code (tests/integration/incidents/test_impact_record.py runs on both)."""
+    yield from pg_schema_url(pg_database)
+
+
+@pytest.fixture
+def deploy_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    secret = secrets.token_hex(16)
+    monkeypatch.setenv(DEPLOY_SECRET_ENV, secret)
+    return secret
+
+
+@pytest.fixture
+def world(tmp_path: Path, pg_url: str, deploy_secret: str) -> Iterator[dict[str, Any]]:
+    now = time.time()
+    t0, t1 = now - 300, now + 25
+    phases = [
+        Phase(now - 26 * 3600, "1", 0.0005, 0.004, CALM),
+        Phase(t0, "2", 0.0005, 0.004, CALM),
+        Phase(t1, "2", 0.004, 0.01, CALM),
+        Phase(t1 + 40, "2", 0.01, 0.02, CALM),
+        Phase(t1 + 80, "2", 0.025, 0.05, CALM),
+        Phase(t1 + 120, "2", 0.05, 0.09, CALM),
+    ]
+    port = stack.free_port()
+    model = FraudModel(phases, instance=f"127.0.0.1:{port}", recovered={"1": (0.0005, 0.004)})
+    end = int(now) // SAMPLE * SAMPLE
+    history = tmp_path / "history.om"
+    stack.write_openmetrics(history, model.history(), int(phases[0].start) // SAMPLE * SAMPLE, end, SAMPLE)
+    stack.backfill(history, tmp_path / "prometheus-data")
+    server = ModelServer(model, port, deploy_secret).start()
+    prometheus = stack.PrometheusServer(tmp_path / "prometheus-data", scrape={"fraud-model": model.instance})
+    prometheus.start()
+    (tmp_path / "slo").mkdir()
+    (tmp_path / "slo" / "fraud-model.yaml").write_text(SLO_FILE)
+    target = {
+        "kind": "http_webhook",
+        "url": f"http://{model.instance}/deploy",
+        "secret_env": DEPLOY_SECRET_ENV,
+    }
+    config = json.loads(sloguard_yaml(target, registry=False))
+    config["models"]["fraud-model"]["environments"]["prod"]["verify_for"] = VERIFY_FOR
+    (tmp_path / "sloguard.yaml").write_text(json.dumps(config))
+    slack = FakeSlack().__enter__()
+    settings = make_settings(
+        tmp_path,
+        slack_bot_token="xoxb-1234-5678-abcdefghijkl",
+        slack_signing_secret="8f742231b10e8888abcd99yyyzzz85a5",
+        slack_api_url=slack.api_url(),
+        slack_channel=CHANNEL,
+        database_url=pg_url,
+        prometheus_url=prometheus.url,
+        scheduler_enabled=True,
+        eval_interval=EVAL,
+    )
+    try:
+        with (
+            UvicornThread(create_app(settings)) as sloguard,
+            httpx.Client(
+                base_url=sloguard.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
+            ) as api,
+        ):
+            yield {
+                "api": api,
+                "story": Story(t0, t1, model),
+                "postmortems": tmp_path / "postmortems",
+                "slack": slack,
+            }
+    finally:
+        slack.__exit__(None, None, None)
+        server.stop()
+        prometheus.stop()
+
+
+def wait_for(what: str, check: Any, timeout: float) -> Any:
+    found: list[Any] = []
+
+    def probe() -> bool:
+        value = check()
+        if value:
+            found.append(value)
+        return bool(value)
+
+    stack.wait_until(probe, timeout=timeout, interval=0.5, what=what)
+    return found[-1]
+
+
+def test_the_record_of_a_climbing_outage_follows_the_story(world: dict[str, Any]) -> None:
+    api: httpx.Client = world["api"]
+    story: Story = world["story"]
+    model = story.model
+
+    # Detection, and the evidence that names version 2.
+    incident = wait_for("the incident", lambda: next(iter(api.get("/api/v1/incidents").json()), None), 300)
+    number = incident["id"]
+    detail = wait_for(
+        "the suspect",
+        lambda: (lambda d: d if any(v["role"] == "suspect" for v in d["model_versions"]) else None)(
+            api.get(f"/api/v1/incidents/{number}").json()
+        ),
+        60,
+    )
+    assert {v["version"] for v in detail["model_versions"] if v["role"] == "suspect"} == {"2"}
+
+    # Roll back through the API: the model server switches to version 1 when the webhook reaches it.
+    answer = api.post(
+        "/api/v1/rollbacks",
+        json={"model": "fraud-model", "incident_id": number, "actor": "U0ALICE", "confirm": True},
+    )
+    assert answer.status_code == 201, answer.text
+    action = answer.json()
+    assert (action["to_version"], action["state"]) == ("1", "succeeded"), action
+    t2 = model.phases[-1].start
+    assert model.phases[-1].version == "1"
+
+    # The verification says recovered; the incident was mitigated when the change succeeded (the burn
+    # may have cleared before the verification came: the earlier time counts).
+    wait_for(
+        "the verified recovery",
+        lambda: api.get(f"/api/v1/rollbacks/{action['id']}").json()["state"] == "verified",
+        VERIFY_FOR + 60,
+    )
+    mitigated = api.get(f"/api/v1/incidents/{number}").json()
+    assert mitigated["status"] == "mitigated"
+    assert moment(mitigated["mitigated_at"]) == pytest.approx(moment(action["finished_at"]), abs=0.01)
+
+    # Resolve once the step after the rollback's is over (the impact's end is known then).
+    while time.time() < t2 + 2 * STEP + 10:
+        time.sleep(0.5)
+    resolved = api.patch(f"/api/v1/incidents/{number}", json={"status": "resolved", "actor": "U0ALICE"})
+    assert resolved.status_code == 200, resolved.text
+    draft_path = wait_for(
+        "the review draft", lambda: sorted(world["postmortems"].glob(f"*-{number}-*.md")), 120
+    )[0]
+    shown = wait_for(
+        "the impact measured at resolution",
+        lambda: (
+            lambda d: (
+                d
+                if d["impact"]["measured_at"] and moment(d["impact"]["measured_at"]) > t2 + 2 * STEP
+                else None
+            )
+        )(api.get(f"/api/v1/incidents/{number}").json()),
+        60,
+    )
+    draft = draft_path.read_text()
+
+    # The impact window: from within a step of T1 to within a step of T2.
+    impact = shown["impact"]
+    assert impact["method"] == "events"
+    start, end = moment(impact["started_at"]), moment(impact["ended_at"])
+    assert story.t1 - STEP <= start <= story.t1 + STEP, start - story.t1
+    assert t2 - STEP <= end <= t2 + STEP, end - t2
+    assert moment(shown["started_at"]) == start
+
+    # The budget: bad events in sloguard's window over 0.1 % of the day's events ending there.
+    bad, total = story.bad(start, end), story.total(start, end)
+    budget = ALLOWED * story.total(end - DAY, end)
+    assert budget == pytest.approx(ALLOWED * RPS * DAY)  # 26 h of history: a full day
+    assert impact["bad_events"] == pytest.approx(bad, rel=0.05)
+    assert impact["total_events"] == pytest.approx(total, rel=0.05)
+    assert impact["budget_consumed"] == pytest.approx(bad / budget, rel=0.05)
+
+    # Detection: a perfect evaluator pages at `paged`; sloguard within an evaluation (and a scrape).
+    paged = first_page(story, story.t1, t2)
+    detected = moment(shown["detected_at"])
+    assert paged - 2 <= detected <= paged + EVAL + 3, detected - paged
+    slack = STEP + EVAL + 3
+    assert abs(shown["time_to_detect"] - (paged - story.t1)) <= slack
+    assert shown["time_to_detect"] == pytest.approx(detected - start, abs=0.01)
+    assert abs(shown["time_to_mitigate"] - (t2 - story.t1)) <= slack
+
+    # The timeline: the deploy at T0 (the data's step of a minute), impact began and ended at their times.
+    timeline = shown["timeline"]
+    (deploy,) = [e for e in timeline if e["kind"] == "deploy"]
+    assert "version 2" in deploy["text"]
+    assert story.t0 - STEP <= moment(deploy["at"]) <= story.t0 + 1
+    (began,) = [e for e in timeline if e["kind"] == "impact_began"]
+    (ended,) = [e for e in timeline if e["kind"] == "impact_ended"]
+    assert (moment(began["at"]), moment(ended["at"])) == (start, end)
+    rows = [(e["kind"], e["text"]) for e in timeline if e["kind"] not in ("burn",)]
+    assert len(rows) == len(set(rows)), rows
+
+    # The draft states the same figures.
+    assert f"from {datetime.fromtimestamp(start, UTC):%Y-%m-%d %H:%M:%S} to" in draft
+    assert f"{impact['budget_consumed'] * 100:.1f} % of the 1d budget" in draft
+    mttd = re.search(r"\*\*Time to detect \(MTTD\):\*\* ([^\n]+)", draft)
+    ttm = re.search(r"\*\*Time to mitigate:\*\* ([^\n]+)", draft)
+    assert mttd and ttm, draft
+    assert abs(seconds(mttd.group(1)) - shown["time_to_detect"]) <= 1
+    assert abs(seconds(ttm.group(1)) - shown["time_to_mitigate"]) <= 1
+    # Each version once in the versions table, with its roles and its ratio over the impact window.
+    table = draft.split("## Model versions", 1)[1].split("\n## ", 1)[0]
+    versions = [
+        line.split("|")[2].strip() for line in table.splitlines() if line.startswith("| fraud-model |")
+    ]
+    assert sorted(versions) == ["1", "2"], table
+    row2 = next(line for line in table.splitlines() if line.split("|")[2:3] == [" 2 "])
+    assert "suspect" in row2
+    row1 = next(line for line in table.splitlines() if line.split("|")[2:3] == [" 1 "])
+    assert "rolled back to" in row1 and "still serving" in row1
+
+    def cell(row: str, index: int) -> float:
+        return (
+            datetime.strptime(row.split("|")[index].strip(), "%Y-%m-%d %H:%M:%S")
+            .replace(tzinfo=UTC)
+            .timestamp()
+        )
+
+    # First and last serving times from the traffic, to the minute: version 1 since the history began.
+    assert model.phases[0].start - STEP <= cell(row1, 4) <= model.phases[0].start + 1
+    assert story.t0 - STEP <= cell(row2, 4) <= story.t0 + 1
+    assert t2 - 1 <= cell(row2, 5) <= t2 + STEP
+    two_bad = model._served("2", end, lambda p: p.error_ratio) - model._served(
+        "2", start, lambda p: p.error_ratio
+    )
+    two_total = model._served("2", end, lambda p: 1.0) - model._served("2", start, lambda p: 1.0)
+    shown_ratio = float(row2.split("|")[6].strip().rstrip("%").strip()) / 100
+    assert shown_ratio == pytest.approx(two_bad / two_total, rel=0.05)
+
+    # The Slack message, redrawn once the impact was measured, gives the same times.
+    slack: FakeSlack = world["slack"]
+
+    def message() -> str:
+        found = slack.messages(CHANNEL)
+        return json.dumps(found[0]["blocks"]) if found else ""
+
+    began = f"*Impact*: from <!date^{int(start)}^{{time}}|"
+    assert slack.wait_for(lambda: began in message() and f"<!date^{int(end)}^" in message(), timeout=30), (
+        message()
+    )
+    text = message()
+    assert f"{impact['budget_consumed']:.1%} of the error budget" in text
+    assert f"(MTTD {mttd.group(1)})" in text
+    assert f"*mitigated* <!date^{int(moment(shown['mitigated_at']))}^" in text
+    assert f"(after {ttm.group(1)})" in text
