@@ -284,18 +284,31 @@ def _cell(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def status_table(results: list[dict[str, Any]]) -> str:
-    windows = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
-    header = ["SLO", "objective", *(f"burn {w}" for w in windows), "budget left", "state"]
+def status_table(results: list[dict[str, Any]], tiers: dict[str, list[Any]]) -> str:
+    """One row per SLO; its tiers' windows in columns by tier position (each tier's short, then long
+    window), each cell `1m 30.0×`: the SLO's own windows, whatever its period."""
+    positions = max((len(found) for found in tiers.values()), default=0)
+    names = []
+    for index in range(positions):
+        named = next(
+            (found[index].name for found in tiers.values() if len(found) > index), f"tier {index + 1}"
+        )
+        names += [f"{named} short", f"{named} long"]
+    header = ["SLO", "objective", *names, "budget left", "state"]
     rows = [header]
     for item in results:
-        burns = [_cell(item["windows"].get(w, {}).get("burn_rate"), ".2f") for w in windows]
+        own = tiers.get(item["id"], [])
+        cells = []
+        for index in range(positions):
+            for window in (own[index].short, own[index].long) if index < len(own) else (None, None):
+                burn = item["windows"].get(window.name, {}).get("burn_rate") if window else None
+                cells.append("-" if window is None else f"{window.name} {_cell(burn, '.1f')}×")
         remaining = item["budget_remaining"]
         rows.append(
             [
                 item["id"],
                 f"{item['objective'] * 100:g}%",
-                *burns,
+                *cells,
                 "-" if remaining is None else f"{remaining * 100:.1f}%",
                 item["state"] + (f" ({item['detail']})" if item.get("detail") else ""),
             ]
@@ -307,14 +320,30 @@ def status_table(results: list[dict[str, Any]]) -> str:
     )
 
 
+FAIL_STATES = ("page", "ticket", "source_error", "no_data")
+
+
 @slo_cli.command("status")
 def slo_status(
     at: Annotated[
         str | None, typer.Option("--at", help="Evaluate every window as ending at this RFC 3339 time.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when any SLO is in one of these states (comma-separated: "
+            + ", ".join(FAIL_STATES)
+            + ").",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate every SLO once against its sources and print the result."""
+    failing = {state.strip() for state in (fail_on or "").split(",") if state.strip()}
+    unknown = sorted(failing - set(FAIL_STATES))
+    if unknown:
+        fail(f"--fail-on: {', '.join(unknown)} is not a state; use {', '.join(FAIL_STATES)}")
     from app.services import Sources, slo_engine_for
 
     settings = settings_or_exit()
@@ -346,7 +375,11 @@ def slo_status(
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     else:
-        typer.echo(status_table(results))
+        typer.echo(status_table(results, {slo.id: list(slo.tiers) for slo in specs}))
+    hit = sorted({item["id"] for item in results if item["state"] in failing})
+    if hit:
+        typer.echo(f"{len(hit)} SLO(s) in {', '.join(sorted(failing))}: {', '.join(hit)}", err=True)
+        raise typer.Exit(1)
 
 
 @cli.command()

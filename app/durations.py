@@ -114,6 +114,8 @@ def spoken(seconds: float | None) -> str:
     """A span as people say it: `2 h 5 min`, `7 min 3 s`, `45 s` (seconds only under an hour); n/a."""
     if seconds is None:
         return "n/a"
+    if seconds < 0:
+        return "−" + spoken(-seconds)  # an ordering the data did not expect shows as it is
     hours, rest = divmod(int(round(seconds)), 3600)
     minutes, secs = divmod(rest, 60)
     parts = [f"{hours} h"] if hours else []

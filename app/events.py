@@ -77,6 +77,15 @@ class IncidentUpdated:
 
 
 @dataclass(frozen=True)
+class IncidentNoted:
+    """Someone added a note to the incident's timeline."""
+
+    incident_id: int
+    text: str
+    actor: str | None
+
+
+@dataclass(frozen=True)
 class IncidentEscalated:
     """Still `triggered` after the re-notify period: nobody has acknowledged it."""
 

@@ -234,7 +234,9 @@ def wire_effects(services: Services) -> None:
         notify.subscribe(events, config)
         settings = services.settings
         public = str(settings.public_url).rstrip("/") if settings.public_url else None
-        effects = notify.SlackEffects(client, services.engine, config, settings.slack_channel, public)
+        effects = notify.SlackEffects(
+            client, services.engine, config, settings.slack_channel, public, services.slo_engine
+        )
         handlers |= effects.handlers()
     services.handlers = handlers
 

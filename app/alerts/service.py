@@ -177,13 +177,15 @@ def ingest_alertmanager(
         incident_id = incident.id
         for alert in payload.alerts:
             link = known.get((alert.stored_fingerprint, alert.startsAt))
+            # The timeline names it with what sets it apart; the link keeps the alert's own name.
             name = alert_title(alert.labels, [other.labels for other in payload.alerts])
+            own_name = alert.labels.get("alertname", "alert")
             if link is None:
                 new_links.append(
                     {
                         "incident_id": incident_id,
                         "fingerprint": alert.stored_fingerprint,
-                        "alertname": fit(name, LABEL_FIELD_LIMIT),
+                        "alertname": fit(own_name, LABEL_FIELD_LIMIT),
                         "starts_at": alert.startsAt,
                         "ends_at": alert.endsAt if alert.status == "resolved" else None,
                         "status": alert.status,

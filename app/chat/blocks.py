@@ -83,6 +83,7 @@ def incident_blocks(
     slo: Mapping[str, Any] | None = None,
     runbook: str | None = None,
     api_url: str | None = None,
+    change: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The one message that follows an incident: summary fields, evidence, and buttons."""
     number, status, severity = incident["id"], incident["status"], incident["severity"]
@@ -114,10 +115,11 @@ def incident_blocks(
         )
     lines = []
     if slo:
+        figures = slo.get("windows", {})
         burns = ", ".join(
-            f"{window} {figures['burn_rate']:.1f}x"
-            for window, figures in slo.get("windows", {}).items()
-            if figures.get("burn_rate") is not None and window in ("5m", "1h", "6h", "3d")
+            f"{escape(window)} {figures[window]['burn_rate']:.1f}×"
+            for window in slo.get("own_windows") or figures
+            if (figures.get(window) or {}).get("burn_rate") is not None
         )
         remaining = slo.get("budget_remaining")
         budget = f", budget left {remaining:.0%}" if remaining is not None else ""
@@ -132,11 +134,9 @@ def incident_blocks(
     suspect = next((v for v in versions if v["role"] == "suspect"), None)
     previous = next((v for v in versions if v["role"] == "previous_good"), None)
     if suspect:
-        ratio = suspect["detail"].get("error_ratio")
         lines.append(
-            f"*Suspect*: version {escape(suspect['version'])}"
-            + (f" ({ratio:.2%} errors)" if ratio is not None else "")
-            + (f"; previous good {escape(previous['version'])}" if previous else "")
+            f"*Suspect*: version {escape(suspect['version'])}{_ratio(suspect)}"
+            + (f"; previous good {escape(previous['version'])}{_ratio(previous)}" if previous else "")
         )
     drifted = [d["feature"] for d in (evidence or {}).get("drift_signals", []) if d["drifted"]]
     if drifted:
@@ -147,9 +147,13 @@ def incident_blocks(
             "*Top errors*: "
             + ", ".join(f"{escape(row['signature'])} ({escape(row['count'])})" for row in logs)
         )
+    if change:
+        lines.append(change_line(change))
     lines.extend(time_lines(incident))
     if runbook:
-        lines.append(f"*Runbook*: {escape(runbook)}")
+        url = runbook.replace("&", "&amp;")
+        shown = f"<{url}|{escape(runbook)}>" if LINKABLE.fullmatch(runbook) else f"`{escape(runbook)}`"
+        lines.append(f"*Runbook*: {shown}")
     if lines:
         blocks.append(
             {
@@ -157,21 +161,78 @@ def incident_blocks(
                 "text": {"type": "mrkdwn", "text": cut("\n".join(lines), SECTION_LIMIT, link)},
             }
         )
+    offer = previous if previous is not None and not _used(previous, change, versions) else None
     blocks.append(
         {
             "type": "actions",
             "block_id": f"incident-{number}",
-            "elements": incident_buttons(incident, previous),
+            "elements": incident_buttons(incident, offer),
         }
     )
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context_line(incident, link)}]})
     return blocks
+
+
+LINKABLE = re.compile(r"https?://[^\s<>|]{1,500}")
+CHANGE_STATES = {
+    "proposed": "proposed, waiting for confirmation",
+    "confirmed": "executing",
+    "executing": "executing",
+    "succeeded": "done; watching the burn",
+    "verified": "recovered",
+    "not_recovered": "not recovered",
+    "failed": "failed",
+}
+
+
+def _ratio(version: Mapping[str, Any]) -> str:
+    ratio = (version.get("detail") or {}).get("error_ratio")
+    return f" ({ratio:.2%} errors)" if isinstance(ratio, int | float) else ""
+
+
+def change_line(change: Mapping[str, Any]) -> str:
+    """`*Rollback*: fraud-model 2 → 1 in prod by @ana: recovered`."""
+    kind = "Promotion" if change.get("kind") == "promote" else "Rollback"
+    state = CHANGE_STATES.get(str(change.get("state")), escape(change.get("state")))
+    return (
+        f"*{kind}*: {escape(change['model'])} {escape(change.get('from_version') or '?')} → "
+        f"{escape(change['to_version'])} in {escape(change['environment'])} "
+        f"by {user(change['actor'])}: {state}"
+    )
+
+
+def _used(previous: Mapping[str, Any], change: Mapping[str, Any] | None, versions: list[Any]) -> bool:
+    """The rollback to the previous good version was already asked for (and has not failed), or that
+    version serves again: no button for it."""
+    version = str(previous["version"])
+    if change is not None and str(change.get("to_version")) == version and change.get("state") != "failed":
+        return True
+    return any(
+        v["role"] in ("rolled_back_to", "promoted_to") and str(v["version"]) == version for v in versions
+    )
+
+
+def context_line(incident: Mapping[str, Any], link: str | None) -> str:
+    """`Opened 15:44 UTC · open for 4 min · review draft`."""
+    started, detected = incident.get("started_at"), incident.get("detected_at")
+    parts = [f"Opened {when(detected)}"]
+    if isinstance(started, datetime):
+        end = incident.get("resolved_at") or datetime.now(UTC)
+        parts.append(
+            ("open for " if incident.get("resolved_at") is None else "lasted ")
+            + spoken((end - started).total_seconds())
+        )
+    if link:
+        parts.append(f"<{link}/postmortem?format=html|review draft>")
+    return " · ".join(parts)
 
 
 def when(moment: Any) -> str:
     """A time Slack shows in each reader's own time zone (`<!date^…>`), UTC where it cannot."""
     if not isinstance(moment, datetime):
         return "-"
-    return f"<!date^{int(moment.timestamp())}^{{time}}|{moment.astimezone(UTC):%H:%M} UTC>"
+    fallback = f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    return f"<!date^{int(moment.timestamp())}^{{date_short}} {{time}}|{fallback}>"
 
 
 def time_lines(incident: Mapping[str, Any]) -> list[str]:
@@ -185,7 +246,7 @@ def time_lines(incident: Mapping[str, Any]) -> list[str]:
         budget = f", {consumed:.1%} of the error budget" if consumed is not None else ""
         lines.append(f"*Impact*: from {when(began)} {span}{budget}")
     elif incident.get("impact_method") == "unknown":
-        lines.append("*Impact*: window unknown (not measurable from an SLI)")
+        lines.append("*Impact*: window unknown (no SLI to measure it from, or no step exceeded)")
     if isinstance(started, datetime) and isinstance(detected, datetime):
         parts = [f"*Detected* {when(detected)} (MTTD {spoken((detected - started).total_seconds())})"]
         mitigated = incident.get("mitigated_at")
@@ -247,9 +308,9 @@ def incident_line(incident: Mapping[str, Any]) -> str:
 def slo_line(item: Mapping[str, Any]) -> str:
     windows = item.get("windows", {})
     burn = " ".join(
-        f"{w}={windows[w]['burn_rate']:.1f}x"
-        for w in ("5m", "1h", "6h", "3d")
-        if windows.get(w, {}).get("burn_rate") is not None
+        f"{escape(w)} {windows[w]['burn_rate']:.1f}×"
+        for w in item.get("own_windows") or windows
+        if (windows.get(w) or {}).get("burn_rate") is not None
     )
     remaining = item.get("budget_remaining")
     budget = f" budget={remaining:.1%}" if remaining is not None else ""

@@ -27,14 +27,23 @@ from sqlmodel import Session, col, select
 from app import db, outbox
 from app.chat import blocks
 from app.config import FileConfig
-from app.events import Dispatcher, IncidentEscalated, IncidentOpened, IncidentStatusChanged, IncidentUpdated
+from app.events import (
+    Dispatcher,
+    IncidentEscalated,
+    IncidentNoted,
+    IncidentOpened,
+    IncidentStatusChanged,
+    IncidentUpdated,
+)
 from app.incidents import service as incidents
 from app.incidents.models import OPEN_STATUSES, Incident
 from app.incidents.record import ImpactMeasured
 from app.ml import service as ml
 from app.ml.service import EvidenceStored
 from app.outbox import DeliveryFailed, Effect
+from app.rollback.models import RollbackAction
 from app.rollback.service import RollbackFinished
+from app.slo import service as slo_service
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +103,9 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
         put(session, UPDATE, event.incident_id)
         put(session, THREAD, event.incident_id, {"text": changes_line(event)})
 
+    def noted(session: Session, events: db.Events, event: IncidentNoted) -> None:
+        put(session, THREAD, event.incident_id, {"text": note_line(event)})
+
     def escalated(session: Session, events: db.Events, event: IncidentEscalated) -> None:
         put(session, REMIND, event.incident_id, {"unacknowledged_seconds": event.unacknowledged_seconds})
 
@@ -105,7 +117,7 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
         if event.incident_id is None:
             return
         put(session, UPDATE, event.incident_id)
-        put(session, THREAD, event.incident_id, {"text": blocks.escape(event.text)})
+        put(session, THREAD, event.incident_id, {"text": blocks.escape(event.text) + by(event.actor)})
         if event.state == "not_recovered" and event.undo_to is not None:
             undo = blocks.rollback_button(event.incident_id, event.undo_to, event.environment)
             put(
@@ -125,6 +137,7 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
     dispatcher.subscribe(IncidentStatusChanged, status)
     dispatcher.subscribe(IncidentUpdated, updated)
     dispatcher.subscribe(IncidentEscalated, escalated)
+    dispatcher.subscribe(IncidentNoted, noted)
     dispatcher.subscribe(EvidenceStored, evidence)
     dispatcher.subscribe(
         ImpactMeasured, lambda session, events, event: put(session, UPDATE, event.incident_id)
@@ -149,22 +162,31 @@ def backfill(session: Session) -> int:
     return len(missing)
 
 
+def by(actor: str | None) -> str:
+    """` by @ana` for a Slack user id (a signed request), ` by alice` (escaped, never a mention) for an
+    API caller's free-text actor, ` (no actor given)` when the caller named nobody."""
+    if actor is None or not actor.strip():
+        return " (no actor given)"
+    return f" by {blocks.user(actor)}"
+
+
 def status_line(event: IncidentStatusChanged) -> str:
-    """`triggered → acknowledged by @ana`: the actor is mentioned only when it is a Slack user id (a
-    Slack click); an API caller's free-text actor is left out rather than shown as a fake mention."""
-    line = f"{blocks.escape(event.old)} → {blocks.escape(event.new)}"
-    if event.actor is not None and blocks.USER_ID.fullmatch(event.actor):
-        line += f" by {blocks.user(event.actor)}"
-    return line
+    """`triggered → acknowledged by @ana`."""
+    return f"{blocks.escape(event.old)} → {blocks.escape(event.new)}{by(event.actor)}"
 
 
 def changes_line(event: IncidentUpdated) -> str:
-    """`severity: SEV1, commander: @ana`: every value escaped (API callers set them), a commander that is
-    a Slack user id mentioned."""
-    return ", ".join(
+    """`severity: SEV1, commander: @ana by @bob`: every value escaped (API callers set them), a commander
+    that is a Slack user id mentioned."""
+    changed = ", ".join(
         f"{blocks.escape(key)}: {blocks.user(value) if key == 'commander' else blocks.escape(value)}"
         for key, value in event.changes.items()
     )
+    return changed + by(event.actor)
+
+
+def note_line(event: IncidentNoted) -> str:
+    return f"note{by(event.actor)}: {blocks.escape(blocks.cut(event.text, 2000))}"
 
 
 # ---------------------------------------------------------------- delivering (the outbox's handlers)
@@ -212,8 +234,10 @@ class SlackEffects:
         config: FileConfig,
         default_channel: str | None,
         api_url: str | None = None,
+        slo_engine: Any = None,
     ) -> None:
         self.client, self.engine, self.config = client, engine, config
+        self.slo_engine = slo_engine  # its SLOs, looked up at each render (they may be reloaded)
         self.default_channel = default_channel
         self.api_url = api_url
         self.installation = db.installation_id(engine) or ""
@@ -235,15 +259,36 @@ class SlackEffects:
         return channels.get("default") or self.default_channel
 
     def render(self, incident_id: int) -> tuple[Incident, list[dict[str, Any]], str]:
+        """The message from what is stored: the incident, its evidence, its SLO's last evaluation (over
+        the SLO's own windows), its runbook, and its latest version change."""
+        slo: dict[str, Any] | None = None
         with Session(self.engine) as session:
             incident = incidents.get(session, incident_id)
             evidence = {
                 k: [row.model_dump() for row in rows] for k, rows in ml.evidence(session, incident_id).items()
             }
+            known = self.slo_engine.by_id if self.slo_engine is not None else {}
+            spec = known.get(incident.slo_id) if incident.slo_id else None
+            if spec is not None:
+                (slo,) = slo_service.latest_status(session, [spec])
+                slo["own_windows"] = [w.name for w in spec.windows_by_tier]
+            last = session.exec(
+                select(RollbackAction)
+                .where(RollbackAction.incident_id == incident_id)
+                .order_by(col(RollbackAction.id).desc())
+            ).first()
         data = incidents.as_dict(incident)
+        change = last.model_dump() if last is not None else None
         return (
             incident,
-            blocks.incident_blocks(data, evidence, api_url=self.api_url),
+            blocks.incident_blocks(
+                data,
+                evidence,
+                slo=slo,
+                runbook=spec.runbook if spec is not None else None,
+                api_url=self.api_url,
+                change=change,
+            ),
             blocks.fallback_text(data),
         )
 

@@ -400,7 +400,9 @@ class Demo:
 
         # 8. The review draft.
         draft = self.wait(
-            "waiting for the review draft", lambda: sorted(self.output.glob(f"*-{number}-*.md")), timeout=60
+            "waiting for the review draft (written once the impact window has closed, a step after recovery)",
+            lambda: sorted(self.output.glob(f"*-{number}-*.md")),
+            timeout=240,
         )[0]
         self.outcome.draft = draft
         self.outcome.charts = sorted(draft.parent.glob(f"{draft.stem}*/*.svg")) or sorted(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -19,7 +20,7 @@ from app.errors import SourceError, SourceUnavailable
 from app.events import Dispatcher, IncidentStatusChanged
 from app.incidents import service as incidents
 from app.slo.impact import UNKNOWN, Impact
-from app.slo.measure import measure, measure_logs
+from app.slo.measure import measure, measure_logs, step_window
 from app.slo.model import ElasticsearchSli
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ MEASURE = "impact.measure"
 # Tries before the record says "not measured" (Prometheus down) so the review draft behind it is written;
 # about half a minute at the work lane's backoff. The next mitigation or resolution measures again.
 MEASURE_ATTEMPTS = 5
+SCRAPE_MARGIN = 15  # seconds after a step ends before its last samples are surely scraped
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,12 @@ class Measurer:
         logs = slo is not None and isinstance(slo.sli, ElasticsearchSli)
         source = "Elasticsearch" if logs else "Prometheus"
         if slo is not None and (slo.is_prometheus or logs):
-            until = incident.resolved_at or now
+            # After a resolution the window is read up to the step after it (the impact's end is known
+            # once a step has not exceeded), however soon after recovering it came.
+            settle = timedelta(
+                seconds=2 * step_window(slo).seconds + (self.options.ingest_delay if logs else 0)
+            )
+            until = now if incident.resolved_at is None else min(now, incident.resolved_at + settle)
             least = self.options.min_events_for(slo.id)
             try:
                 if logs:
@@ -93,6 +100,17 @@ class Measurer:
                     raise outbox.DeliveryFailed(f"{source}: {exc}", sent=False) from exc
                 missing = f"impact window not measured: {source} did not answer ({exc})"
                 log.warning("impact window not measured", extra={"incident_id": incident_id})
+
+        resolved = incident.resolved_at
+        if missing is None and resolved and impact.started_at and impact.ended_at is None:
+            ready = resolved + timedelta(seconds=2 * step_window(slo).seconds + SCRAPE_MARGIN) if slo else now
+            if logs:
+                ready += timedelta(seconds=self.options.ingest_delay)
+            if now < ready:
+                wait = (ready - now).total_seconds()
+                raise outbox.DeliveryFailed(
+                    "waiting for the step after the impact", sent=False, retry_after=wait
+                )
 
         def record(session: Session, events: db.Events) -> None:
             if missing is None:

@@ -128,8 +128,10 @@ def postmortem(
 
 
 @router.post("/{incident_id}/timeline", response_model=TimelineEventRead, status_code=201)
-def add_note(engine: EngineDep, incident_id: IdPath, body: NoteCreate) -> TimelineEventRead:
-    event = incidents.add_note(engine, incident_id, body.text, body.actor, datetime.now(UTC), body.kind)
+def add_note(services: ServicesDep, incident_id: IdPath, body: NoteCreate) -> TimelineEventRead:
+    event = incidents.add_note(
+        services.engine, incident_id, body.text, body.actor, datetime.now(UTC), body.kind, services.events
+    )
     return TimelineEventRead.model_validate(event)
 
 

@@ -23,6 +23,7 @@ from app.db import utcnow
 from app.errors import NotFound
 from app.events import (
     Dispatcher,
+    IncidentNoted,
     IncidentOpened,
     IncidentStatusChanged,
     IncidentUpdated,
@@ -50,6 +51,7 @@ T = TypeVar("T")
 Events = db.Events
 TITLE_LIMIT, NAME_LIMIT, ENVIRONMENT_LIMIT = 300, 200, 50  # incident columns
 IMPACT_KINDS = ("impact_began", "impact_ended")  # timeline rows each measurement writes anew
+FINDER = "sloguard"  # the actor of the rows sloguard's findings write (and rewrite)
 
 
 # Every area's units of work run through db.unit_of_work (its docstring has the retry rule).
@@ -180,7 +182,9 @@ def clear_notes(session: Session, incident_id: int, kinds: Sequence[str]) -> Non
     window, the suspect's deploy), so a second measurement does not tell the story twice."""
     session.execute(
         sa.delete(TimelineEvent).where(
-            col(TimelineEvent.incident_id) == incident_id, col(TimelineEvent.kind).in_(kinds)
+            col(TimelineEvent.incident_id) == incident_id,
+            col(TimelineEvent.kind).in_(kinds),
+            col(TimelineEvent.actor) == FINDER,  # a person's note of the same kind stays
         )
     )
 
@@ -254,8 +258,13 @@ def change_status(
         setattr(incident, field, value)
     incident.status = target
     incident.updated_at = now
+    took_command = target == IncidentStatus.acknowledged and not incident.commander and bool(actor)
+    if took_command:
+        incident.commander = fit(actor, NAME_LIMIT)  # whoever acknowledges leads, when nobody was named
     session.add(incident)
     text = f"{current.value} -> {target.value}" + (f": {reason}" if reason else "")
+    if took_command:
+        text += f" (commander: {incident.commander})"
     note(
         session,
         incident,
@@ -326,13 +335,20 @@ def update(
 
 
 def add_note(
-    engine: Engine, incident_id: int, text: str, actor: str | None, now: datetime, kind: str = "note"
+    engine: Engine,
+    incident_id: int,
+    text: str,
+    actor: str | None,
+    now: datetime,
+    kind: str = "note",
+    dispatcher: Dispatcher | None = None,
 ) -> TimelineEvent:
     def command(session: Session, events: Events) -> TimelineEvent:
         incident = get(session, incident_id)
+        events.append(IncidentNoted(incident_id, text, actor))
         return note(session, incident, kind, text, actor=actor, at=now)
 
-    return write(engine, None, command)
+    return write(engine, dispatcher, command)
 
 
 def add_action_item(engine: Engine, incident_id: int, data: ActionItemCreate) -> ActionItem:
@@ -462,13 +478,13 @@ def recovered_by_change(
     change succeeded (`changed_at`), not when it was verified. It moves to mitigated if nothing else did,
     and an earlier mitigation time stays (the first one counts)."""
     incident = lock(session, incident_id)
+    if incident.status == IncidentStatus.cancelled:
+        return
+    first = incident.mitigated_at  # before a transition below stamps it with `now`
     if incident.status in (IncidentStatus.triggered, IncidentStatus.acknowledged):
         change_status(
             session, events, incident, IncidentStatus.mitigated, actor="sloguard", now=now, reason=text
         )
-    elif incident.status == IncidentStatus.cancelled:
-        return
-    first = incident.mitigated_at
     if first is None or changed_at < first:
         incident.mitigated_at = changed_at
         session.add(incident)
@@ -477,7 +493,7 @@ def recovered_by_change(
                 session,
                 incident,
                 "update",
-                f"mitigated at {changed_at:%H:%M:%S} UTC, when the verified change succeeded",
+                f"mitigated at {changed_at:%Y-%m-%d %H:%M:%S} UTC, when the verified change succeeded",
                 actor="sloguard",
                 at=now,
                 data={"mitigated_at": changed_at.isoformat()},

@@ -276,6 +276,7 @@ def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetim
         "runbook_link": runbook_link(runbook),
         "alert_links": sorted({a.generator_url for a in alerts if a.generator_url}),
         "charts": [],
+        "chart_problem": None,
         "_slo": slo,
     }
 
@@ -321,11 +322,12 @@ def version_rows(
             )
             row["first"], row["last"], row["ratio"] = seen.first_seen, seen.last_seen, seen.error_ratio
             row["from_table"] = True
-    # Still serving: it had traffic in the last step the traffic was read for.
-    final = max((seen.last_seen for seen in table or []), default=None)
+    # Still serving: it had traffic in the last step read (the range's points are a step apart, the
+    # last one within a step of `until`).
+    recent = until - timedelta(seconds=ml.STEP)
     out = []
     for row in sorted(rows.values(), key=lambda r: (r["first"] or until, r["version"])):
-        still = final is not None and row.get("from_table") and row["last"] == final
+        still = bool(row.get("from_table")) and row["last"] is not None and row["last"] > recent
         out.append(
             {
                 "model": row["model"],
@@ -440,6 +442,7 @@ def write(services: Services, incident_id: int, now: datetime, output: Path | No
         except SourceError as exc:
             log.warning("chart data unavailable", extra={"error": str(exc)})
             points, remaining = [], []
+            context["chart_problem"] = f"Prometheus did not answer ({exc})"
         if points or remaining:
             assets.mkdir(exist_ok=True)
         if points:

@@ -51,6 +51,7 @@ class RollbackFinished:
     text: str
     undo_to: str | None = None  # the version to go back to when the change did not help
     environment: str | None = None
+    actor: str | None = None  # who made the change, or "sloguard" for its verification
 
 
 def _lock(model: str, environment: str) -> threading.Lock:
@@ -399,7 +400,7 @@ def _finish(
                 at=action.finished_at,
                 detail={"action_id": action.id, "from": action.from_version},
             )
-        events.append(RollbackFinished(action_id, action.incident_id, state, text))
+        events.append(RollbackFinished(action_id, action.incident_id, state, text, actor=actor))
         return action
 
     return db.unit_of_work(engine, dispatcher, command)
@@ -479,7 +480,9 @@ def record_verification(
     if state == "verified" and figures and action.incident_id is not None and action.finished_at:
         # The burn stopped: the incident was mitigated when the change succeeded.
         incidents.recovered_by_change(session, events, action.incident_id, action.finished_at, utcnow(), text)
-    events.append(RollbackFinished(action_id, action.incident_id, state, text, undo, action.environment))
+    events.append(
+        RollbackFinished(action_id, action.incident_id, state, text, undo, action.environment, "sloguard")
+    )
     return action
 
 

@@ -146,6 +146,17 @@ class Slo:
         return burn.windows_of(self.tiers)
 
     @property
+    def windows_by_tier(self) -> tuple[burn.Window, ...]:
+        """The windows by tier position: each tier's short window, then its long one, pages first (how
+        `slo status`, `/slo` and the incident message show the SLO's own windows)."""
+        seen: list[burn.Window] = []
+        for tier in sorted(self.tiers, key=lambda t: t.severity != burn.State.page):
+            for window in (tier.short, tier.long):
+                if window not in seen:
+                    seen.append(window)
+        return tuple(seen)
+
+    @property
     def model(self) -> str | None:
         return self.labels.get("model")
 

@@ -55,7 +55,7 @@ def test_the_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Pat
     output = tmp_path / "out"
     started = time.monotonic()
     done = subprocess.run(
-        demo_command(output), capture_output=True, text=True, timeout=240, env=environment(), cwd=tmp_path
+        demo_command(output), capture_output=True, text=True, timeout=480, env=environment(), cwd=tmp_path
     )
     took = time.monotonic() - started
     text = done.stdout

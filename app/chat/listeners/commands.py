@@ -40,7 +40,7 @@ def move(services: Services, incident_id: int, target: IncidentStatus, user: str
             return Reply(f"Incident #{incident_id} is already {target.value}.")
     update = IncidentUpdate(status=target, actor=user)
     incidents.update(services.engine, services.events, incident_id, update, datetime.now(UTC))
-    return Reply(f"{blocks.user(user)} moved incident #{incident_id} to {target.value}", public=True)
+    return Reply(f"You moved incident #{incident_id} to {target.value}.")
 
 
 def acknowledge(services: Services, incident_id: int, user: str) -> Reply:
@@ -108,10 +108,7 @@ def declare_verb(services: Services, args: list[str], user: str) -> Reply:
         IncidentCreate(title=title[:300], severity=severity, actor=user, commander=user),
         datetime.now(UTC),
     )
-    return Reply(
-        f"{blocks.user(user)} declared incident #{incident.id} ({severity.value}): {blocks.escape(title)}",
-        public=True,
-    )
+    return Reply(f"You declared incident #{incident.id} ({severity.value}): {blocks.escape(title)}")
 
 
 def ack_verb(services: Services, args: list[str], user: str) -> Reply:
@@ -136,7 +133,7 @@ def sev_verb(services: Services, args: list[str], user: str) -> Reply:
     severity = Severity(args[1].upper())
     update = IncidentUpdate(severity=severity, actor=user)
     incidents.update(services.engine, services.events, incident_id, update, datetime.now(UTC))
-    return Reply(f"{blocks.user(user)} set incident #{incident_id} to {severity.value}", public=True)
+    return Reply(f"You set incident #{incident_id} to {severity.value}.")
 
 
 def assign_verb(services: Services, args: list[str], user: str) -> Reply:
@@ -146,10 +143,7 @@ def assign_verb(services: Services, args: list[str], user: str) -> Reply:
         raise UsageError("`/incident assign ID @user`")
     update = IncidentUpdate(commander=match.group(1), actor=user)
     incidents.update(services.engine, services.events, incident_id, update, datetime.now(UTC))
-    return Reply(
-        f"{blocks.user(user)} made {blocks.user(match.group(1))} commander of incident #{incident_id}",
-        public=True,
-    )
+    return Reply(f"You made {blocks.user(match.group(1))} commander of incident #{incident_id}.")
 
 
 def note_verb(services: Services, args: list[str], user: str) -> Reply:
@@ -157,11 +151,10 @@ def note_verb(services: Services, args: list[str], user: str) -> Reply:
     if len(args) < 2:
         raise UsageError("`/incident note ID TEXT`")
     text = " ".join(args[1:])
-    incidents.add_note(services.engine, incident_id, text, user, datetime.now(UTC))
-    return Reply(
-        f"{blocks.user(user)} noted on incident #{incident_id}: {blocks.escape(blocks.cut(text, 2000))}",
-        public=True,
+    incidents.add_note(
+        services.engine, incident_id, text, user, datetime.now(UTC), dispatcher=services.events
     )
+    return Reply(f"You noted on incident #{incident_id}: {blocks.escape(blocks.cut(text, 2000))}")
 
 
 def postmortem_verb(services: Services, args: list[str], user: str) -> Reply:
@@ -196,11 +189,17 @@ def run_incident_command(services: Services, text: str, user: str) -> Reply:
 # ---------------------------------------------------------------- /slo
 
 
+def own(services: Services, item: dict[str, Any]) -> dict[str, Any]:
+    """The SLO's status with its own windows named (by tier position) for the line that shows it."""
+    spec = services.slo_engine.by_id.get(item["id"])
+    return item | {"own_windows": [w.name for w in spec.windows_by_tier] if spec else list(item["windows"])}
+
+
 def run_slo_command(services: Services, text: str) -> str:
     words = text.split()
     verb = words[0].lower() if words else "list"
     with Session(services.engine) as session:
-        items = slos.latest_status(session, services.slo_engine.slos)
+        items = [own(services, item) for item in slos.latest_status(session, services.slo_engine.slos)]
     if verb == "list":
         return "\n".join(blocks.slo_line(item) for item in items) or "No SLOs."
     if verb == "status":
@@ -208,7 +207,7 @@ def run_slo_command(services: Services, text: str) -> str:
             raise UsageError("`/slo status SLO`")
         with Session(services.engine) as session:
             (item,) = slos.latest_status(session, services.slo_engine.slos, words[1])
-        return blocks.slo_line(item)
+        return blocks.slo_line(own(services, item))
     if verb == "budget":
         service = words[1] if len(words) > 1 else None
         chosen = [i for i in items if service is None or i["service"] == service]

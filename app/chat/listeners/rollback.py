@@ -146,10 +146,9 @@ def confirm(services: Services, action_id: int, user: str) -> Reply:
     model, environment = blocks.escape(action.model), blocks.escape(action.environment)
     if action.state == "succeeded":
         return Reply(
-            f"{blocks.user(user)} {action.kind}: {model} in {environment} now serves "
+            f"Your {action.kind}: {model} in {environment} now serves "
             f"{blocks.escape(action.to_version)} (was {blocks.escape(action.from_version)}); "
-            "watching the burn",
-            public=True,
+            "watching the burn"
         )
     return Reply(f"{action.kind} of {model} {action.state}: {blocks.escape(action.output[-500:] or '')}")
 

@@ -219,8 +219,8 @@ def test_a_second_click_on_confirm_says_already_done_and_starts_nothing(
     action_id = int(proposal["blocks"][-1]["elements"][0]["value"])
 
     first = rollbacks.click_confirm(action_id, "U2")
-    assert first["response_type"] == "in_channel"
-    assert first["text"].startswith("<@U2> rollback: ranker in prod now serves 3")
+    assert first["response_type"] == "ephemeral"  # the incident's thread tells the channel
+    assert first["text"].startswith("Your rollback: ranker in prod now serves 3")
 
     for clicker in ("U2", "U1"):  # the same person again, and the proposer
         again = rollbacks.click_confirm(action_id, clicker)

@@ -50,11 +50,11 @@ def post_signed(world: SlackWorld, body: str, content_type: str) -> httpx.Respon
 
 def test_a_command_whose_text_says_payload_is_still_a_command(world: SlackWorld) -> None:
     declared = world.run("/incident", "declare payload size grew SEV2")
-    assert declared["text"] == "<@U1> declared incident #1 (SEV2): payload size grew"
+    assert declared["text"] == "You declared incident #1 (SEV2): payload size grew"
     noted = world.run("/incident", "note 1 payload=big; the payload field doubled")
     assert (noted["response_type"], noted["text"]) == (
-        "in_channel",
-        "<@U1> noted on incident #1: payload=big; the payload field doubled",
+        "ephemeral",
+        "You noted on incident #1: payload=big; the payload field doubled",
     )
     note = "SELECT text FROM timeline_event WHERE incident_id = 1 AND kind = 'note'"
     assert world.scalar(note) == "payload=big; the payload field doubled"
@@ -65,7 +65,7 @@ def test_a_button_click_is_read_from_its_interactive_payload(world: SlackWorld) 
     world.run("/incident", "declare clicked")
     seen = len(world.slack.called("/response/cmd"))
     assert world.button("incident_ack", "1", user="U5").status_code == 200
-    assert world.reply(seen)["text"] == "<@U5> moved incident #1 to acknowledged"
+    assert world.reply(seen)["text"] == "You moved incident #1 to acknowledged."
     assert world.scalar("SELECT status FROM incident WHERE id = 1") == "acknowledged"
 
 

@@ -64,7 +64,7 @@ ALLOWED = {"<@U1>", "<@U2>", "<@U7>"}
 BARE_BROADCAST = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
 # The times sloguard writes itself, shown in each reader's time zone (app/chat/blocks.when); the hostile
 # summary's own `<!date…>` has another shape, and must arrive as text.
-OWN_DATE = re.compile(r"<!date\^\d+\^\{time\}\|\d\d:\d\d UTC>")
+OWN_DATE = re.compile(r"<!date\^\d+\^\{date_short\} \{time\}\|\d{4}-\d\d-\d\d \d\d:\d\d UTC>")
 
 
 def mrkdwn_texts(value: Any) -> Iterator[str]:
@@ -191,7 +191,7 @@ def test_no_untrusted_text_reaches_slack_as_a_mention_or_link(world: SlackWorld)
     seen = len(world.slack.called("/response/cmd"))
     world.button("rollback_confirm", proposal["blocks"][-1]["elements"][0]["value"], user="U2")
     done = world.reply(seen)
-    assert done["response_type"] == "in_channel", done
+    assert done["response_type"] == "ephemeral", done  # the thread tells the channel
 
     # The notifier sends in order from one worker: a last incident's message means all before it went out.
     hostile.api("POST", "/api/v1/incidents", json={"title": "last one"})

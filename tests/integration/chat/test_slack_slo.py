@@ -49,11 +49,18 @@ def test_slo_list_status_and_budget(world: SlackWorld) -> None:
     assert len(lines) == 4
     # Hand-computed in tests/integration/scenarios.py: 5m 30 %, 1h 4.33 %, 6h 1.06 %, 3d 0.18 % on a
     # 0.1 % budget; 37.0 % of the 30-day budget left.
-    availability = "`fraud-model-availability` page 5m=300.0x 1h=43.3x 6h=10.6x 3d=1.8x budget=37.0%"
+    # The SLO's own windows by tier position (page-fast 5m/1h, page-slow 30m/6h, ticket-fast 2h/1d,
+    # ticket-slow 6h/3d), each once.
+    availability = (
+        "`fraud-model-availability` page 5m 300.0× 1h 43.3× 30m 66.7× 6h 10.6× 2h 23.7× 1d 3.4× 3d 1.8× "
+        "budget=37.0%"
+    )
     assert lines[0].startswith(availability)
     status = world.run("/slo", "status fraud-steady-availability")
     assert status["response_type"] == "ephemeral"
-    assert status["text"].startswith("`fraud-steady-availability` ticket 5m=5.0x 1h=5.0x 6h=5.0x 3d=5.0x")
+    assert status["text"].startswith(
+        "`fraud-steady-availability` ticket 5m 5.0× 1h 5.0× 30m 5.0× 6h 5.0× 2h 5.0× 1d 5.0× 3d 5.0×"
+    )
     budget = world.run("/slo", "budget fraud-steady")["text"].splitlines()
     assert [line.split()[0] for line in budget] == ["`fraud-steady-availability`"]
     # Time to exhaustion: the steady service has overspent (5x for 30 days), so none is shown for it.

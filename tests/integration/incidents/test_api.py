@@ -48,7 +48,13 @@ def test_lifecycle_with_exact_times(client: httpx.Client, auth: dict[str, str]) 
         (resolved_at - datetime(2026, 11, 25, 20, 0, tzinfo=UTC)).total_seconds()
     )
     texts = [event["text"] for event in resolved["timeline"] if event["kind"] == "status"]
-    assert texts == ["incident opened (SEV2)", "triggered -> acknowledged", "acknowledged -> resolved"]
+    # Nobody was commander: the one who acknowledged became it.
+    assert texts == [
+        "incident opened (SEV2)",
+        "triggered -> acknowledged (commander: U123)",
+        "acknowledged -> resolved",
+    ]
+    assert resolved["commander"] == "U123"
 
 
 def test_an_illegal_transition_is_409_naming_the_allowed_ones(

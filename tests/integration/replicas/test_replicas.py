@@ -353,7 +353,7 @@ def test_one_slack_message_per_incident_kept_in_order_across_replicas(cluster: C
     update = cluster.slack.called("chat.update")[-1]
     assert "SEV1" in update["text"] and "SEV3" not in update["text"]  # the message ends on the latest state
     replies = [p["text"] for p in cluster.slack.called("chat.postMessage") if p.get("thread_ts")]
-    assert replies == ["severity: SEV1"], replies
+    assert replies == ["severity: SEV1 by <@U2>"], replies
 
 
 @pytest.mark.parametrize("cluster", [2], indirect=True)

@@ -84,8 +84,8 @@ def test_rollback_from_slack_in_two_clicks(world: SlackWorld, mlflow: MlflowServ
     seen = len(world.slack.called("/response/cmd"))
     world.button("rollback_confirm", button["value"], user="U2")
     done = world.reply(seen)
-    assert done["response_type"] == "in_channel"
-    assert done["text"].startswith("<@U2> rollback: fraud-detector in prod now serves 3 (was 4)")
+    assert done["response_type"] == "ephemeral"  # the thread tells the channel
+    assert done["text"].startswith("Your rollback: fraud-detector in prod now serves 3 (was 4)")
     assert alias(mlflow) == "3"
     assert (
         world.scalar("SELECT count(*) FROM timeline_event WHERE kind = 'rollback' AND incident_id = 1") == 3
@@ -118,7 +118,7 @@ def test_promote_from_slack(world: SlackWorld, mlflow: MlflowServer) -> None:
     assert proposal["text"].startswith("*Promote fraud-detector* in *test*: version 2 → *3*")
     seen = len(world.slack.called("/response/cmd"))
     world.button("rollback_confirm", proposal["blocks"][-1]["elements"][0]["value"], user="U2")
-    assert world.reply(seen)["text"].startswith("<@U2> promote: fraud-detector in test now serves 3 (was 2)")
+    assert world.reply(seen)["text"].startswith("Your promote: fraud-detector in test now serves 3 (was 2)")
     assert alias(mlflow, "challenger") == "3"
 
 

@@ -177,5 +177,35 @@ def test_slo_status_cli_at_a_time(
     table = subprocess.run(
         [sloguard, "slo", "status", "--at", at], env=env, capture_output=True, text=True, timeout=60
     )
-    line = next(line for line in table.stdout.splitlines() if line.startswith("fraud-model-availability"))
-    assert "300.00" in line and line.rstrip().endswith("page")
+    lines = table.stdout.splitlines()
+    line = next(line for line in lines if line.startswith("fraud-model-availability"))
+    # The 30-day SLO's own windows by tier position: page-fast's short 5m and long 1h first.
+    assert lines[0].split()[2:6] == ["page-fast", "short", "page-fast", "long"], lines[0]
+    assert "5m 300.0×" in line and line.rstrip().endswith("page")
+    assert table.returncode == 0  # no --fail-on: paging is a figure, not a failure
+
+    failing = subprocess.run(
+        [sloguard, "slo", "status", "--at", at, "--fail-on", "page,no_data"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failing.returncode == 1, failing.stderr
+    assert "fraud-model-availability" in failing.stderr.splitlines()[-1]
+    quiet = subprocess.run(
+        [sloguard, "slo", "status", "--at", at, "--fail-on", "source_error"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    wrong = subprocess.run(
+        [sloguard, "slo", "status", "--fail-on", "paging"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong.returncode == 2 and "--fail-on: paging is not a state" in wrong.stderr

@@ -101,7 +101,7 @@ def test_incident_message_carries_evidence_and_buttons() -> None:
     assert "*Serving versions*: 3, 4" in text
     assert "*Suspect*: version 4 (10.00% errors); previous good 3" in text
     assert "*Drift*: amount" in text and "*Top errors*: Timeout (7)" in text
-    buttons = [(b["action_id"], b["value"]) for b in content[-1]["elements"]]
+    buttons = [(b["action_id"], b["value"]) for b in content[-2]["elements"]]
     assert buttons == [
         ("incident_ack", "7"),
         ("incident_resolve", "7"),

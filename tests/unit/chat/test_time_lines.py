@@ -20,11 +20,13 @@ def test_a_measured_incident_shows_its_impact_budget_detection_and_mitigation() 
         "impact_budget_consumed": 0.0204,
     }
     stamp = int(T.timestamp())
+
+    def shown(offset: int, clock: str) -> str:
+        return f"<!date^{stamp + offset}^{{date_short}} {{time}}|2026-12-02 {clock} UTC>"
+
     assert time_lines(incident) == [
-        f"*Impact*: from <!date^{stamp}^{{time}}|15:44 UTC> to <!date^{stamp + 120}^{{time}}|15:46 UTC> "
-        "(2 min), 2.0% of the error budget",
-        f"*Detected* <!date^{stamp + 120}^{{time}}|15:46 UTC> (MTTD 2 min); "
-        f"*mitigated* <!date^{stamp + 121}^{{time}}|15:46 UTC> (after 2 min 1 s)",
+        f"*Impact*: from {shown(0, '15:44')} to {shown(120, '15:46')} (2 min), 2.0% of the error budget",
+        f"*Detected* {shown(120, '15:46')} (MTTD 2 min); *mitigated* {shown(121, '15:46')} (after 2 min 1 s)",
     ]
 
 
@@ -33,7 +35,9 @@ def test_an_ongoing_or_unknown_impact_says_so() -> None:
     assert time_lines(going)[0].endswith("and going on")
     assert time_lines(going)[1].endswith("(MTTD 45 s)")
     unknown = {"started_at": T, "detected_at": T, "impact_method": "unknown"}
-    assert time_lines(unknown)[0] == "*Impact*: window unknown (not measurable from an SLI)"
+    assert (
+        time_lines(unknown)[0] == "*Impact*: window unknown (no SLI to measure it from, or no step exceeded)"
+    )
     assert when(None) == "-"
 
 
