@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import model_validator
@@ -242,7 +242,9 @@ class ActionItemCreate(SQLModel):
 class ActionItemUpdate(SQLModel):
     # Left out keeps the value; only owner and due may be null (cleared), so the schema says so
     # (SkipJsonSchema: None is the "not given" default, not a value a client may send).
-    text: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=2000)
+    # The length limits sit on the text itself: on the union they were applied to a `null` too, which
+    # pydantic answers with a TypeError (a 500) instead of a validation error.
+    text: Annotated[str, Field(min_length=1, max_length=2000)] | SkipJsonSchema[None] = None
     owner: str | None = Field(default=None, max_length=100)  # null clears it
     due: UtcDatetime | None = None  # null clears it
     priority: Priority | SkipJsonSchema[None] = None

@@ -106,6 +106,19 @@ def test_fields_notes_and_action_items(client: httpx.Client, auth: dict[str, str
         f"/api/v1/incidents/{incident_id}/action-items/{item['id']}", json={"done": True}, headers=auth
     ).json()
     assert done["done"] is True and done["priority"] == "P0"
+    # `text: null` is refused with a reason (it was a 500: the length limit met the null), and nothing
+    # changes; an empty or overlong text is refused too.
+    for text in (None, "", "x" * 2001):
+        refused = client.patch(
+            f"/api/v1/incidents/{incident_id}/action-items/{item['id']}", json={"text": text}, headers=auth
+        )
+        assert refused.status_code == 422, (text, refused.text)
+    assert (
+        "text cannot be null"
+        in client.patch(
+            f"/api/v1/incidents/{incident_id}/action-items/{item['id']}", json={"text": None}, headers=auth
+        ).text
+    )
     detail = client.get(f"/api/v1/incidents/{incident_id}", headers=auth).json()
     assert [i["text"] for i in detail["action_items"]] == ["alert on feature nulls"]
     assert (
