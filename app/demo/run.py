@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -535,6 +536,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_demo(output: Path, registry: str = "auto", console: Console | None = None) -> Outcome:
-    demo = Demo(output, console or Console(), registry)
+    # Not a terminal (a log, a pipe): lines are not wrapped, so a file path stays one piece to copy.
+    demo = Demo(output, console or Console(soft_wrap=not sys.stdout.isatty()), registry)
     with sigterm_as_interrupt():
         return demo.run()

@@ -25,9 +25,10 @@ def demo_command(output: Path) -> list[str]:
 
 
 def environment() -> dict[str, str]:
-    # A wide terminal keeps each step on one line; SLOGUARD_TEST_MLFLOW points at `make test`'s MLflow.
+    # A narrow terminal: output to a pipe must still keep each step on one line (no wrapping);
+    # SLOGUARD_TEST_MLFLOW points at `make test`'s MLflow.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLOGUARD_")}
-    return env | {"COLUMNS": "200", "SLOGUARD_TEST_MLFLOW": str(MLFLOW)}
+    return env | {"COLUMNS": "80", "SLOGUARD_TEST_MLFLOW": str(MLFLOW)}
 
 
 def processes_using(folder: str) -> list[str]:
@@ -92,7 +93,7 @@ def test_the_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Pat
     assert "version 4" in body and "amount" in body
     charts = sorted(output.glob("*-assets/*.svg"))
     assert {chart.name for chart in charts} == {"budget.svg", "error-ratio.svg"}
-    for chart in charts:
+    for chart in charts:  # whole, though longer than the 80 columns: output to a pipe is not wrapped
         assert f"chart: {chart}" in text
     ratio, threshold = plotted(output / f"{draft.stem}-assets" / "error-ratio.svg")
     assert threshold == pytest.approx([0.0144] * len(threshold))  # 14.4 x the 0.1 % budget
