@@ -13,7 +13,7 @@ from app.errors import SourceUnavailable
 from app.slo import burn
 from app.slo.impact import UNKNOWN, Impact, Step, impact_window, with_budget
 from app.slo.model import ElasticsearchSli, EventsSli, RawSli, Slo
-from app.slo.queries import iso
+from app.slo.queries import iso, ranges_search
 
 MAX_POINTS = 10_000  # Prometheus answers at most 11,000 points a series
 MAX_RANGES = 2_000  # date ranges in one search (Elasticsearch's search.max_buckets is 65,536)
@@ -102,24 +102,9 @@ def _log_counts(
     elasticsearch: Any, sli: ElasticsearchSli, spans: list[tuple[datetime, datetime]]
 ) -> list[tuple[float, float]]:
     """(bad, total) log events in each [start, end) of `spans`, in one search."""
-    field = sli.timestamp_field
-    whole = {"gte": iso(min(a for a, _ in spans)), "lt": iso(max(b for _, b in spans))}
-    filters: list[dict[str, Any]] = [{"range": {field: whole | {"format": "strict_date_optional_time"}}}]
-    if sli.total_query:
-        filters.insert(0, {"query_string": {"query": sli.total_query}})
-    part = sli.bad_query if sli.bad_query is not None else sli.good_query
     ranges = [{"key": str(k), "from": iso(a), "to": iso(b)} for k, (a, b) in enumerate(spans)]
-    body = {
-        "size": 0,
-        "track_total_hits": False,
-        "query": {"bool": {"filter": filters}},
-        "aggs": {
-            "spans": {
-                "date_range": {"field": field, "keyed": True, "ranges": ranges},
-                "aggs": {"part": {"filter": {"query_string": {"query": part}}}},
-            }
-        },
-    }
+    first, last = min(a for a, _ in spans), max(b for _, b in spans)
+    body = ranges_search(sli, "spans", first, last, ranges)
     answer = elasticsearch.search(sli.index, body)
     try:
         buckets = answer["aggregations"]["spans"]["buckets"]

@@ -178,6 +178,29 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def ranges_search(
+    sli: ElasticsearchSli, name: str, start: datetime, end: datetime, ranges: list[dict[str, str]]
+) -> dict[str, Any]:
+    """A search body counting the SLI's events in each date range (aggregation `name`, keyed), with a
+    `part` sub-aggregation of the bad (or good) ones; only events in [start, end) are read."""
+    window = {"gte": iso(start), "lt": iso(end), "format": "strict_date_optional_time"}
+    filters: list[dict[str, Any]] = [{"range": {sli.timestamp_field: window}}]
+    if sli.total_query:
+        filters.insert(0, {"query_string": {"query": sli.total_query}})
+    part_query = sli.bad_query if sli.bad_query is not None else sli.good_query
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": {"bool": {"filter": filters}},
+        "aggs": {
+            name: {
+                "date_range": {"field": sli.timestamp_field, "keyed": True, "ranges": ranges},
+                "aggs": {"part": {"filter": {"query_string": {"query": part_query}}}},
+            }
+        },
+    }
+
+
 def es_search(slo: Slo, at: datetime, ingest_delay: float) -> tuple[str, dict[str, Any]]:
     """(index, body) of the one search that measures every window of a log-based SLO."""
     sli = slo.sli
@@ -186,36 +209,11 @@ def es_search(slo: Slo, at: datetime, ingest_delay: float) -> tuple[str, dict[st
     end = at - timedelta(seconds=ingest_delay)
     windows = measured_windows(slo, at)
     longest = max(seconds for _, seconds in windows)
-    filters: list[dict[str, Any]] = [
-        {
-            "range": {
-                sli.timestamp_field: {
-                    "gte": iso(end - timedelta(seconds=longest)),
-                    "lt": iso(end),
-                    "format": "strict_date_optional_time",
-                }
-            }
-        }
-    ]
-    if sli.total_query:
-        filters.insert(0, {"query_string": {"query": sli.total_query}})
-    part_query = sli.bad_query if sli.bad_query is not None else sli.good_query
     ranges = [
         {"key": key, "from": iso(end - timedelta(seconds=seconds)), "to": iso(end)}
         for key, seconds in windows
     ]
-    body = {
-        "size": 0,
-        "track_total_hits": False,
-        "query": {"bool": {"filter": filters}},
-        "aggs": {
-            "windows": {
-                "date_range": {"field": sli.timestamp_field, "keyed": True, "ranges": ranges},
-                "aggs": {"part": {"filter": {"query_string": {"query": part_query}}}},
-            }
-        },
-    }
-    return sli.index, body
+    return sli.index, ranges_search(sli, "windows", end - timedelta(seconds=longest), end, ranges)
 
 
 def parse_es(slo: Slo, at: datetime, response: dict[str, Any]) -> burn.Measurement:
