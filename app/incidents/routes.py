@@ -122,7 +122,7 @@ def postmortem(
 
     draft = postmortems.write(services, incident_id, datetime.now(UTC))
     if format == "html":
-        page = html.page(draft.markdown, f"Incident {incident_id}")
+        page = html.page(draft.markdown, f"Incident {incident_id}", draft.path.parent)
         return Response(page, media_type="text/html; charset=utf-8", headers=html.HTML_HEADERS)
     return Response(draft.markdown, media_type="text/markdown; charset=utf-8", headers=html.MARKDOWN_HEADERS)
 

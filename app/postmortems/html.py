@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
+import re
+import urllib.parse
+from pathlib import Path
 
 import markdown
 import nh3
@@ -56,9 +60,41 @@ def sanitise(html: str) -> str:
     return _CLEANER.clean(html)
 
 
-def page(draft_markdown: str, title: str) -> str:
-    """A complete HTML document for the draft. `title` is escaped here."""
+# An image the draft links to by a relative path (its charts) is put into the page as a `data:` URI: the
+# page is served from the API, where the draft's folder has no address. Only these kinds, only files in
+# the draft's own folder, and none larger than this.
+INLINE_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
+INLINE_LIMIT = 2_000_000  # bytes
+_IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")([^"]*)(")')
+
+
+def inline_images(body: str, folder: Path) -> str:
+    """Relative chart images in sanitised HTML replaced by `data:` URIs of the files under `folder`.
+    An image in an <img> cannot run script, whatever the file holds; anything else is left as it is."""
+    root = folder.resolve()
+
+    def inline(match: re.Match[str]) -> str:
+        src = html.unescape(match.group(2))
+        if urllib.parse.urlsplit(src).scheme or src.startswith(("/", "\\")):
+            return match.group(0)
+        path = (root / urllib.parse.unquote(src)).resolve()
+        kind = INLINE_TYPES.get(path.suffix.lower())
+        if kind is None or not path.is_relative_to(root) or not path.is_file():
+            return match.group(0)
+        if path.stat().st_size > INLINE_LIMIT:
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"{match.group(1)}data:{kind};base64,{data}{match.group(3)}"
+
+    return _IMG_SRC.sub(inline, body)
+
+
+def page(draft_markdown: str, title: str, folder: Path | None = None) -> str:
+    """A complete HTML document for the draft, its charts inlined from `folder` (the draft's own).
+    `title` is escaped here."""
     body = sanitise(markdown.markdown(draft_markdown, extensions=["tables"], output_format="html"))
+    if folder is not None:
+        body = inline_images(body, folder)
     heading = nh3.clean_text(title)
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>{heading}</title>"

@@ -422,6 +422,70 @@ def _name_people(services: Services, context: dict[str, Any], now: datetime) -> 
     context["incident"] = incident | {"commander": people.label(known, incident.get("commander"))}
 
 
+def _draw_charts(
+    services: Services, context: dict[str, Any], incident: Incident, slo: Slo, path: Path, now: datetime
+) -> tuple[datetime, datetime]:
+    """The error-ratio and budget charts over the incident's story (app/postmortems/charts.py), each
+    with its series as CSV beside it, and the markers' times; returns the span they cover."""
+    prometheus = services.slo_engine.prometheus
+    with Session(services.engine) as session:
+        timeline = incidents.timeline(session, incident.id or 0)
+        actions = session.exec(select(RollbackAction).where(RollbackAction.incident_id == incident.id)).all()
+    moments = charts.markers(incident, timeline, actions)
+    start, end = charts.span(moments, incident.started_at, now)
+    impact = (incident.impact_started_at, incident.impact_ended_at) if incident.impact_started_at else None
+    try:
+        points = _series(prometheus, slo, start, end)
+        remaining = _budget_series(prometheus, slo, start, end)
+    except SourceError as exc:
+        log.warning("chart data unavailable", extra={"error": str(exc)})
+        context["chart_problem"] = f"Prometheus did not answer ({exc})"
+        return start, end
+    if not points and not remaining:
+        return start, end
+    assets = path.parent / f"{path.stem}-assets"
+    assets.mkdir(exist_ok=True)
+    (assets / "markers.csv").write_text(charts.markers_csv(moments), encoding="utf-8")
+    window = chart_window(slo).name
+    drawn = []
+    if points:
+        pages = [t for t in slo.tiers if t.severity == burn.State.page] or list(slo.tiers[:1])
+        svg = charts.error_ratio_chart(
+            points,
+            title=f"{slo.id}: error ratio",
+            window=window,
+            allowed=slo.budget,
+            thresholds=[
+                charts.Threshold(f"{t.name} threshold (×{t.factor:g})", t.threshold(slo.budget))
+                for t in pages
+            ],
+            moments=moments,
+            impact=impact,
+            bounds=(start, end),
+        )
+        drawn.append(
+            ("error-ratio", f"{slo.id} error ratio over {window}", svg, f"error_ratio_{window}", points)
+        )
+    if remaining:
+        period = durations.format_prometheus(slo.period_seconds)
+        svg = charts.budget_chart(
+            remaining,
+            title=f"{slo.id}: error budget remaining",
+            period=period,
+            moments=moments,
+            impact=impact,
+            bounds=(start, end),
+        )
+        drawn.append(("budget", f"{slo.id} error budget remaining", svg, "budget_remaining", remaining))
+    for name, title, svg, column, series in drawn:
+        (assets / f"{name}.svg").write_text(svg, encoding="utf-8")
+        (assets / f"{name}.csv").write_text(charts.csv_text(column, series, impact), encoding="utf-8")
+        context["charts"].append(
+            {"title": title, "path": f"{assets.name}/{name}.svg", "data": f"{assets.name}/{name}.csv"}
+        )
+    return start, end
+
+
 def write(services: Services, incident_id: int, now: datetime, output: Path | None = None) -> Draft:
     """Render (and chart) the draft for an incident and write it, keeping people's edits."""
     settings, engine, slo_engine = services.settings, services.engine, services.slo_engine
@@ -433,36 +497,7 @@ def write(services: Services, incident_id: int, now: datetime, output: Path | No
     path.parent.mkdir(parents=True, exist_ok=True)
     slo: Slo | None = context["_slo"]
     if slo is not None and slo_engine.prometheus is not None:
-        assets = path.parent / f"{path.stem}-assets"
-        start = incident.started_at - timedelta(hours=1)
-        end = min(now, (incident.resolved_at or now) + timedelta(minutes=30))
-        try:
-            points = _series(slo_engine.prometheus, slo, start, end)
-            remaining = _budget_series(slo_engine.prometheus, slo, start, end)
-        except SourceError as exc:
-            log.warning("chart data unavailable", extra={"error": str(exc)})
-            points, remaining = [], []
-            context["chart_problem"] = f"Prometheus did not answer ({exc})"
-        if points or remaining:
-            assets.mkdir(exist_ok=True)
-        if points:
-            page = next((t for t in slo.tiers if t.name == "page-fast"), slo.tiers[0])
-            (assets / "error-ratio.svg").write_text(
-                charts.error_ratio_chart(
-                    points, page.threshold(slo.budget), f"{slo.id}: error ratio", chart_window(slo).name
-                ),
-                encoding="utf-8",
-            )
-            context["charts"].append(
-                {"title": f"{slo.id} error ratio", "path": f"{assets.name}/error-ratio.svg"}
-            )
-        if remaining:
-            (assets / "budget.svg").write_text(
-                charts.budget_chart(remaining, f"{slo.id}: error budget remaining"), encoding="utf-8"
-            )
-            context["charts"].append(
-                {"title": f"{slo.id} budget remaining", "path": f"{assets.name}/budget.svg"}
-            )
+        start, end = _draw_charts(services, context, incident, slo, path, now)
         _serving_table(services, context, incident, start, end)
     template_dir = settings.postmortem_dir / "templates"
     try:

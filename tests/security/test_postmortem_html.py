@@ -5,6 +5,7 @@ The Markdown draft itself is inert too: rendered by two Markdown libraries witho
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import json
@@ -351,7 +352,40 @@ def test_html_written_by_hand_in_a_kept_section_is_sanitised(drafts: Drafts, tmp
     assert not [attrs for _, attrs in page.elements if "style" in attrs]
     links = {attrs.get("href") for tag, attrs in page.elements if tag == "a"}
     assert {"https://example.org/ok", "https://example.org/fine"} <= links  # web links still work
-    assert ("img", {"alt": "chart", "src": "assets/chart.svg"}) in page.elements
+    assert ("img", {"alt": "chart", "src": "assets/chart.svg"}) in page.elements  # no such file: as written
+
+
+def test_only_images_inside_the_drafts_folder_are_put_into_the_page(drafts: Drafts, tmp_path: Path) -> None:
+    # The HTML view inlines the charts as data: URIs; a path written by hand must not pull in a file
+    # from elsewhere on the server, by `..`, by an encoded `..`, an absolute path or a symbolic link.
+    drafts.markdown(drafts.declared)
+    (path,) = (tmp_path / "postmortems").glob(f"*-{drafts.declared}-*.md")
+    secret = tmp_path / "secret.svg"
+    secret.write_text("<svg xmlns='http://www.w3.org/2000/svg'><text>the server's own file</text></svg>")
+    (path.parent / "link.svg").symlink_to(secret)
+    (path.parent / "own.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'><script>1</script></svg>")
+    by_hand = " ".join(
+        f"![{alt}]({src})"
+        for alt, src in [
+            ("up", "../secret.svg"),
+            ("encoded", "%2E%2E/secret.svg"),
+            ("absolute", str(secret)),
+            ("link", "link.svg"),
+            ("own", "own.svg"),
+            ("text", "../../etc/hostname"),
+        ]
+    )
+    path.write_text(path.read_text().replace("- **What went well:** _…_", by_hand))
+    page = parsed(drafts.html(drafts.declared).text)
+    sources = {attrs["alt"]: attrs["src"] for tag, attrs in page.elements if tag == "img" and "alt" in attrs}
+    assert sources["up"] == "../secret.svg" and sources["encoded"] == "%2E%2E/secret.svg"
+    assert sources["absolute"] == str(secret) and sources["link"] == "link.svg"
+    assert sources["text"] == "../../etc/hostname"
+    # A picture in the draft's own folder is shown; inside <img> its script cannot run.
+    assert (
+        sources["own"]
+        == "data:image/svg+xml;base64," + base64.b64encode((path.parent / "own.svg").read_bytes()).decode()
+    )
 
 
 def test_draft_answers_carry_a_strict_csp_and_nosniff(drafts: Drafts) -> None:

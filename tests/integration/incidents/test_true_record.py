@@ -14,6 +14,7 @@ their thresholds, the bad and total requests over the window sloguard reports, t
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -39,6 +40,7 @@ from app.main import create_app
 from tests.conftest import API_TOKEN, make_settings, pg_schema_url
 from tests.fakes.slack import FakeSlack
 from tests.servers import UvicornThread
+from tests.unit.postmortems.test_charts import check_self_contained, png_size, rendered, texts
 
 pytestmark = pytest.mark.integration
 
@@ -421,3 +423,76 @@ def test_the_record_of_a_climbing_outage_follows_the_story(world: dict[str, Any]
     assert all(" by " in reply for reply in replies), replies
     assert "triggered → acknowledged by <@U0ALICE>" in replies
     assert "acknowledged → resolved by <@U0ALICE>" in replies
+
+    # The charts tell the same story: see `check_charts`.
+    check_charts(draft_path, story, shown, action, detected=detected, deploy=moment(deploy["at"]))
+
+
+def series(path: Path) -> list[tuple[float, float | None, bool]]:
+    with path.open(newline="") as file:
+        rows = list(csv.reader(file))[1:]
+    return [(moment(t), float(v) if v else None, flag == "1") for t, v, flag in rows]
+
+
+def check_charts(
+    draft_path: Path,
+    story: Story,
+    shown: dict[str, Any],
+    action: dict[str, Any],
+    detected: float,
+    deploy: float,
+) -> None:
+    """The draft's charts, as SVG, as PNG and as their CSV series, against the story and the record."""
+    assets = draft_path.parent / f"{draft_path.stem}-assets"
+    impact = shown["impact"]
+    start, end = moment(impact["started_at"]), moment(impact["ended_at"])
+    # Every marker at its stored time (the CSV keeps whole seconds).
+    with (assets / "markers.csv").open(newline="") as file:
+        markers = {row["marker"]: moment(row["time_utc"]) for row in csv.DictReader(file)}
+    stored = {
+        "deploy": deploy,
+        "impact began": start,
+        "detected": detected,
+        "acknowledged": moment(shown["acknowledged_at"]),
+        "rollback": moment(action["finished_at"]),
+        "recovered": end,
+        "resolved": moment(shown["resolved_at"]),
+    }
+    assert markers.keys() == stored.keys(), markers
+    for label, at in stored.items():
+        assert int(at) - 1 <= markers[label] <= at, (label, markers[label], at)
+
+    ratio = series(assets / "error-ratio.csv")
+    remaining = series(assets / "budget.csv")
+    for points in (ratio, remaining):
+        # The time axis covers the deploy through the resolution; the shaded points are the impact window.
+        assert points[0][0] < deploy and points[-1][0] >= stored["resolved"] - STEP, (points[0], points[-1])
+        assert [flag for _, _, flag in points] == [start <= t <= end for t, _, _ in points]
+    changes = [phase.start for phase in story.model.phases]
+    flat = [
+        (t, value)
+        for t, value, _ in ratio
+        if value is not None and not any(t - STEP - SAMPLE <= c <= t + SAMPLE for c in changes)
+    ]
+    assert len(flat) >= 10, ratio
+    for t, value in flat:  # the 1-minute error ratio where the story's rate was the same all minute
+        assert value == pytest.approx(story.bad(t - STEP, t) / story.total(t - STEP, t), rel=0.01), t
+    assert max(v for _, v, _ in ratio if v is not None) > 0.02  # the climb shows (40 s phases, 1m window)
+    for t, value, _ in remaining:  # the budget left over the day ending at each point
+        expected = 1 - story.bad(t - DAY, t) / (ALLOWED * story.total(t - DAY, t))
+        assert value == pytest.approx(expected, abs=0.01), t
+    before = [v for t, v, _ in remaining if t <= start and v is not None][-1]
+    after = next(v for t, v, _ in remaining if t >= end + STEP and v is not None)
+    # What the impact window spent is what the chart's budget line dropped by across it.
+    assert before - after == pytest.approx(impact["budget_consumed"], rel=0.1, abs=0.01)
+
+    for name in ("error-ratio", "budget"):
+        svg = (assets / f"{name}.svg").read_text()
+        shown_texts = texts(svg)
+        for label, at in markers.items():
+            assert any(
+                text.startswith(label) and text.endswith(f"{datetime.fromtimestamp(at, UTC):%H:%M}")
+                for text in shown_texts
+            ), (label, shown_texts)
+        check_self_contained(svg)
+        assert png_size(rendered(svg, assets.parent))[0] > 600

@@ -120,6 +120,9 @@ class Cluster:
     def close(self) -> None:
         for replica in self.replicas:
             replica.stop()
+            # Captured output: pytest shows it only when the test failed, to say what the replicas did.
+            tail = replica.log_path.read_text(errors="replace")[-6000:]
+            sys.stdout.write(f"--- {replica.log_path.name} ---\n{tail}\n")
         self.engine.dispose()
 
 
