@@ -190,8 +190,20 @@ def read(document: dict[str, Any], where: Location, problems: Problems) -> Found
 def resolve(found: list[Found], problems: Problems) -> list[Slo]:
     """Build SLOs from OpenSLO documents, resolving `indicatorRef`, policy and condition refs."""
     by_kind: ByKind = {}
-    for item in found:
-        by_kind.setdefault(item.document.kind, {})[item.document.metadata.name] = item
+    for number, item in enumerate(found):
+        kind, name = item.document.kind, item.document.metadata.name
+        named = by_kind.setdefault(kind, {})
+        if kind == "SLO":
+            # Nothing refers to an SLO by name, and `availability` under two services is two SLOs (their
+            # ids, service-name, differ; a repeated id is refused by the loader).
+            named[f"{name}#{number}"] = item
+        elif name in named:  # referred to by name: a second one would silently replace the first
+            problems.add(
+                item.where.at("metadata", "name"),
+                f"duplicate {kind} name {name!r} (also in {named[name].where.file})",
+            )
+        else:
+            named[name] = item
     result = []
     for item in by_kind.get("SLO", {}).values():
         try:

@@ -165,6 +165,26 @@ spec:
 """
 
 
+def test_openslo_slos_of_one_name_under_two_services_are_two_slos(slo_dir: Path) -> None:
+    # `latency` for two services: two SLOs (one of them used to replace the other, silently).
+    write(slo_dir, "a.yaml", OPENSLO.format(method="Occurrences", target="targetPercent: 99"))
+    other = OPENSLO.format(method="Occurrences", target="targetPercent: 99").split("---")[0]
+    write(slo_dir, "b.yaml", other.replace("service: fraud-model", "service: ranking-model"))
+    assert [slo.id for slo in load_specs([slo_dir])] == ["fraud-model-latency", "ranking-model-latency"]
+    # The same SLO twice is refused, by its id.
+    write(slo_dir, "c.yaml", other)
+    assert problems(slo_dir) == ["slo/c.yaml: duplicate SLO id 'fraud-model-latency' (also in slo/a.yaml)"]
+
+
+def test_openslo_names_of_referred_kinds_are_unique(slo_dir: Path) -> None:
+    write(slo_dir, "a.yaml", OPENSLO.format(method="Occurrences", target="targetPercent: 99"))
+    sli = OPENSLO.format(method="Occurrences", target="targetPercent: 99").split("---")[1]
+    write(slo_dir, "b.yaml", sli)
+    assert problems(slo_dir) == [
+        "slo/b.yaml: metadata.name: duplicate SLI name 'fraud-latency' (also in slo/a.yaml)"
+    ]
+
+
 def test_openslo_multi_document_with_refs(slo_dir: Path) -> None:
     write(slo_dir, "latency.yaml", OPENSLO.format(method="Occurrences", target="targetPercent: 99"))
     (slo,) = load_specs([slo_dir])
