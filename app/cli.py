@@ -284,6 +284,14 @@ def _cell(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def budget_cell(item: dict[str, Any]) -> str:
+    """`33.9%`; `33.9% partial (6h of 1d)` when the data does not reach back over the whole period."""
+    from app.slo.coverage import partial_note
+
+    remaining = item["budget_remaining"]
+    return "-" if remaining is None else f"{remaining * 100:.1f}%{partial_note(item.get('budget'))}"
+
+
 def status_table(results: list[dict[str, Any]], tiers: dict[str, list[Any]]) -> str:
     """One row per SLO; its tiers' windows in columns by tier position (each tier's short, then long
     window), each cell `1m 30.0×`: the SLO's own windows, whatever its period."""
@@ -302,14 +310,17 @@ def status_table(results: list[dict[str, Any]], tiers: dict[str, list[Any]]) -> 
         for index in range(positions):
             for window in (own[index].short, own[index].long) if index < len(own) else (None, None):
                 burn = item["windows"].get(window.name, {}).get("burn_rate") if window else None
-                cells.append("-" if window is None else f"{window.name} {_cell(burn, '.1f')}×")
-        remaining = item["budget_remaining"]
+                cells.append(
+                    "-"
+                    if window is None
+                    else f"{window.name} {_cell(burn, '.1f')}{'' if burn is None else '×'}"
+                )
         rows.append(
             [
                 item["id"],
                 f"{item['objective'] * 100:g}%",
                 *cells,
-                "-" if remaining is None else f"{remaining * 100:.1f}%",
+                budget_cell(item),
                 item["state"] + (f" ({item['detail']})" if item.get("detail") else ""),
             ]
         )

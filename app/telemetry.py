@@ -79,6 +79,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # urllib3 logs each retry with the full URL; our sources log one line per failure themselves.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
+    # elastic_transport logs each retry of a node with its traceback; the SLO's status names the failure
+    # (`source_error (elasticsearch at URL: connection failed)`) and the cycle logs it once.
+    logging.getLogger("elastic_transport").setLevel(logging.ERROR)
 
 
 class SloGauges:

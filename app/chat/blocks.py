@@ -9,6 +9,7 @@ from typing import Any
 
 from app.durations import spoken
 from app.incidents.models import OPEN_STATUSES
+from app.slo.coverage import partial_note
 
 SECTION_LIMIT = 3000  # characters in one section's text
 MESSAGE_LIMIT = 3900
@@ -122,7 +123,9 @@ def incident_blocks(
             if (figures.get(window) or {}).get("burn_rate") is not None
         )
         remaining = slo.get("budget_remaining")
-        budget = f", budget left {remaining:.0%}" if remaining is not None else ""
+        budget = (
+            f", budget left {remaining:.0%}{partial_note(slo.get('budget'))}" if remaining is not None else ""
+        )
         lines.append(
             f"*SLO* `{escape(slo['id'])}`: {escape(slo.get('state'))}; burn {burns or 'n/a'}{budget}"
         )
@@ -313,7 +316,7 @@ def slo_line(item: Mapping[str, Any]) -> str:
         if (windows.get(w) or {}).get("burn_rate") is not None
     )
     remaining = item.get("budget_remaining")
-    budget = f" budget={remaining:.1%}" if remaining is not None else ""
+    budget = f" budget={remaining:.1%}{partial_note(item.get('budget'))}" if remaining is not None else ""
     exhaustion = item.get("time_to_exhaustion_seconds")
     eta = f" exhausted in {exhaustion / 3600:.1f}h" if exhaustion else ""
     return f"`{escape(item['id'])}` {escape(item['state'])} {burn}{budget}{eta}".rstrip()

@@ -115,9 +115,8 @@ def sloguard_yaml(target: dict[str, Any], registry: bool) -> str:
     if registry:
         model["registry"] = {"name": MODEL, "aliases": {"prod": "champion"}}
     config = {
-        # Direct mode: the day's budget is read from the raw history, not from recording rules that
-        # only started running with the demo.
-        "slo": {"batch": False},
+        # The default batch mode: the recording rules start with the demo, so until they have run for
+        # the SLO's day its budget comes from the raw history (app/slo/coverage.py).
         "incidents": {"renotify_after": 0},
         "slack": {"responders": [ALICE, BOB]},
         "models": {MODEL: model},

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from app import durations
 from app.durations import DAY
@@ -155,6 +156,38 @@ def hold_seconds(tier: Tier) -> float:
     return tier.short.seconds / 2
 
 
+RULES = "rules"  # the period budget from the recording rules' period ratio, which cover the period
+RAW = "raw"  # from the raw SLI over the period (direct mode, or batch mode before the rules cover it)
+STEPS = 720  # subquery steps over a period when asking how far back data reaches: 1 h for 30 days
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Where one evaluation's period budget came from, and how much of the period that data covers."""
+
+    basis: str  # RULES or RAW
+    seconds: float | None  # of the period the data covers (None: not known)
+    period: float  # the period's length (elapsed, for a calendar period)
+
+    @property
+    def partial(self) -> bool:
+        """The data covers less of the period than one subquery step short of all of it."""
+        return self.seconds is not None and self.seconds < self.period - resolution(self.period)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "basis": self.basis,
+            "coverage_seconds": self.seconds,
+            "period_seconds": self.period,
+            "partial": self.partial,
+        }
+
+
+def resolution(period_seconds: float) -> int:
+    """The subquery step: a 720th of the period, at least a minute."""
+    return max(60, int(period_seconds) // STEPS)
+
+
 @dataclass(frozen=True)
 class Measurement:
     """What a source measured for one SLO at one time, per window (keyed by window seconds)."""
@@ -162,6 +195,7 @@ class Measurement:
     ratios: dict[int, float | None]
     events: dict[int, float | None] = field(default_factory=dict)
     period_ratio: float | None = None
+    coverage: Coverage | None = None  # where period_ratio came from, and how much of the period it covers
 
 
 def evaluate(

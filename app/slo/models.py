@@ -25,3 +25,7 @@ class SloStatus(SQLModel, table=True):
     tier: str | None = Field(default=None, max_length=100)
     time_to_exhaustion: float | None = None
     detail: str | None = Field(default=None, sa_type=sa.Text)
+    # Where the period's budget came from ("rules" or "raw") and how many seconds of the period that data
+    # covers (app/slo/coverage.py); null when not known.
+    budget_basis: str | None = Field(default=None, max_length=10)
+    budget_coverage: float | None = None

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,8 +23,8 @@ from app import db
 from app.config import SloOptions
 from app.errors import NotFound, SourceError
 from app.events import Dispatcher, SloBreached, SloCleared
-from app.slo import burn, queries
-from app.slo.burn import State
+from app.slo import burn, coverage, queries
+from app.slo.burn import Coverage, State
 from app.slo.model import ElasticsearchSli, LatencySli, Slo
 from app.slo.models import SloStatus
 from app.telemetry import Metrics
@@ -48,6 +48,7 @@ class SloResult:
     evaluation: burn.Evaluation | None = None
     detail: str | None = None
     previous_state: State | None = None
+    coverage: Coverage | None = None  # where the period's budget came from, and how much it covers
 
     @property
     def firing_tier(self) -> str | None:
@@ -79,6 +80,7 @@ class SloResult:
             "tier": self.firing_tier,
             "detail": self.detail,
             "evaluated_at": self.evaluated_at.isoformat().replace("+00:00", "Z"),
+            "budget": self.coverage.as_dict() if self.coverage else None,
         }
 
 
@@ -114,6 +116,12 @@ class SloEngine:
         self.last_stats = CycleStats()
         self._buckets: dict[tuple[str, str], list[str]] = {}
         self._lock = threading.Lock()
+        # How far back data reaches (app/slo/coverage.py): the rules' first sample per SLO, the raw SLI's,
+        # when each was last asked, and the raw period ratio read while the rules fall short.
+        self._rules_first: dict[str, float] = {}
+        self._raw_first: dict[str, float] = {}
+        self._asked: dict[tuple[str, str], datetime] = {}
+        self._raw_period: dict[str, tuple[datetime, float | None]] = {}
 
     # ------------------------------------------------------------ measuring
 
@@ -195,8 +203,115 @@ class SloEngine:
                 log_slos, pool.map(lambda s: self._search(stats, s, at), log_slos), strict=True
             ):
                 results[slo.id] = outcome
+            from_rules = {slo.id for slo in prometheus_slos if slo.id not in {s.id for s in rest}}
+            measured = [s for s in prometheus_slos if isinstance(results[s.id], burn.Measurement)]
+            if measured:
+                self._cover(stats, measured, from_rules, results, at, pool)
         self.last_stats = stats
         return results
+
+    # ------------------------------------------------------------ the period's coverage
+
+    def _due(self, kind: str, slo: Slo, at: datetime) -> bool:
+        asked = self._asked.get((kind, slo.id))
+        return asked is None or (at - asked).total_seconds() >= coverage.RECHECK or at < asked
+
+    def _ask_reach(
+        self, stats: CycleStats, kind: str, slos: list[Slo], at: datetime, pool: ThreadPoolExecutor
+    ) -> None:
+        """Ask how far back the rules (kind "rules") or the raw SLIs ("raw") of `slos` reach."""
+        if kind == coverage.RULES:
+            periods = sorted({queries.period_window_seconds(slo, at) for slo in slos})
+            texts = [coverage.rules_reach_query(period) for period in periods]
+            label, known = "sloth_id", self._rules_first
+        else:
+            texts = [coverage.raw_reach_query(chunk, at) for chunk in coverage.chunks(slos)]
+            label, known = coverage.SLO_LABEL, self._raw_first
+        try:
+            answers = list(pool.map(lambda text: self._query(stats, text, at), texts))
+        except SourceError as exc:
+            log.warning("could not ask how far back the data reaches", extra={"error": str(exc)})
+            return
+        wanted = {slo.id for slo in slos}
+        for answer in answers:
+            for slo_id, first in coverage.parse_reach(answer, label).items():
+                if slo_id in wanted:
+                    known[slo_id] = first
+        for slo in slos:
+            self._asked[(kind, slo.id)] = at
+
+    def _reach(self, kind: str, slo: Slo, at: datetime) -> float | None:
+        known = self._rules_first if kind == coverage.RULES else self._raw_first
+        return coverage.reach(known.get(slo.id), at, queries.period_window_seconds(slo, at))
+
+    def _covers(self, kind: str, slo: Slo, at: datetime) -> bool:
+        seconds, period = self._reach(kind, slo, at), queries.period_window_seconds(slo, at)
+        return seconds is not None and not Coverage(kind, seconds, period).partial
+
+    def _cover(
+        self,
+        stats: CycleStats,
+        slos: list[Slo],
+        from_rules: set[str],
+        results: dict[str, burn.Measurement | str],
+        at: datetime,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        """Each measurement's period budget basis and coverage; in batch mode, the raw period ratio in
+        place of the rules' until they have recorded for a whole period (app/slo/coverage.py)."""
+        ruled = [slo for slo in slos if slo.id in from_rules]
+        asking = [s for s in ruled if not self._covers(coverage.RULES, s, at) and self._due("rules", s, at)]
+        if asking:
+            self._ask_reach(stats, coverage.RULES, asking, at, pool)
+        short = [slo for slo in ruled if not self._covers(coverage.RULES, slo, at)]
+        raw = [slo for slo in slos if slo.id not in from_rules] + short
+        asking = [s for s in raw if not self._covers(coverage.RAW, s, at) and self._due("raw", s, at)]
+        if asking:
+            self._ask_reach(stats, coverage.RAW, asking, at, pool)
+        ratios = self._raw_period_ratios(stats, short, at, pool)
+        for slo in slos:
+            outcome = results[slo.id]
+            assert isinstance(outcome, burn.Measurement)
+            period = queries.period_window_seconds(slo, at)
+            if slo.id in from_rules and slo.id not in ratios:
+                found = Coverage(coverage.RULES, self._reach(coverage.RULES, slo, at), period)
+                results[slo.id] = replace(outcome, coverage=found)
+                continue
+            found = Coverage(coverage.RAW, self._reach(coverage.RAW, slo, at), period)
+            ratio = ratios[slo.id] if slo.id in ratios else outcome.period_ratio
+            results[slo.id] = replace(outcome, period_ratio=ratio, coverage=found)
+
+    def _raw_period_ratios(
+        self, stats: CycleStats, slos: list[Slo], at: datetime, pool: ThreadPoolExecutor
+    ) -> dict[str, float | None]:
+        """The period's error ratio from the raw SLI for `slos`, read again every refresh interval (a
+        period's ratio moves slowly); None for an SLO whose query failed: unknown, not the rules'."""
+        found: dict[str, float | None] = {}
+        stale = []
+        for slo in slos:
+            cached = self._raw_period.get(slo.id)
+            refresh = coverage.refresh_seconds(queries.period_window_seconds(slo, at))
+            if cached is not None and 0 <= (at - cached[0]).total_seconds() < refresh:
+                found[slo.id] = cached[1]
+            else:
+                stale.append(slo)
+        groups = coverage.chunks(stale)
+
+        def read(group: list[Slo]) -> dict[str, float | None]:
+            try:
+                return coverage.parse_raw_period(
+                    group, self._query(stats, coverage.raw_period_query(group, at), at)
+                )
+            except SourceError as exc:
+                log.warning("raw period ratio unavailable", extra={"error": str(exc)})
+                return {slo.id: None for slo in group}
+
+        for group, answer in zip(groups, pool.map(read, groups), strict=True):
+            for slo in group:
+                found[slo.id] = answer.get(slo.id)
+                if slo.id in answer and answer[slo.id] is not None:
+                    self._raw_period[slo.id] = (at, answer[slo.id])
+        return found
 
     # ------------------------------------------------------------ evaluating
 
@@ -223,7 +338,15 @@ class SloEngine:
                 if remember and evaluation.state not in (State.no_data, State.insufficient_data):
                     self.memory[slo.id] = evaluation.memory
                 results.append(
-                    SloResult(slo, evaluation.state, at, evaluation, evaluation.detail, previous.state)
+                    SloResult(
+                        slo,
+                        evaluation.state,
+                        at,
+                        evaluation,
+                        evaluation.detail,
+                        previous.state,
+                        outcome.coverage,
+                    )
                 )
         return results
 
@@ -291,6 +414,8 @@ def store(session: Session, results: Sequence[SloResult], retention_seconds: flo
                 state=result.state.value,
                 tier=result.firing_tier,
                 detail=result.detail,
+                budget_basis=result.coverage.basis if result.coverage else None,
+                budget_coverage=result.coverage.seconds if result.coverage else None,
             )
         )
     if results:
@@ -385,6 +510,14 @@ def latest_status(session: Session, slos: Sequence[Slo], slo_id: str | None = No
                 "tier": row.tier if row else None,
                 "detail": row.detail if row else "not evaluated yet",
                 "evaluated_at": row.evaluated_at.isoformat().replace("+00:00", "Z") if row else None,
+                "budget": _stored_coverage(slo, row),
             }
         )
     return items
+
+
+def _stored_coverage(slo: Slo, row: SloStatus | None) -> dict[str, Any] | None:
+    if row is None or row.budget_basis is None:
+        return None
+    period = queries.period_window_seconds(slo, row.evaluated_at)
+    return Coverage(row.budget_basis, row.budget_coverage, period).as_dict()
