@@ -22,7 +22,7 @@ from typing import Any
 Points = Sequence[tuple[datetime, float | None]]
 MARGIN = timedelta(minutes=15)  # at least this much before the first moment and after the last
 MARGIN_SHARE = 0.2  # or this share of the story's span, if more
-LOOKBACK = timedelta(days=7)  # a deploy longer ago than this before the impact starts the chart no earlier
+LOOKBACK = timedelta(hours=12)  # a deploy longer ago than this before the impact starts the chart no earlier
 # matplotlib's rcParams are process-wide: charts are drawn one at a time, in their own context.
 _DRAWING = threading.Lock()
 STYLE = {
@@ -98,10 +98,12 @@ def markers(incident: Any, timeline: Sequence[Any], actions: Sequence[Any]) -> l
     return sorted(found, key=lambda m: m.at)
 
 
-def span(moments: Sequence[Marker], started: datetime, now: datetime) -> tuple[datetime, datetime]:
-    """From a margin before the first moment (the deploy, when known) to a margin after the last (the
-    resolution), and no later than now."""
-    times = [m.at for m in moments] + [started]
+def span(
+    moments: Sequence[Marker], started: datetime, now: datetime, resolved: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """From a margin before the first moment (the deploy, when known; at most LOOKBACK before the start)
+    to a margin after the last (the resolution; now while the incident is open), and no later than now."""
+    times = [m.at for m in moments] + [started, resolved or now]
     first, last = min(times), max(times)
     if first < started - LOOKBACK:
         first = started - LOOKBACK

@@ -69,7 +69,8 @@ _IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")([^"]*)(")')
 
 
 def inline_images(body: str, folder: Path) -> str:
-    """Relative chart images in sanitised HTML replaced by `data:` URIs of the files under `folder`.
+    """Relative chart images in sanitised HTML replaced by `data:` URIs of the files under `folder` (the
+    postmortems folder: a draft may show another draft's charts, never a file from elsewhere).
     An image in an <img> cannot run script, whatever the file holds; anything else is left as it is."""
     root = folder.resolve()
 
@@ -77,13 +78,16 @@ def inline_images(body: str, folder: Path) -> str:
         src = html.unescape(match.group(2))
         if urllib.parse.urlsplit(src).scheme or src.startswith(("/", "\\")):
             return match.group(0)
-        path = (root / urllib.parse.unquote(src)).resolve()
-        kind = INLINE_TYPES.get(path.suffix.lower())
-        if kind is None or not path.is_relative_to(root) or not path.is_file():
+        try:  # a name written by hand may hold a NUL byte or be too long for the file system
+            path = (root / urllib.parse.unquote(src)).resolve()
+            kind = INLINE_TYPES.get(path.suffix.lower())
+            if kind is None or not path.is_relative_to(root) or not path.is_file():
+                return match.group(0)
+            if path.stat().st_size > INLINE_LIMIT:
+                return match.group(0)
+            data = base64.b64encode(path.read_bytes()).decode()
+        except (OSError, ValueError):
             return match.group(0)
-        if path.stat().st_size > INLINE_LIMIT:
-            return match.group(0)
-        data = base64.b64encode(path.read_bytes()).decode()
         return f"{match.group(1)}data:{kind};base64,{data}{match.group(3)}"
 
     return _IMG_SRC.sub(inline, body)

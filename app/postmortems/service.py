@@ -168,7 +168,12 @@ def _range_points(prometheus: Any, query: str, start: datetime, end: datetime, w
     step = chart_step(start, end, window)
     first = datetime.fromtimestamp(math.floor(start.timestamp() / step) * step, UTC)
     result = prometheus.query_range(query, first, end, step)
-    values = {round(float(t)): float(v) for t, v in (result[0]["values"] if result else [])}
+    # No traffic in a window is 0/0: NaN from Prometheus, no data on the chart.
+    values = {
+        round(float(t)): float(v)
+        for t, v in (result[0]["values"] if result else [])
+        if not math.isnan(float(v))
+    }
     points: Points = []
     moment = first
     while moment <= end:
@@ -182,13 +187,20 @@ def _events_sli(slo: Slo) -> EventsSli | None:
     return sli if isinstance(sli, EventsSli) else None
 
 
+def series_window(slo: Slo, start: datetime, end: datetime) -> str:
+    """The window each error-ratio point covers: the fast page's short window, or the chart's step when
+    that is longer, so that the points' windows tile the span and no burst falls between two points."""
+    window = chart_window(slo).seconds
+    return durations.format_prometheus(max(window, chart_step(start, end, window)))
+
+
 def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
-    """The error ratio over the chart window."""
+    """The error ratio over `series_window`, one point a step."""
     sli = _events_sli(slo)
     if sli is None:
         return []
-    window = chart_window(slo)
-    return _range_points(prometheus, sli.error_ratio(window.name), start, end, window.seconds)
+    window = series_window(slo, start, end)
+    return _range_points(prometheus, sli.error_ratio(window), start, end, chart_window(slo).seconds)
 
 
 def _budget_series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
@@ -432,7 +444,7 @@ def _draw_charts(
         timeline = incidents.timeline(session, incident.id or 0)
         actions = session.exec(select(RollbackAction).where(RollbackAction.incident_id == incident.id)).all()
     moments = charts.markers(incident, timeline, actions)
-    start, end = charts.span(moments, incident.started_at, now)
+    start, end = charts.span(moments, incident.started_at, now, incident.resolved_at)
     impact = (incident.impact_started_at, incident.impact_ended_at) if incident.impact_started_at else None
     try:
         points = _series(prometheus, slo, start, end)
@@ -446,7 +458,7 @@ def _draw_charts(
     assets = path.parent / f"{path.stem}-assets"
     assets.mkdir(exist_ok=True)
     (assets / "markers.csv").write_text(charts.markers_csv(moments), encoding="utf-8")
-    window = chart_window(slo).name
+    window = series_window(slo, start, end)
     drawn = []
     if points:
         pages = [t for t in slo.tiers if t.severity == burn.State.page] or list(slo.tiers[:1])

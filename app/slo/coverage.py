@@ -28,7 +28,9 @@ from app.slo.model import EventsSli, RawSli, Slo
 CHUNK = 50  # SLOs per raw query
 RECHECK = 600.0  # seconds between asks of how far back an SLO's data reaches, while it falls short
 SLO_LABEL = "sloguard_slo"
-RECORDED = "slo:sli_error:ratio_rate5m"  # recorded for every Prometheus SLI (app/slo/rules.py)
+# What the period rule sums (app/slo/rules.py): the recorded traffic for event SLIs, the 5-minute ratio for
+# raw ones (an event SLI's ratio exists only once a bad series does). `or` keeps one series per SLO.
+RECORDED = "sloguard:sli_total:rate5m or slo:sli_error:ratio_rate5m"
 
 
 def refresh_seconds(period_seconds: float) -> float:
@@ -51,9 +53,9 @@ def _reach_expression(inner: str, period_seconds: float) -> str:
 
 
 def rules_reach_query(period_seconds: int) -> str:
-    """The first recorded sample of every SLO's 5-minute ratio rule within one period length: one series
-    per SLO (labelled `sloth_id`), its value a Unix time."""
-    return _reach_expression(RECORDED, period_seconds)
+    """The first recorded sample of every SLO's 5-minute rules within one period length: one series per
+    SLO (labelled `sloth_id`), its value a Unix time."""
+    return _reach_expression(promql_build.group(RECORDED), period_seconds)
 
 
 def parse_reach(result: list[dict[str, Any]], label: str = "sloth_id") -> dict[str, float]:

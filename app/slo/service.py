@@ -219,7 +219,10 @@ class SloEngine:
     def _ask_reach(
         self, stats: CycleStats, kind: str, slos: list[Slo], at: datetime, pool: ThreadPoolExecutor
     ) -> None:
-        """Ask how far back the rules (kind "rules") or the raw SLIs ("raw") of `slos` reach."""
+        """Ask how far back the rules (kind "rules") or the raw SLIs ("raw") of `slos` reach. A failure is
+        remembered as an ask too: a slow subquery is not retried every cycle."""
+        for slo in slos:
+            self._asked[(kind, slo.id)] = at
         if kind == coverage.RULES:
             periods = sorted({queries.period_window_seconds(slo, at) for slo in slos})
             texts = [coverage.rules_reach_query(period) for period in periods]
@@ -233,12 +236,16 @@ class SloEngine:
             log.warning("could not ask how far back the data reaches", extra={"error": str(exc)})
             return
         wanted = {slo.id for slo in slos}
+        found: dict[str, float] = {}
         for answer in answers:
             for slo_id, first in coverage.parse_reach(answer, label).items():
                 if slo_id in wanted:
-                    known[slo_id] = first
-        for slo in slos:
-            self._asked[(kind, slo.id)] = at
+                    found[slo_id] = first
+        for slo in slos:  # the rules were wiped or replaced: what they hold now counts
+            if slo.id in found:
+                known[slo.id] = found[slo.id]
+            else:
+                known.pop(slo.id, None)
 
     def _reach(self, kind: str, slo: Slo, at: datetime) -> float | None:
         known = self._rules_first if kind == coverage.RULES else self._raw_first
@@ -247,6 +254,12 @@ class SloEngine:
     def _covers(self, kind: str, slo: Slo, at: datetime) -> bool:
         seconds, period = self._reach(kind, slo, at), queries.period_window_seconds(slo, at)
         return seconds is not None and not Coverage(kind, seconds, period).partial
+
+    def _raw_reaches_further(self, slo: Slo, at: datetime) -> bool:
+        """The raw data covers more of the period than the rules (or how far it reaches is not known)."""
+        raw, ruled = self._reach(coverage.RAW, slo, at), self._reach(coverage.RULES, slo, at)
+        step = burn.resolution(queries.period_window_seconds(slo, at))
+        return raw is None or raw > (ruled or 0.0) + step
 
     def _cover(
         self,
@@ -258,17 +271,23 @@ class SloEngine:
         pool: ThreadPoolExecutor,
     ) -> None:
         """Each measurement's period budget basis and coverage; in batch mode, the raw period ratio in
-        place of the rules' until they have recorded for a whole period (app/slo/coverage.py)."""
-        ruled = [slo for slo in slos if slo.id in from_rules]
-        asking = [s for s in ruled if not self._covers(coverage.RULES, s, at) and self._due("rules", s, at)]
-        if asking:
+        place of the rules' until they have recorded for a whole period (app/slo/coverage.py).
+
+        No rule records a calendar period's ratio: those SLOs always read it from the raw SLI. Where the
+        raw data reaches no further back than the rules (Prometheus keeps less than the period), the
+        rules' ratio is as good, and cheaper."""
+        ruled = [slo for slo in slos if slo.id in from_rules and slo.calendar_start is None]
+        asking = [slo for slo in ruled if self._due(coverage.RULES, slo, at)]
+        if asking:  # again every RECHECK even once covered: the rules may have been wiped or replaced
             self._ask_reach(stats, coverage.RULES, asking, at, pool)
         short = [slo for slo in ruled if not self._covers(coverage.RULES, slo, at)]
-        raw = [slo for slo in slos if slo.id not in from_rules] + short
-        asking = [s for s in raw if not self._covers(coverage.RAW, s, at) and self._due("raw", s, at)]
+        calendar = [slo for slo in slos if slo.id in from_rules and slo.calendar_start is not None]
+        raw = [slo for slo in slos if slo.id not in from_rules] + short + calendar
+        asking = [s for s in raw if not self._covers(coverage.RAW, s, at) and self._due(coverage.RAW, s, at)]
         if asking:
             self._ask_reach(stats, coverage.RAW, asking, at, pool)
-        ratios = self._raw_period_ratios(stats, short, at, pool)
+        short = [slo for slo in short if self._raw_reaches_further(slo, at)]
+        ratios = self._raw_period_ratios(stats, short + calendar, at, pool)
         for slo in slos:
             outcome = results[slo.id]
             assert isinstance(outcome, burn.Measurement)
@@ -308,9 +327,10 @@ class SloEngine:
 
         for group, answer in zip(groups, pool.map(read, groups), strict=True):
             for slo in group:
+                # A failure (None) is kept for the refresh interval too: the budget is unknown meanwhile,
+                # and a slow query does not add its timeout to every cycle.
                 found[slo.id] = answer.get(slo.id)
-                if slo.id in answer and answer[slo.id] is not None:
-                    self._raw_period[slo.id] = (at, answer[slo.id])
+                self._raw_period[slo.id] = (at, found[slo.id])
         return found
 
     # ------------------------------------------------------------ evaluating

@@ -373,6 +373,8 @@ def test_only_images_inside_the_drafts_folder_are_put_into_the_page(drafts: Draf
             ("link", "link.svg"),
             ("own", "own.svg"),
             ("text", "../../etc/hostname"),
+            ("nul", "a%00.svg"),
+            ("long", "x" * 300 + ".svg"),
         ]
     )
     path.write_text(path.read_text().replace("- **What went well:** _…_", by_hand))
@@ -381,6 +383,7 @@ def test_only_images_inside_the_drafts_folder_are_put_into_the_page(drafts: Draf
     assert sources["up"] == "../secret.svg" and sources["encoded"] == "%2E%2E/secret.svg"
     assert sources["absolute"] == str(secret) and sources["link"] == "link.svg"
     assert sources["text"] == "../../etc/hostname"
+    assert sources["nul"] == "a%00.svg" and sources["long"] == "x" * 300 + ".svg"  # left, not a 500
     # A picture in the draft's own folder is shown; inside <img> its script cannot run.
     assert (
         sources["own"]

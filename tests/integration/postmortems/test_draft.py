@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app import durations
 from app.incidents import service as incidents
 from app.incidents.models import IncidentUpdate
 from app.main import create_app
@@ -21,6 +22,7 @@ from app.rollback import service as rollbacks
 from app.rollback.models import RollbackRequest
 from app.slo.service import run_cycle
 from tests.conftest import API_TOKEN, REPO, WEBHOOK_TOKEN, make_settings
+from tests.integration import scenarios
 from tests.integration.incidents.test_burn_door import BLIP_SPEC
 from tests.prometheus import PrometheusServer
 from tests.servers import UvicornThread, wait_until
@@ -130,10 +132,30 @@ def test_draft_from_alerts_burn_enrichment_and_rollback(
         )
         assert "[runbooks/fraud-model-availability.md](../runbooks/fraud-model-availability.md)" in text
 
-        ratio_svg = drafts / f"{path.stem}-assets" / "error-ratio.svg"
-        ratio = plotted(ratio_svg)
-        assert max(ratio) == pytest.approx(0.3)  # the 5m window entirely inside the blip
-        assert min(ratio) == pytest.approx(0.0005)  # the background
+        # Every point of the error ratio, worked out from the generator: the history has a sample every
+        # 5 minutes (each step's counters grow at its mid-age's share), and a point over window w reads
+        # the samples in [t - w, t] (both ends: Prometheus 2). The chart runs to the rollback, made now:
+        # hours of points, each window as long as the step (15 minutes or more), so that no part of the
+        # span falls between points.
+        with (drafts / f"{path.stem}-assets" / "error-ratio.csv").open(newline="") as file:
+            rows = list(csv.reader(file))
+        window = durations.parse_prometheus(rows[0][1].removeprefix("error_ratio_"))
+        assert window >= 900 and window % 300 == 0
+        checked = 0
+        for at, value, _ in rows[1:]:
+            t = int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
+            samples = [s for s in range(t - window, t + 1) if (history_end - s) % scenarios.STEP == 0]
+            if not value or t > history_end or len(samples) < 2:
+                continue
+            shares = [
+                scenarios.fraction_at_age(scenarios.BLIP, history_end - s + scenarios.STEP / 2)
+                for s in samples[1:]
+            ]
+            assert float(value) == pytest.approx(sum(shares) / len(shares), rel=1e-6), at
+            checked += 1
+        assert checked >= 20
+        ratio = plotted(drafts / f"{path.stem}-assets" / "error-ratio.svg")
+        assert max(ratio) > 0.1 and min(ratio) == pytest.approx(0.0005)  # the blip shows; the background
         # (The chart goes on to the rollback, which this test makes now, hours after the history ends.)
         remaining = plotted(drafts / f"{path.stem}-assets" / "budget.svg", resolved + timedelta(minutes=15))
         # Before the blip the 30 days hold only the 0.05 % background: half the 0.1 % budget is left.

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from app.config import SloOptions
+from app.errors import SourceError
 from app.slo import queries, rules
 from app.slo.service import SloEngine, SloResult
 from app.slo.spec import load_specs
@@ -135,6 +136,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     (folder / "slo").mkdir()
     for name in ("fresh", "ruled", "young"):
         (folder / "slo" / f"{name}.yaml").write_text(SPEC.format(name=name))
+    # The fresh service's data under a calendar day (since midnight UTC): no rule records its period.
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    calendar = SPEC.format(name="fresh").replace("name: availability", "name: daily")
+    calendar = calendar.replace(
+        "isRolling: true", f'isRolling: false\n      calendar: {{startTime: "{midnight:%Y-%m-%dT%H:%M:%SZ}"}}'
+    )
+    (folder / "slo" / "calendar.yaml").write_text(calendar)
     slos = load_specs([folder / "slo"])
     text = rules.render(slos)
     (folder / "rules.yml").write_text(text)
@@ -153,9 +161,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     server = PrometheusServer(folder / "data", [folder / "rules.yml"], evaluation_interval=f"{STEP}s").start()
     try:
         wait_until(
-            lambda: len(server.query("slo:sli_error:ratio_rate1d")) == 3, timeout=60, what="the period rules"
+            # Each SLO's group evaluates its rules in order, sloth_slo_info last: then all have values.
+            lambda: len(server.query("sloth_slo_info")) == len(slos), timeout=90, what="every rule group"
         )
-        yield {"server": server, "slos": slos, "traffic": traffic, "end": end}
+        yield {"server": server, "slos": slos, "traffic": traffic, "end": end, "midnight": midnight}
     finally:
         server.stop()
 
@@ -223,6 +232,43 @@ def test_raw_data_younger_than_the_period_is_partial_and_says_how_much(world: di
         assert YOUNG - 120 <= coverage["coverage_seconds"] <= YOUNG + age + 120, coverage
 
 
+def test_a_calendar_period_is_read_from_the_raw_sli(world: dict[str, Any]) -> None:
+    at = datetime.now(UTC)
+    result = evaluate(world, True, at)["fresh-daily"]
+    fresh = world["traffic"]["fresh"]
+    first = -(-world["midnight"].timestamp() // STEP) * STEP  # the first sample since midnight
+    if at.timestamp() - world["midnight"].timestamp() < 2 * STEP:
+        pytest.skip("a minute after midnight: no calendar day to measure yet")
+    bad = fresh.bad(fresh.end) - fresh.bad(first)
+    total = fresh.total(fresh.end) - fresh.total(first)
+    assert budget(result) == pytest.approx(1 - bad / total / ALLOWED, abs=0.01)
+    assert result.as_dict()["budget"]["basis"] == "raw"
+
+
+class Flaky(PrometheusSource):
+    """Prometheus whose 'how far back' subqueries time out, as a slow one would: the rest answers."""
+
+    def query(self, promql: str, at: datetime | None = None) -> list[dict[str, Any]]:
+        if "timestamp(" in promql:
+            raise SourceError("prometheus at test: ReadTimeout")
+        return super().query(promql, at)
+
+
+def test_failing_reach_queries_leave_the_budget_right_and_are_not_asked_every_cycle(
+    world: dict[str, Any],
+) -> None:
+    engine = SloEngine(world["slos"], Flaky(world["server"].url), None, SloOptions(batch=True))
+    at = datetime.now(UTC)
+    results = {r.slo.id: r for r in engine.evaluate(at)}
+    assert all(r.state.value != "source_error" for r in results.values()), results
+    # Not knowing how far the rules reach, the raw period is read: the budget is still the day's.
+    want = expected_budget(world["traffic"]["fresh"], at.timestamp())
+    assert budget(results["fresh-availability"]) == pytest.approx(want, abs=0.01)
+    assert results["fresh-availability"].as_dict()["budget"]["coverage_seconds"] is None
+    engine.evaluate(datetime.fromtimestamp(at.timestamp() + 2, UTC))
+    assert engine.last_stats.queries == len(queries.batch_window_names(world["slos"]))  # no retry yet
+
+
 def test_a_second_cycle_asks_nothing_more_than_the_windows(world: dict[str, Any]) -> None:
     engine = SloEngine(world["slos"], PrometheusSource(world["server"].url), None, SloOptions(batch=True))
     at = datetime.now(UTC)
@@ -230,7 +276,8 @@ def test_a_second_cycle_asks_nothing_more_than_the_windows(world: dict[str, Any]
     first = engine.last_stats.queries
     engine.evaluate(datetime.fromtimestamp(at.timestamp() + 2, UTC))
     # One query per window of a 1-day SLO, and its period. The first cycle also asked since when the
-    # rules and the raw data reach back, and the raw period of the two SLOs the rules do not cover;
+    # rules and the raw data reach back, and the raw period of the SLOs the rules do not cover (fresh,
+    # young, and the calendar day);
     # those answers hold for a while (the raw period for 10 s on a one-day SLO).
     windows = len(queries.batch_window_names(world["slos"]))
     assert engine.last_stats.queries == windows, engine.last_stats

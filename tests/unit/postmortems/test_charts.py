@@ -75,14 +75,22 @@ def test_the_span_runs_from_before_the_deploy_to_after_the_resolution_but_not_pa
     incident, timeline, actions = story()
     moments = charts.markers(incident, timeline, actions)
     # 25 minutes of story: the 15-minute margin is more than a fifth of it.
-    assert charts.span(moments, incident.started_at, T + 3 * 60 * MIN) == (T - 15 * MIN, T + 40 * MIN)
-    assert charts.span(moments, incident.started_at, T + 30 * MIN) == (T - 15 * MIN, T + 30 * MIN)
-    # A deploy ten days before the impact: the chart starts a week before it (and a fifth of that more).
+    assert charts.span(moments, incident.started_at, T + 3 * 60 * MIN, incident.resolved_at) == (
+        T - 15 * MIN,
+        T + 40 * MIN,
+    )
+    assert charts.span(moments, incident.started_at, T + 30 * MIN, incident.resolved_at) == (
+        T - 15 * MIN,
+        T + 30 * MIN,
+    )
+    # A deploy ten days before the impact: the chart starts 12 hours before it (and a fifth of that more).
     old = [charts.Marker("deploy", T - 10 * 24 * 60 * MIN), *moments[1:]]
-    start, _ = charts.span(old, incident.started_at, T + 60 * MIN)
-    week = 7 * 24 * 60 * MIN
-    first = incident.started_at - week
+    start, _ = charts.span(old, incident.started_at, T + 60 * MIN, incident.resolved_at)
+    first = incident.started_at - 12 * 60 * MIN
     assert start == first - (T + 25 * MIN - first) * 0.2
+    # Still open: the chart runs to now, whatever the last marker.
+    opened = [m for m in moments if m.label in ("deploy", "impact began", "detected")]
+    assert charts.span(opened, incident.started_at, T + 3 * 60 * MIN, None)[1] == T + 3 * 60 * MIN
 
 
 def points(start: datetime, end: datetime, value: float) -> list[tuple[datetime, float | None]]:
@@ -133,7 +141,7 @@ def test_charts_mark_every_moment_in_text_and_render_without_anything_outside(
 ) -> None:
     incident, timeline, actions = story()
     moments = charts.markers(incident, timeline, actions)
-    bounds = charts.span(moments, incident.started_at, T + 3 * 60 * MIN)
+    bounds = charts.span(moments, incident.started_at, T + 3 * 60 * MIN, incident.resolved_at)
     impact = (T + 10 * MIN, T + 21 * MIN)
     if kind == "error-ratio":
         svg = charts.error_ratio_chart(
