@@ -130,10 +130,34 @@ class DriftConfig(BaseModel):
     query: str | None = None
     features: list[str] = Field(default_factory=list)
     sample_size: int = Field(default=5000, ge=10, le=10000)
-    psi_warn: float = 0.1
-    psi_major: float = 0.25
-    ks_alpha: float = 0.05
-    wasserstein: float = 0.1
+    # Calibrated decisions (app/ml/drift.py, docs/slo-math.md): the false-alarm rate over all features
+    # compared, the fewest current values judged, and the smallest effect that counts as drift.
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_sample: int = Field(default=30, ge=2)
+    min_effect: dict[str, float] = Field(default_factory=dict)  # psi, wasserstein, ks, chi2
+    # Features compared as categories (string values are, always).
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: object) -> object:
+        old = {"psi_warn", "psi_major", "ks_alpha", "wasserstein"} & set(
+            data if isinstance(data, dict) else ()
+        )
+        if old:
+            raise ValueError(
+                f"{', '.join(sorted(old))}: fixed drift thresholds were replaced by thresholds calibrated on "
+                "the reference at each sample size; set `alpha` and `min_effect` instead"
+            )
+        return data
+
+    @field_validator("min_effect")
+    @classmethod
+    def _methods(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - {"psi", "wasserstein", "ks", "chi2"}
+        if unknown:
+            raise ValueError(f"unknown methods {sorted(unknown)}: use psi, wasserstein, ks or chi2")
+        return value
 
 
 class LogsConfig(BaseModel):

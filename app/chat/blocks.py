@@ -9,6 +9,7 @@ from typing import Any
 
 from app.durations import spoken
 from app.incidents.models import OPEN_STATUSES
+from app.ml.drift import describe as describe_drift
 from app.slo.coverage import partial_note
 
 SECTION_LIMIT = 3000  # characters in one section's text
@@ -141,9 +142,9 @@ def incident_blocks(
             f"*Suspect*: version {escape(suspect['version'])}{_ratio(suspect)}"
             + (f"; previous good {escape(previous['version'])}{_ratio(previous)}" if previous else "")
         )
-    drifted = [d["feature"] for d in (evidence or {}).get("drift_signals", []) if d["drifted"]]
-    if drifted:
-        lines.append(f"*Drift*: {', '.join(escape(f) for f in dict.fromkeys(drifted))}")
+    drift = describe_drift((evidence or {}).get("drift_signals", []))
+    if drift:
+        lines.append(f"*Drift*: {escape('; '.join(drift[:4]))}")
     logs = list((evidence or {}).get("log_evidence", []))[:3]
     if logs:
         lines.append(

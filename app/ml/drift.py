@@ -1,102 +1,493 @@
-"""Drift statistics between a reference sample and the incident-window sample of one feature.
+"""Drift evidence calibrated to sample size, for numeric and categorical features.
 
-Thresholds follow SLO-MATH.md: PSI >= 0.1 drift (>= 0.25 major); two-sample KS p < alpha after a
-Bonferroni correction over the features compared; Wasserstein distance normalised by the reference's
-standard deviation >= 0.1.
+A fixed threshold (PSI >= 0.1, say) is a noise detector on a small window: 50 values drawn from the
+reference's own distribution cross it most of the time. So every decision here is calibrated on the
+reference itself (docs/SLO-MATH.md, "Drift"):
+
+- The statistic between the current window (n values) and the reference (m values) is compared with its
+  distribution under "no drift": the statistic between the reference and `DRAWS` random samples drawn from
+  the reference. Those samples are drawn at the effective size n·m/(n+m), since the current window and the
+  reference each carry their own noise. The share of null statistics at least as large is the p-value
+  (plus one in numerator and denominator); the (1 - alpha) quantile is the threshold reported.
+- alpha is Bonferroni-corrected over the features compared.
+- Drifted means significant **and** an effect size above a minimum (`min_effect`), so that a huge window
+  does not flag a trivial shift. Below `min_sample` values a feature is `insufficient_data`.
+
+Methods. Numeric: PSI over ten quantile bins of the reference, Wasserstein-1 normalised by the
+reference's standard deviation (on a grid of 100 reference quantiles, the same grid for the null), and the
+two-sample Kolmogorov-Smirnov test (scipy's p-value, conservative under ties). Categorical: a chi-square
+statistic and PSI over the categories, categories the reference never saw kept as their own bin. All
+binned statistics have a multinomial null (counts drawn with the reference's shares), so calibrating costs
+the same whatever n is; calibrations are cached per reference, method and size bucket.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 EPSILON = 1e-4  # stands in for an empty bin so PSI stays finite
+BINS = 10
+GRID = 100  # reference quantiles the Wasserstein statistic is integrated on
+MIN_SAMPLE = 30
+MIN_EFFECT = {"psi": 0.02, "wasserstein": 0.05, "ks": 0.03, "chi2": 0.05}
+MIN_DRAWS, MAX_DRAWS = 4000, 10_000
+BUCKET = 1.05  # effective sizes within 5 % share one calibration
+CACHE_SIZE = 1024  # null distributions (draws floats each: 80 KB at most)
+DRIFTED, OK, INSUFFICIENT = "drifted", "ok", "insufficient_data"
+Value = float | str
+Numbers = Sequence[float] | np.ndarray
+Values = Sequence[Value] | np.ndarray
 
 
-def psi(reference: Sequence[float], current: Sequence[float], bins: int = 10) -> float:
-    """Population stability index over `bins` quantile bins of the reference.
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    method: str  # psi, wasserstein, ks (numeric); chi2, psi (categorical)
+    score: float  # the statistic (its effect size: PSI, normalised W1, KS D, or total variation for chi2)
+    threshold: float  # the calibrated critical value at this n (the (1 - alpha) null quantile)
+    drifted: bool
+    p_value: float | None = None
+    n: int = 0  # values in the current window
+    state: str = OK  # drifted, ok or insufficient_data
+    effect: float | None = None  # the effect size compared with min_effect
+    kind: str = "numeric"  # numeric or categorical
 
-    PSI = sum((a_i - e_i) · ln(a_i / e_i)) where e_i and a_i are the reference and current shares of
-    bin i; empty bins count as EPSILON.
-    """
-    ref = np.asarray(reference, dtype=float)
-    cur = np.asarray(current, dtype=float)
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:
-        return 0.0 if np.all(cur == ref[0]) else float("inf")
-    inner = edges[1:-1]
-    expected = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=len(edges) - 1) / len(ref)
-    actual = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=len(edges) - 1) / len(cur)
-    expected = np.where(expected == 0, EPSILON, expected)
-    actual = np.where(actual == 0, EPSILON, actual)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+@dataclass(frozen=True)
+class _Null:
+    statistics: np.ndarray  # sorted null statistics
+    quantiles: dict[float, float] = field(default_factory=dict)
+
+    def p_value(self, observed: float) -> float:
+        above = len(self.statistics) - int(np.searchsorted(self.statistics, observed, side="left"))
+        return (1 + above) / (1 + len(self.statistics))
+
+    def quantile(self, alpha: float) -> float:
+        if alpha not in self.quantiles:
+            self.quantiles[alpha] = float(np.quantile(self.statistics, 1 - alpha))
+        return self.quantiles[alpha]
+
+
+class _Cache:
+    """Null distributions by (reference digest, method, size bucket, draws): least recently used out."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self.items: OrderedDict[tuple[Any, ...], _Null] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> _Null | None:
+        with self.lock:
+            found = self.items.get(key)
+            if found is not None:
+                self.items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], value: _Null) -> None:
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+CACHE = _Cache()
+
+
+def draws_for(alpha: float) -> int:
+    """Null draws enough to put about 20 beyond the (1 - alpha) quantile."""
+    return int(min(MAX_DRAWS, max(MIN_DRAWS, math.ceil(20 / alpha))))
+
+
+def effective_size(n: int, m: int) -> int:
+    """n·m/(n+m) to the nearest size bucket: a sample of this size from the reference is as far from it,
+    by chance, as the current window is."""
+    exact = n * m / (n + m)
+    bucket = round(math.log(max(exact, 1.0)) / math.log(BUCKET))
+    return max(2, round(BUCKET**bucket))
+
+
+def _psi(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """PSI between rows of shares and the expected shares; empty shares count as EPSILON."""
+    a = np.where(actual == 0, EPSILON, actual)
+    e = np.where(expected == 0, EPSILON, expected)
+    result: np.ndarray = np.sum((a - e) * np.log(a / e), axis=-1)
+    return result
+
+
+def _chi2(counts: np.ndarray, n: int, expected: np.ndarray) -> np.ndarray:
+    """Pearson's statistic of rows of counts against n · the expected shares (a share the reference never
+    had counts as EPSILON, so a new category weighs heavily but finitely)."""
+    e = n * np.where(expected == 0, EPSILON, expected)
+    result: np.ndarray = np.sum((counts - e) ** 2 / e, axis=-1)
+    return result
+
+
+# Multinomial draws by (shares, size, draws): the same for every continuous feature (quantile bins hold
+# equal shares), so fifty features cost one draw. Kept few: each is draws x bins.
+_COUNTS: OrderedDict[tuple[bytes, int, int], np.ndarray] = OrderedDict()
+_COUNTS_SIZE = 16
+_COUNTS_LOCK = threading.Lock()
+
+
+def _draw_counts(shares: np.ndarray, size: int, draws: int) -> np.ndarray:
+    """`draws` rows of multinomial counts of `size` values with these shares (seeded by them: the same
+    calibration on every run and in every process)."""
+    signature = np.round(shares, 9).tobytes()
+    key = (signature, size, draws)
+    with _COUNTS_LOCK:
+        found = _COUNTS.get(key)
+        if found is not None:
+            _COUNTS.move_to_end(key)
+            return found
+    seed = int(hashlib.sha1(signature).hexdigest()[:8], 16) ^ size
+    counts = np.random.default_rng(seed).multinomial(size, shares / shares.sum(), size=draws)
+    with _COUNTS_LOCK:
+        _COUNTS[key] = counts
+        while len(_COUNTS) > _COUNTS_SIZE:
+            _COUNTS.popitem(last=False)
+    return counts
+
+
+def clear_calibration() -> None:
+    """Forget every calibration (a new process's state; for benchmarks)."""
+    with CACHE.lock:
+        CACHE.items.clear()
+    with _COUNTS_LOCK:
+        _COUNTS.clear()
+
+
+def _binned_null(method: str, shares: np.ndarray, size: int, draws: int, digest: str) -> _Null:
+    key = (digest, method, size, draws)
+    found = CACHE.get(key)
+    if found is not None:
+        return found
+    counts = _draw_counts(shares, size, draws).astype(float)
+    statistics = _psi(counts / size, shares) if method == "psi" else _chi2(counts, size, shares)
+    null = _Null(np.sort(statistics))
+    CACHE.put(key, null)
+    return null
+
+
+@dataclass(frozen=True)
+class NumericReference:
+    """A numeric reference, prepared once: its bins, its quantile grid and its digest."""
+
+    values: np.ndarray  # sorted
+    digest: str
+    edges: np.ndarray  # inner PSI bin edges
+    shares: np.ndarray  # reference share of each PSI bin
+    grid: np.ndarray  # Wasserstein grid points (unique reference quantiles)
+    grid_cdf: np.ndarray  # reference CDF at each grid point
+    grid_cells: np.ndarray  # reference share between consecutive grid points (first: at the minimum)
+    spread: float
+    cdf: np.ndarray  # the reference's CDF at each of its own values
+
+    @classmethod
+    def of(cls, values: Numbers) -> NumericReference:
+        array = np.sort(np.asarray(values, dtype=float))
+        digest = hashlib.sha1(array.tobytes()).hexdigest()
+        quantiles = np.unique(np.quantile(array, np.linspace(0, 1, BINS + 1)))
+        edges = quantiles[1:-1]
+        shares = np.bincount(np.searchsorted(edges, array, side="right"), minlength=len(edges) + 1) / len(
+            array
+        )
+        grid = np.unique(np.quantile(array, np.linspace(0, 1, GRID + 1)))
+        cdf = np.searchsorted(array, grid, side="right") / len(array)
+        cells = np.diff(np.concatenate([[0.0], cdf]))
+        own = np.searchsorted(array, array, side="right") / len(array)
+        return cls(array, digest, edges, shares, grid, cdf, cells, float(np.std(array)), own)
+
+    def ks(self, current: np.ndarray) -> tuple[float, float]:
+        """Two-sample KS: D, the largest gap between the two empirical CDFs, and its p-value from the
+        Kolmogorov distribution at the effective size with Stephens' correction (conservative under ties,
+        where the CDFs can only meet at fewer points)."""
+        from scipy import special  # imported on first use: scipy costs ~60 MiB most processes never need
+
+        ordered = np.sort(current)
+        n, m = len(ordered), len(self.values)
+        at_reference = np.abs(np.searchsorted(ordered, self.values, side="right") / n - self.cdf)
+        at_current = np.abs(
+            np.searchsorted(ordered, ordered, side="right") / n
+            - np.searchsorted(self.values, ordered, side="right") / m
+        )
+        d = float(max(at_reference.max(initial=0.0), at_current.max(initial=0.0)))
+        root = math.sqrt(n * m / (n + m))
+        return d, float(min(1.0, special.kolmogorov((root + 0.12 + 0.11 / root) * d)))
+
+    def psi(self, current: np.ndarray) -> float:
+        counts = np.bincount(np.searchsorted(self.edges, current, side="right"), minlength=len(self.shares))
+        return float(_psi(counts / len(current), self.shares))
+
+    def wasserstein(self, current: np.ndarray) -> tuple[float, float]:
+        """(statistic, effect): W1 on the reference's quantile grid, over the reference's standard
+        deviation, which the null is drawn for; and the same with the parts of the current window beyond
+        the reference's range added exactly (a sample from the reference never goes there, so that part
+        sizes the effect but does not decide significance)."""
+        ordered = np.sort(current)
+        cdf = np.searchsorted(ordered, self.grid, side="right") / len(ordered)
+        inside = float(np.sum(np.abs(cdf[:-1] - self.grid_cdf[:-1]) * np.diff(self.grid)))
+        low, high = self.grid[0], self.grid[-1]
+        outside = float(np.sum(np.clip(low - ordered, 0, None)) + np.sum(np.clip(ordered - high, 0, None)))
+        whole = inside + outside / len(ordered)
+        if self.spread == 0:
+            return (0.0, 0.0) if whole == 0 else (math.inf, math.inf)
+        return inside / self.spread, whole / self.spread
+
+    def wasserstein_null(self, size: int, draws: int) -> _Null:
+        key = (self.digest, "wasserstein", size, draws)
+        found = CACHE.get(key)
+        if found is not None:
+            return found
+        cdf = np.cumsum(_draw_counts(self.grid_cells, size, draws), axis=1) / size
+        distances = np.abs(cdf[:, :-1] - self.grid_cdf[:-1]) @ np.diff(self.grid)
+        null = _Null(np.sort(distances / self.spread if self.spread else distances))
+        CACHE.put(key, null)
+        return null
+
+
+def _decide(
+    feature: str,
+    method: str,
+    statistic: float,
+    null: _Null | None,
+    p_value: float | None,
+    alpha: float,
+    n: int,
+    min_effect: float,
+    kind: str,
+    effect: float | None = None,
+) -> FeatureDrift:
+    effect = statistic if effect is None else effect
+    if p_value is None and null is not None:
+        p_value = null.p_value(statistic)
+    threshold = null.quantile(alpha) if null is not None else alpha
+    drifted = p_value is not None and p_value <= alpha and effect >= min_effect
+    return FeatureDrift(
+        feature, method, statistic, threshold, drifted, p_value, n, DRIFTED if drifted else OK, effect, kind
+    )
+
+
+def numeric(
+    feature: str,
+    reference: NumericReference,
+    current: Numbers,
+    alpha: float,
+    min_effect: Mapping[str, float] = MIN_EFFECT,
+) -> list[FeatureDrift]:
+    """PSI, normalised Wasserstein and KS for one numeric feature, each calibrated at this window's size."""
+    values = np.asarray(current, dtype=float)
+    n, m = len(values), len(reference.values)
+    size, draws = effective_size(n, m), draws_for(alpha)
+    psi = reference.psi(values)
+    psi_null = _binned_null("psi", reference.shares, size, draws, reference.digest)
+    distance, effect = reference.wasserstein(values)
+    d, ks_p = reference.ks(values)
+    return [
+        _decide(feature, "psi", psi, psi_null, None, alpha, n, min_effect["psi"], "numeric"),
+        _decide(
+            feature,
+            "wasserstein",
+            distance,
+            reference.wasserstein_null(size, draws),
+            None,
+            alpha,
+            n,
+            min_effect["wasserstein"],
+            "numeric",
+            effect=effect,
+        ),
+        _decide(feature, "ks", d, None, ks_p, alpha, n, min_effect["ks"], "numeric"),
+    ]
+
+
+@dataclass(frozen=True)
+class CategoricalReference:
+    """A categorical reference, prepared once: its categories, their shares and its digest."""
+
+    categories: tuple[str, ...]
+    shares: np.ndarray
+    size: int
+    digest: str
+
+    @classmethod
+    def of(cls, values: Values) -> CategoricalReference:
+        names, counts = np.unique(np.asarray(values).astype(str), return_counts=True)
+        digest = hashlib.sha1("\x00".join(f"{n}\x01{c}" for n, c in zip(names, counts, strict=True)).encode())
+        return cls(tuple(str(n) for n in names), counts / counts.sum(), int(counts.sum()), digest.hexdigest())
+
+
+def categorical(
+    feature: str,
+    reference: CategoricalReference,
+    current: Values,
+    alpha: float,
+    min_effect: Mapping[str, float] = MIN_EFFECT,
+) -> list[FeatureDrift]:
+    """Chi-square and PSI over the categories (values as text). A category the reference never saw is
+    its own bin: it weighs in the statistics (as a share of EPSILON expected), it is not dropped."""
+    names, counts = np.unique(np.asarray(current).astype(str), return_counts=True)
+    found = dict(zip((str(name) for name in names), counts.tolist(), strict=True))
+    known = np.asarray([found.pop(name, 0) for name in reference.categories], dtype=float)
+    unseen = np.asarray(sorted(found.values()), dtype=float)  # what is left: new categories
+    n = len(current)
+    size, draws = effective_size(n, reference.size), draws_for(alpha)
+    expected = np.concatenate([reference.shares, np.zeros(len(unseen))])
+    shares = np.concatenate([known, unseen]) / n
+    chi2 = float(_chi2(np.concatenate([known, unseen]), n, expected))
+    variation = float(0.5 * np.sum(np.abs(shares - expected)))
+    psi = float(_psi(shares, expected))
+    # The null draws from the reference's categories only: a new one cannot appear by chance.
+    nulls = {m: _binned_null(m, reference.shares, size, draws, reference.digest) for m in ("chi2", "psi")}
+    return [
+        _decide(
+            feature, "chi2", chi2, nulls["chi2"], None, alpha, n, min_effect["chi2"], "categorical", variation
+        ),
+        _decide(feature, "psi", psi, nulls["psi"], None, alpha, n, min_effect["psi"], "categorical"),
+    ]
+
+
+def psi(reference: Sequence[float], current: Sequence[float]) -> float:
+    """PSI over ten quantile bins of the reference (uncalibrated: the plain statistic)."""
+    return NumericReference.of(reference).psi(np.asarray(current, dtype=float))
 
 
 def ks(reference: Sequence[float], current: Sequence[float]) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov statistic and p-value."""
-    from scipy import stats  # imported on first use: scipy costs ~60 MiB that most processes never need
+    """Two-sample Kolmogorov-Smirnov statistic and p-value (scipy's)."""
+    from scipy import stats
 
     result = stats.ks_2samp(reference, current)
     return float(result.statistic), float(result.pvalue)
 
 
 def wasserstein(reference: Sequence[float], current: Sequence[float]) -> float:
-    """Earth mover's distance divided by the reference's standard deviation (scale-free)."""
-    spread = float(np.std(reference))
+    """Earth mover's distance (exact, scipy's) over the reference's standard deviation."""
     from scipy import stats
 
+    spread = float(np.std(reference))
     distance = float(stats.wasserstein_distance(reference, current))
     if spread == 0:
-        return 0.0 if distance == 0 else float("inf")
+        return 0.0 if distance == 0 else math.inf
     return distance / spread
 
 
-@dataclass(frozen=True)
-class FeatureDrift:
-    feature: str
-    method: str
-    score: float
-    threshold: float
-    drifted: bool
-    p_value: float | None = None
+def is_categorical(values: Sequence[Value]) -> bool:
+    return any(isinstance(value, str) for value in values)
 
 
 def compare(
-    samples: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    samples: Mapping[str, tuple[Sequence[Value], Sequence[Value]]],
     *,
-    psi_warn: float = 0.1,
-    ks_alpha: float = 0.05,
-    wasserstein_threshold: float = 0.1,
+    alpha: float = 0.05,
+    min_sample: int = MIN_SAMPLE,
+    min_effect: Mapping[str, float] | None = None,
+    categorical_features: Sequence[str] = (),
 ) -> list[FeatureDrift]:
-    """Every method for every feature; KS uses alpha / number of features (Bonferroni)."""
+    """Every method for every feature, at alpha / the number of features compared (Bonferroni). A feature
+    with fewer than `min_sample` current values (or reference values) is `insufficient_data`."""
+    effects = {**MIN_EFFECT, **(min_effect or {})}
+    corrected = alpha / max(1, len(samples))
     results = []
-    corrected = ks_alpha / max(1, len(samples))
-    for feature, (reference, current) in sorted(samples.items()):
-        if len(reference) < 2 or len(current) < 2:
+    for feature, (given_reference, given_current) in sorted(samples.items()):
+        reference, current = np.asarray(given_reference), np.asarray(given_current)
+        # Any text makes the whole column text (numpy's string dtype): a category, like a declared one.
+        numbers = reference.dtype.kind in "biuf" and current.dtype.kind in "biuf"
+        kind = "numeric" if numbers and feature not in categorical_features else "categorical"
+        if len(current) < min_sample or len(reference) < min_sample:
+            methods = ("chi2", "psi") if kind == "categorical" else ("psi", "wasserstein", "ks")
+            results += [
+                FeatureDrift(
+                    feature, method, math.nan, math.nan, False, None, len(current), INSUFFICIENT, None, kind
+                )
+                for method in methods
+            ]
             continue
-        score = psi(reference, current)
-        results.append(FeatureDrift(feature, "psi", score, psi_warn, score >= psi_warn))
-        statistic, p_value = ks(reference, current)
-        results.append(FeatureDrift(feature, "ks", statistic, corrected, p_value < corrected, p_value))
-        distance = wasserstein(reference, current)
-        results.append(
-            FeatureDrift(
-                feature, "wasserstein", distance, wasserstein_threshold, distance >= wasserstein_threshold
+        if kind == "categorical":
+            text = current.astype(str)
+            results += categorical(
+                feature, CategoricalReference.of(reference.astype(str)), text, corrected, effects
             )
-        )
+        else:
+            prepared = NumericReference.of(reference.astype(float))
+            results += numeric(feature, prepared, current.astype(float), corrected, effects)
     return results
 
 
 def ranked(signals: Sequence[FeatureDrift]) -> list[str]:
-    """Features that drifted, most drifted first (by PSI, the one score comparable across features)."""
-    drifted = {s.feature for s in signals if s.drifted}
-    by_psi = {s.feature: s.score for s in signals if s.method == "psi"}
-    return sorted(drifted, key=lambda feature: -by_psi.get(feature, 0.0))
+    """Features that drifted, the largest effect first (an effect relative to its method's minimum, so
+    methods compare)."""
+    best: dict[str, float] = {}
+    for signal in signals:
+        if signal.drifted and signal.effect is not None:
+            relative = signal.effect / MIN_EFFECT.get(signal.method, 1.0)
+            best[signal.feature] = max(best.get(signal.feature, 0.0), relative)
+    return sorted(best, key=lambda feature: -best[feature])
 
 
 def dataset_drifted(signals: Sequence[FeatureDrift]) -> bool:
-    """More than half of the features compared drifted."""
-    features = {s.feature for s in signals}
-    return bool(features) and len({s.feature for s in signals if s.drifted}) * 2 > len(features)
+    """More than half of the features judged (not insufficient_data) drifted."""
+    judged = {s.feature for s in signals if s.state != INSUFFICIENT}
+    return bool(judged) and len({s.feature for s in signals if s.drifted}) * 2 > len(judged)
+
+
+METHOD_NAMES = {
+    "psi": "PSI",
+    "wasserstein": "Wasserstein (σ)",
+    "ks": "KS D",
+    "chi2": "chi-square",
+    "gauge": "model server's own score",
+}
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3g}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return ""
+    return "p < 0.001" if value < 0.001 else f"p {value:.3f}"
+
+
+def describe(signals: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What a responder reads, most drifted first: each drifted feature with its strongest method's
+    statistic, the threshold calibrated at its window's size, the p-value and n; the features with too
+    few values to judge; the model server's own gauges, said to be its own. `signals` are the stored
+    drift signals as dicts (app/ml/models.DriftSignalRead)."""
+
+    def strength(signal: Mapping[str, Any]) -> float:
+        effect = signal.get("effect")
+        effect = signal.get("score") if effect is None else effect  # a row from before calibration
+        return float(effect or 0.0) / MIN_EFFECT.get(signal.get("method", ""), 1.0)
+
+    best: dict[str, Mapping[str, Any]] = {}
+    for signal in signals:
+        if signal["drifted"] and signal.get("method") != "gauge":
+            held = best.get(signal["feature"])
+            if held is None or strength(signal) > strength(held):
+                best[signal["feature"]] = signal
+    lines = []
+    for s in sorted(best.values(), key=lambda s: -strength(s)):
+        figures = [_p(s.get("p_value")), f"n {s['n']}" if s.get("n") is not None else ""]
+        detail = ", ".join(part for part in figures if part)
+        lines.append(
+            f"{s['feature']}: {METHOD_NAMES.get(s.get('method', ''), s.get('method', '?'))} "
+            f"{_number(s.get('score'))} > {_number(s.get('threshold'))}" + (f" ({detail})" if detail else "")
+        )
+    thin = sorted({s["feature"]: s.get("n") for s in signals if s.get("state") == INSUFFICIENT}.items())
+    lines += [f"{feature}: too few values to judge ({n})" for feature, n in thin if feature not in best]
+    gauges = [s for s in signals if s.get("method") == "gauge" and s["drifted"]]
+    lines += [
+        f"{s['feature']}: {_number(s.get('score'))} by the model server's own score "
+        f"(threshold {_number(s.get('threshold'))})"
+        for s in sorted(gauges, key=lambda s: -(s.get("score") or 0.0))
+    ]
+    return lines

@@ -35,11 +35,17 @@ class DriftSignal(SQLModel, table=True):
     incident_id: int = Field(foreign_key="incident.id", index=True, ondelete="CASCADE")
     model: str = Field(max_length=200)
     feature: str = Field(max_length=200)
-    method: str = Field(max_length=20)  # psi, ks, wasserstein, gauge
-    score: float
+    method: str = Field(max_length=20)  # psi, ks, wasserstein, chi2, gauge (the model server's own)
+    score: float | None = None  # the statistic; none when there were too few values to judge
     p_value: float | None = None
-    threshold: float
+    threshold: float | None = None  # calibrated at this window's size (a gauge: the configured one)
     drifted: bool
+    # drifted, ok or insufficient_data; the current window's values; the effect size compared with the
+    # method's minimum; numeric or categorical (null on rows from before calibration, and for gauges).
+    state: str | None = Field(default=None, max_length=20)
+    n: int | None = None
+    effect: float | None = None
+    kind: str | None = Field(default=None, max_length=12)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -70,10 +76,14 @@ class DriftSignalRead(SQLModel):
     model: str
     feature: str
     method: str
-    score: float
+    score: float | None
     p_value: float | None
-    threshold: float
+    threshold: float | None
     drifted: bool
+    state: str | None = None
+    n: int | None = None
+    effect: float | None = None
+    kind: str | None = None
 
 
 class LogEvidenceRead(SQLModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -256,37 +257,53 @@ def _registry(incident: Incident, name: str, config: ModelConfig, sources: Sourc
     )
 
 
-def _load_reference(path: Path) -> dict[str, list[float]]:
+def _load_reference(path: Path) -> dict[str, list[float | str]]:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         data = json.loads(text)
-        return {key: [float(v) for v in values] for key, values in data.items()}
-    columns: dict[str, list[float]] = {}
+        return {key: [_value(v) for v in values if v is not None] for key, values in data.items()}
+    columns: dict[str, list[float | str]] = {}
     for row in csv.DictReader(text.splitlines()):
         for key, value in row.items():
             if value not in ("", None):
-                columns.setdefault(key, []).append(float(value))
-    return columns
+                columns.setdefault(key, []).append(_value(value))
+    # A column with any text in it is categorical: all its values stay text.
+    return {
+        key: [str(v) for v in values] if any(isinstance(v, str) for v in values) else values
+        for key, values in columns.items()
+    }
+
+
+def _value(value: object) -> float | str:
+    """A number where the value is one, else its text (a category)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return str(value)
 
 
 def _feature_values(
     sources: Sources, index: str, query: dict[str, Any] | None, features: list[str], size: int
-) -> dict[str, list[float]]:
-    """Numeric values of each feature in up to `size` documents of `index`."""
+) -> dict[str, list[float | str]]:
+    """Each feature's values in up to `size` documents of `index`: numbers, or text (a category; a
+    boolean counts as one). Objects and lists are not features."""
     body: dict[str, Any] = {"size": size, "_source": features} if features else {"size": size}
     if query is not None:
         body["query"] = query
     response = sources.elasticsearch.search(index, body)
-    values: dict[str, list[float]] = {feature: [] for feature in features}
+    values: dict[str, list[float | str]] = {feature: [] for feature in features}
     for hit in response.get("hits", {}).get("hits", []):
         for feature, value in hit["_source"].items():
-            if (
-                (not features or feature in features)
-                and isinstance(value, int | float)
-                and not isinstance(value, bool)
-            ):
-                values.setdefault(feature, []).append(float(value))
-    return values
+            if (not features or feature in features) and isinstance(value, str | int | float | bool):
+                values.setdefault(feature, []).append(_value(value))
+    return {
+        feature: [str(v) for v in found] if any(isinstance(v, str) for v in found) else found
+        for feature, found in values.items()
+    }
 
 
 def _range_filter(field_name: str, start: datetime, end: datetime) -> dict[str, Any]:
@@ -299,6 +316,11 @@ def _range_filter(field_name: str, start: datetime, end: datetime) -> dict[str, 
             }
         }
     }
+
+
+def _finite(value: float | None) -> float | None:
+    """NaN (not judged) and infinities (a constant reference) have no JSON form: stored as unknown."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _drift(
@@ -319,10 +341,11 @@ def _drift(
                     incident_id=incident.id or 0,
                     model=name,
                     feature=sample["metric"].get("feature", "?"),
-                    method="gauge",
-                    score=score,
+                    method="gauge",  # the model server's own judgement, against the configured threshold
+                    score=_finite(score),
                     threshold=settings.gauge_threshold,
                     drifted=score >= settings.gauge_threshold,
+                    state="drifted" if score >= settings.gauge_threshold else "ok",
                 )
             )
     if (settings.reference_file is None and settings.reference_index is None) or settings.index is None:
@@ -352,9 +375,10 @@ def _drift(
     }
     signals = drift_stats.compare(
         samples,
-        psi_warn=settings.psi_warn,
-        ks_alpha=settings.ks_alpha,
-        wasserstein_threshold=settings.wasserstein,
+        alpha=settings.alpha,
+        min_sample=settings.min_sample,
+        min_effect=settings.min_effect,
+        categorical_features=settings.categorical,
     )
     for signal in signals:
         found.drift.append(
@@ -363,10 +387,14 @@ def _drift(
                 model=name,
                 feature=signal.feature,
                 method=signal.method,
-                score=signal.score,
+                score=_finite(signal.score),
                 p_value=signal.p_value,
-                threshold=signal.threshold,
+                threshold=_finite(signal.threshold),
                 drifted=signal.drifted,
+                state=signal.state,
+                n=signal.n,
+                effect=_finite(signal.effect),
+                kind=signal.kind,
             )
         )
     top = drift_stats.ranked(signals)

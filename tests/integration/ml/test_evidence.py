@@ -96,6 +96,9 @@ def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
 
 RNG = np.random.default_rng(42)
 REFERENCE = {name: RNG.normal(0, 1, 1500).round(4).tolist() for name in ("amount", "age", "merchant_risk")}
+CARDS, SHARES = ["visa", "mastercard", "amex"], [0.6, 0.3, 0.1]
+# A categorical feature (its values are text), and one the incident window logs too rarely to judge.
+EXTRA = {"card": RNG.choice(CARDS, 1500, p=SHARES).tolist(), "hour": RNG.integers(0, 24, 1500).tolist()}
 
 
 @pytest.fixture
@@ -135,7 +138,10 @@ def elasticsearch(T: int) -> Iterator[FakeElasticsearch]:
                     "amount": float(rng.normal(3, 1)),  # moved by three standard deviations
                     "age": float(rng.normal(0, 1)),
                     "merchant_risk": float(rng.normal(0, 1)),
+                    # Visa 60 % -> 40 %, and a new category, crypto, at 15 %.
+                    "card": str(rng.choice([*CARDS, "crypto"], p=[0.4, 0.35, 0.1, 0.15])),
                 }
+                | ({"hour": int(rng.integers(0, 24))} if index < 12 else {})
             )
         server.add_documents("features-fraud-model", features)
         yield server
@@ -143,7 +149,7 @@ def elasticsearch(T: int) -> Iterator[FakeElasticsearch]:
 
 def catalogue(tmp_path: Path) -> FileConfig:
     reference = tmp_path / "reference.json"
-    reference.write_text(json.dumps(REFERENCE))
+    reference.write_text(json.dumps(REFERENCE | EXTRA))
     return FileConfig(
         models={
             "fraud-detector": ModelConfig(
@@ -232,8 +238,20 @@ def test_versions_suspect_registry_drift_and_logs(
     assert links[("serving", "registry", "4")].detail["alias"] == "champion"
 
     drifted = {row.feature for row in evidence["drift_signals"] if row.drifted}
-    assert drifted == {"amount"}
-    assert any(event.text == "drifted features: amount" for event in timeline)
+    assert drifted == {"amount", "card"}
+    signals = {(row.feature, row.method): row for row in evidence["drift_signals"]}
+    # Text values are compared as categories, the new one kept: chi-square and PSI over the cards.
+    assert {m for f, m in signals if f == "card"} == {"chi2", "psi"}
+    assert signals[("card", "chi2")].kind == "categorical" and signals[("card", "chi2")].n == 1000
+    # Total variation: visa -20, mastercard +5, crypto +15 points: 0.2 (give or take the sampling).
+    assert signals[("card", "chi2")].effect == pytest.approx(0.2, abs=0.05)
+    # Twelve values of `hour` in the window: too few to judge (30), said so rather than a verdict.
+    hour = [row for (f, _), row in signals.items() if f == "hour"]
+    assert hour and all(
+        row.state == "insufficient_data" and row.n == 12 and row.score is None for row in hour
+    )
+    # amount moved by 3 sigma (Wasserstein 3 sigma), card by 0.2 of its shares (4x chi2's minimum 0.05).
+    assert any(event.text == "drifted features: amount, card" for event in timeline)
 
     assert [(row.signature, row.count) for row in evidence["log_evidence"]] == [
         ("Timeout", 7),

@@ -162,7 +162,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         wait_until(
             # Each SLO's group evaluates its rules in order, sloth_slo_info last: then all have values.
-            lambda: len(server.query("sloth_slo_info")) == len(slos), timeout=90, what="every rule group"
+            lambda: len(server.query("sloth_slo_info")) == len(slos),
+            timeout=90,
+            what="every rule group",
         )
         yield {"server": server, "slos": slos, "traffic": traffic, "end": end, "midnight": midnight}
     finally:

@@ -93,14 +93,66 @@ def test_incident_message_carries_evidence_and_buttons() -> None:
             {"version": "4", "role": "suspect", "detail": {"error_ratio": 0.1}},
             {"version": "3", "role": "previous_good", "detail": {"error_ratio": 0.0}},
         ],
-        "drift_signals": [{"feature": "amount", "drifted": True}, {"feature": "age", "drifted": False}],
+        "drift_signals": [
+            {
+                "feature": "amount",
+                "method": "ks",
+                "score": 0.12,
+                "threshold": 0.07,
+                "p_value": 0.0004,
+                "drifted": True,
+                "state": "drifted",
+                "n": 412,
+                "effect": 0.12,
+            },
+            {
+                "feature": "amount",
+                "method": "psi",
+                "score": 0.31,
+                "threshold": 0.04,
+                "p_value": 0.0002,
+                "drifted": True,
+                "state": "drifted",
+                "n": 412,
+                "effect": 0.31,
+            },
+            {
+                "feature": "age",
+                "method": "psi",
+                "score": 0.01,
+                "threshold": 0.04,
+                "p_value": 0.4,
+                "drifted": False,
+                "state": "ok",
+                "n": 412,
+                "effect": 0.01,
+            },
+            {
+                "feature": "hour",
+                "method": "psi",
+                "score": None,
+                "threshold": None,
+                "p_value": None,
+                "drifted": False,
+                "state": "insufficient_data",
+                "n": 12,
+                "effect": None,
+            },
+            {"feature": "merchant", "method": "gauge", "score": 0.2, "threshold": 0.1, "drifted": True},
+        ],
         "log_evidence": [{"signature": "Timeout", "count": 7}],
     }
     content = blocks.incident_blocks(incident, evidence, runbook="runbooks/fraud-model-availability.md")
     text = content[2]["text"]["text"]
     assert "*Serving versions*: 3, 4" in text
     assert "*Suspect*: version 4 (10.00% errors); previous good 3" in text
-    assert "*Drift*: amount" in text and "*Top errors*: Timeout (7)" in text
+    # The strongest method for each drifted feature (PSI 0.31 is 15x its minimum, KS 0.12 4x), with the
+    # threshold calibrated at n, the p-value and n; too few values said so; the server's gauge its own.
+    assert (
+        "*Drift*: amount: PSI 0.31 &gt; 0.04 (p &lt; 0.001, n 412); hour: too few values to judge (12); "
+        "merchant: 0.2 by the model server's own score (threshold 0.1)"
+    ) in text
+    assert "age" not in text and "*Top errors*: Timeout (7)" in text
     buttons = [(b["action_id"], b["value"]) for b in content[-2]["elements"]]
     assert buttons == [
         ("incident_ack", "7"),

@@ -1,0 +1,137 @@
+"""Drift decisions calibrated to sample size (issue 20): false alarms at alpha whatever the window's size
+and the data's shape, power against real shifts, no verdict on too little data, no flag for a trivial
+shift in a huge window. Seeds are fixed; each expected rate comes from the definition of the test
+(alpha), not from the code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from app.ml import drift
+
+ALPHA = 0.05  # one feature: no correction
+TRIALS = 1000
+SIZES = (30, 50, 100, 500, 5000)
+REFERENCE = 5000
+Draw = Callable[[np.random.Generator, int], np.ndarray]
+SHAPES: dict[str, Draw] = {
+    "normal": lambda rng, k: rng.normal(0, 1, k),
+    "lognormal": lambda rng, k: rng.lognormal(0, 1, k),
+    "bimodal": lambda rng, k: np.where(rng.random(k) < 0.3, rng.normal(-2, 0.5, k), rng.normal(2, 1, k)),
+    "integers with ties": lambda rng, k: rng.poisson(3, k).astype(float),
+}
+CATEGORIES = ["visa", "mastercard", "amex", "paypal", "other"]
+SHARES = [0.4, 0.3, 0.15, 0.1, 0.05]
+
+
+def rates(signals: list[list[drift.FeatureDrift]]) -> dict[str, float]:
+    methods = {s.method for trial in signals for s in trial}
+    return {
+        m: sum(s.drifted for trial in signals for s in trial if s.method == m) / len(signals) for m in methods
+    }
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_numeric_false_alarms_stay_at_alpha_at_every_size(shape: str) -> None:
+    draw = SHAPES[shape]
+    rng = np.random.default_rng(sorted(SHAPES).index(shape))
+    reference = drift.NumericReference.of(draw(rng, REFERENCE))
+    for n in SIZES:
+        found = rates([drift.numeric("x", reference, draw(rng, n), ALPHA) for _ in range(TRIALS)])
+        assert set(found) == {"psi", "wasserstein", "ks"}
+        assert all(rate <= ALPHA + 0.02 for rate in found.values()), (shape, n, found)
+
+
+def test_categorical_false_alarms_stay_at_alpha_at_every_size() -> None:
+    rng = np.random.default_rng(5)
+    reference = drift.CategoricalReference.of(list(rng.choice(CATEGORIES, REFERENCE, p=SHARES)))
+    for n in SIZES:
+        found = rates(
+            [
+                drift.categorical("card", reference, list(rng.choice(CATEGORIES, n, p=SHARES)), ALPHA)
+                for _ in range(TRIALS)
+            ]
+        )
+        assert set(found) == {"chi2", "psi"}
+        assert all(rate <= ALPHA + 0.02 for rate in found.values()), (n, found)
+
+
+def test_a_half_sigma_shift_is_found_from_200_values() -> None:
+    rng = np.random.default_rng(7)
+    reference = drift.NumericReference.of(rng.normal(0, 1, REFERENCE))
+    for n in (200, 1000):
+        found = rates([drift.numeric("x", reference, rng.normal(0.5, 1, n), ALPHA) for _ in range(200)])
+        assert all(rate >= 0.8 for rate in found.values()), (n, found)
+
+
+def test_a_ten_point_change_of_one_category_is_found_from_500_values() -> None:
+    rng = np.random.default_rng(8)
+    reference = drift.CategoricalReference.of(list(rng.choice(CATEGORIES, REFERENCE, p=SHARES)))
+    moved = [0.5, 0.2, 0.15, 0.1, 0.05]  # visa 40 % -> 50 %, mastercard 30 % -> 20 %
+    for n in (500, 2000):
+        found = rates(
+            [
+                drift.categorical("card", reference, list(rng.choice(CATEGORIES, n, p=moved)), ALPHA)
+                for _ in range(200)
+            ]
+        )
+        assert all(rate >= 0.8 for rate in found.values()), (n, found)
+
+
+def test_a_trivial_shift_in_a_huge_window_is_significant_but_not_drift() -> None:
+    rng = np.random.default_rng(9)
+    reference = drift.NumericReference.of(rng.normal(0, 1, 200_000))
+    for _ in range(5):
+        signals = {s.method: s for s in drift.numeric("x", reference, rng.normal(0.02, 1, 100_000), ALPHA)}
+        # 0.02 sigma with 66,667 effective values: z = 0.02 * 258 = 5.2, far beyond chance ...
+        assert signals["ks"].p_value is not None and signals["ks"].p_value < ALPHA
+        assert signals["wasserstein"].p_value is not None and signals["wasserstein"].p_value < ALPHA
+        # ... but below every method's minimum effect (PSI 0.02, W1 0.05 sigma, KS 0.03).
+        assert not any(s.drifted for s in signals.values()), signals
+        assert all(s.state == drift.OK for s in signals.values())
+
+
+def test_too_few_values_is_a_state_not_a_verdict() -> None:
+    rng = np.random.default_rng(10)
+    reference = list(rng.normal(0, 1, REFERENCE))
+    few = drift.compare({"amount": (reference, list(rng.normal(5, 1, 29)))})
+    assert {s.state for s in few} == {drift.INSUFFICIENT} and not any(s.drifted for s in few)
+    assert {s.n for s in few} == {29}
+    enough = drift.compare({"amount": (reference, list(rng.normal(5, 1, 30)))})
+    assert {s.state for s in enough} == {drift.DRIFTED}  # a 5-sigma move, judged at 30 values
+    cards = drift.compare({"card": (["visa"] * 100, ["visa"] * 10)})
+    assert {(s.method, s.state) for s in cards} == {("chi2", drift.INSUFFICIENT), ("psi", drift.INSUFFICIENT)}
+
+
+def test_each_signal_reports_its_statistic_threshold_p_value_and_size() -> None:
+    rng = np.random.default_rng(11)
+    signals = drift.compare(
+        {
+            "amount": (list(rng.normal(0, 1, REFERENCE)), list(rng.normal(1, 1, 400))),
+            "hour": (list(rng.normal(0, 1, REFERENCE)), list(rng.normal(0, 1, 400))),
+        }
+    )
+    for signal in signals:
+        assert signal.n == 400 and signal.p_value is not None and 0 < signal.p_value <= 1
+        assert signal.threshold > 0 and signal.effect is not None
+        # Significant exactly when the statistic passes the calibrated threshold (the null's quantile).
+        if signal.method != "ks":
+            assert (signal.p_value <= ALPHA / 2) == (signal.score > signal.threshold) or abs(
+                signal.score - signal.threshold
+            ) < 1e-9
+    assert drift.ranked(signals)[0] == "amount"  # a one-sigma move: the largest effect
+
+
+def test_unseen_categories_are_kept_apart_and_count() -> None:
+    rng = np.random.default_rng(12)
+    reference = list(rng.choice(CATEGORIES, REFERENCE, p=SHARES))
+    current = list(rng.choice(CATEGORIES, 400, p=SHARES)) + ["crypto"] * 40  # a tenth of a new category
+    signals = {s.method: s for s in drift.compare({"card": (reference, current)})}
+    assert signals["chi2"].drifted and signals["psi"].drifted
+    assert signals["chi2"].effect == pytest.approx(
+        40 / 440, abs=0.03
+    )  # total variation: the new share, about
+    assert signals["chi2"].kind == "categorical"
