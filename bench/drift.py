@@ -14,13 +14,16 @@ Prints median and max of each.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from app.ml import drift
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import show, timed  # noqa: E402 (bench/timing.py, beside this file)
 
 
 def samples(features: int, reference: int, current: int, seed: int) -> dict[str, tuple[list, list]]:
@@ -43,22 +46,6 @@ def samples(features: int, reference: int, current: int, seed: int) -> dict[str,
             draw = draws[index % 3]
             out[f"f{index}"] = (draw(reference), draw(current))
     return out
-
-
-def timed(run: Callable[[], object], runs: int, before: Callable[[], None] = lambda: None) -> list[float]:
-    found = []
-    for _ in range(runs):
-        before()
-        clock = time.perf_counter()
-        run()
-        found.append(time.perf_counter() - clock)
-    return found
-
-
-def show(name: str, seconds: list[float]) -> float:
-    median = statistics.median(seconds)
-    print(f"{name:<46} median {median * 1000:8.1f} ms   max {max(seconds) * 1000:8.1f} ms")
-    return median
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ and an incident with a single timeline event, charts on. Prints median and max o
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,8 @@ from app.services import Services, Sources
 from app.slo.service import SloEngine
 from app.slo.spec import load_specs
 from app.sources.prometheus import PrometheusSource
+from bench.timing import show
+from bench.timing import timed as timed_calls
 from tests.conftest import make_settings
 from tests.prometheus import PrometheusServer, Series, aligned_now, backfill, write_openmetrics
 
@@ -128,18 +129,7 @@ def make_incident(engine: Engine, events: int, started: datetime, title: str) ->
 
 def timed(render: Callable[[], object], runs: int) -> list[float]:
     render()  # warm: template compiled, matplotlib imported, connections open
-    durations = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        render()
-        durations.append(time.perf_counter() - started)
-    return durations
-
-
-def show(name: str, durations: list[float]) -> float:
-    median = statistics.median(durations)
-    print(f"{name:<44} median {median * 1000:7.1f} ms   max {max(durations) * 1000:7.1f} ms")
-    return median
+    return timed_calls(render, runs)
 
 
 def main() -> None:
