@@ -38,7 +38,8 @@ BINS = 10
 GRID = 100  # reference quantiles the Wasserstein statistic is integrated on
 MIN_SAMPLE = 30
 MIN_EFFECT = {"psi": 0.02, "wasserstein": 0.05, "ks": 0.03, "chi2": 0.05}
-MIN_DRAWS, MAX_DRAWS = 4000, 10_000
+MAX_CATEGORIES = 200  # bins compared for a categorical feature; the rarest beyond are pooled
+MIN_DRAWS, MAX_DRAWS = 4000, 20_000
 BUCKET = 1.05  # effective sizes within 5 % share one calibration
 CACHE_SIZE = 1024  # null distributions (draws floats each: 80 KB at most)
 DRIFTED, OK, INSUFFICIENT = "drifted", "ok", "insufficient_data"
@@ -133,12 +134,12 @@ def _chi2(counts: np.ndarray, n: int, expected: np.ndarray) -> np.ndarray:
 
 # Multinomial draws by (shares, size, draws): the same for every continuous feature (quantile bins hold
 # equal shares), so fifty features cost one draw. Kept few: each is draws x bins.
-_COUNTS: OrderedDict[tuple[bytes, int, int], np.ndarray] = OrderedDict()
-_COUNTS_SIZE = 16
+_COUNTS: OrderedDict[tuple[bytes, int, int], np.ndarray] = OrderedDict()  # counts, or CDF gaps
+_COUNTS_SIZE = 8
 _COUNTS_LOCK = threading.Lock()
 
 
-def _draw_counts(shares: np.ndarray, size: int, draws: int) -> np.ndarray:
+def _draw_counts(shares: np.ndarray, size: int, draws: int, keep: bool = True) -> np.ndarray:
     """`draws` rows of multinomial counts of `size` values with these shares (seeded by them: the same
     calibration on every run and in every process)."""
     signature = np.round(shares, 9).tobytes()
@@ -150,11 +151,32 @@ def _draw_counts(shares: np.ndarray, size: int, draws: int) -> np.ndarray:
             return found
     seed = int(hashlib.sha1(signature).hexdigest()[:8], 16) ^ size
     counts = np.random.default_rng(seed).multinomial(size, shares / shares.sum(), size=draws)
+    if not keep:
+        return counts
     with _COUNTS_LOCK:
         _COUNTS[key] = counts
         while len(_COUNTS) > _COUNTS_SIZE:
             _COUNTS.popitem(last=False)
     return counts
+
+
+def _cdf_gaps(cells: np.ndarray, cdf: np.ndarray, size: int, draws: int) -> np.ndarray:
+    """|F_sample - F_reference| at each grid point but the last, for `draws` samples of `size` values:
+    the same for every continuous feature (their grid cells hold equal shares), so kept, in float32, and
+    each feature's Wasserstein null is this times its own cell widths."""
+    key = (b"gaps" + np.round(cells, 9).tobytes(), size, draws)
+    with _COUNTS_LOCK:
+        found = _COUNTS.get(key)
+        if found is not None:
+            _COUNTS.move_to_end(key)
+            return found
+    drawn = np.cumsum(_draw_counts(cells, size, draws, keep=False), axis=1, dtype=np.float32) / size
+    gaps = np.abs(drawn[:, :-1] - cdf[:-1].astype(np.float32))
+    with _COUNTS_LOCK:
+        _COUNTS[key] = gaps
+        while len(_COUNTS) > _COUNTS_SIZE:
+            _COUNTS.popitem(last=False)
+    return gaps
 
 
 def clear_calibration() -> None:
@@ -177,6 +199,12 @@ def _binned_null(method: str, shares: np.ndarray, size: int, draws: int, digest:
     return null
 
 
+def _ks_scale(n: int, m: int) -> float:
+    """√(effective size) with Stephens' small-sample correction."""
+    root = math.sqrt(n * m / (n + m))
+    return root + 0.12 + 0.11 / root
+
+
 @dataclass(frozen=True)
 class NumericReference:
     """A numeric reference, prepared once: its bins, its quantile grid and its digest."""
@@ -195,8 +223,11 @@ class NumericReference:
     def of(cls, values: Numbers) -> NumericReference:
         array = np.sort(np.asarray(values, dtype=float))
         digest = hashlib.sha1(array.tobytes()).hexdigest()
-        quantiles = np.unique(np.quantile(array, np.linspace(0, 1, BINS + 1)))
-        edges = quantiles[1:-1]
+        distinct = np.unique(array)
+        if len(distinct) <= BINS:  # few values (ties): each its own bin, split halfway between them
+            edges = (distinct[:-1] + distinct[1:]) / 2
+        else:
+            edges = np.unique(np.quantile(array, np.linspace(0, 1, BINS + 1)))[1:-1]
         shares = np.bincount(np.searchsorted(edges, array, side="right"), minlength=len(edges) + 1) / len(
             array
         )
@@ -220,8 +251,13 @@ class NumericReference:
             - np.searchsorted(self.values, ordered, side="right") / m
         )
         d = float(max(at_reference.max(initial=0.0), at_current.max(initial=0.0)))
-        root = math.sqrt(n * m / (n + m))
-        return d, float(min(1.0, special.kolmogorov((root + 0.12 + 0.11 / root) * d)))
+        return d, float(min(1.0, special.kolmogorov(_ks_scale(n, m) * d)))
+
+    def ks_critical(self, n: int, alpha: float) -> float:
+        """The D that has p-value alpha at this n: the threshold KS is judged against."""
+        from scipy import special
+
+        return float(special.kolmogi(alpha)) / _ks_scale(n, len(self.values))
 
     def psi(self, current: np.ndarray) -> float:
         counts = np.bincount(np.searchsorted(self.edges, current, side="right"), minlength=len(self.shares))
@@ -247,8 +283,9 @@ class NumericReference:
         found = CACHE.get(key)
         if found is not None:
             return found
-        cdf = np.cumsum(_draw_counts(self.grid_cells, size, draws), axis=1) / size
-        distances = np.abs(cdf[:, :-1] - self.grid_cdf[:-1]) @ np.diff(self.grid)
+        distances = _cdf_gaps(self.grid_cells, self.grid_cdf, size, draws) @ np.diff(self.grid).astype(
+            np.float32
+        )
         null = _Null(np.sort(distances / self.spread if self.spread else distances))
         CACHE.put(key, null)
         return null
@@ -265,11 +302,12 @@ def _decide(
     min_effect: float,
     kind: str,
     effect: float | None = None,
+    critical: float | None = None,
 ) -> FeatureDrift:
     effect = statistic if effect is None else effect
     if p_value is None and null is not None:
         p_value = null.p_value(statistic)
-    threshold = null.quantile(alpha) if null is not None else alpha
+    threshold = null.quantile(alpha) if null is not None else (critical if critical is not None else alpha)
     drifted = p_value is not None and p_value <= alpha and effect >= min_effect
     return FeatureDrift(
         feature, method, statistic, threshold, drifted, p_value, n, DRIFTED if drifted else OK, effect, kind
@@ -305,7 +343,18 @@ def numeric(
             "numeric",
             effect=effect,
         ),
-        _decide(feature, "ks", d, None, ks_p, alpha, n, min_effect["ks"], "numeric"),
+        _decide(
+            feature,
+            "ks",
+            d,
+            None,
+            ks_p,
+            alpha,
+            n,
+            min_effect["ks"],
+            "numeric",
+            critical=reference.ks_critical(n, alpha),
+        ),
     ]
 
 
@@ -336,17 +385,23 @@ def categorical(
     its own bin: it weighs in the statistics (as a share of EPSILON expected), it is not dropped."""
     names, counts = np.unique(np.asarray(current).astype(str), return_counts=True)
     found = dict(zip((str(name) for name in names), counts.tolist(), strict=True))
-    known = np.asarray([found.pop(name, 0) for name in reference.categories], dtype=float)
-    unseen = np.asarray(sorted(found.values()), dtype=float)  # what is left: new categories
     n = len(current)
     size, draws = effective_size(n, reference.size), draws_for(alpha)
-    expected = np.concatenate([reference.shares, np.zeros(len(unseen))])
-    shares = np.concatenate([known, unseen]) / n
-    chi2 = float(_chi2(np.concatenate([known, unseen]), n, expected))
+    # Categories expected fewer than 5 times at this size, and the ones the reference never saw, are
+    # pooled into one "other" bin: a rare category missing by chance is no drift, and the chi-square
+    # null stays well-behaved. (The bins beyond MAX_CATEGORIES are pooled too.)
+    common = [i for i in np.argsort(-reference.shares)[:MAX_CATEGORIES] if reference.shares[i] * size >= 5]
+    kept = sorted(common)
+    pooled = float(1.0 - reference.shares[kept].sum()) if kept else 1.0
+    expected = np.concatenate([reference.shares[kept], [pooled]])
+    known = [found.pop(reference.categories[i], 0) for i in kept]
+    observed = np.asarray([*known, sum(found.values())], dtype=float)
+    shares = observed / n
+    # Pearson's statistic grows with the count: read at the effective size, as the null is drawn.
+    chi2 = float(_chi2(shares * size, size, expected))
     variation = float(0.5 * np.sum(np.abs(shares - expected)))
     psi = float(_psi(shares, expected))
-    # The null draws from the reference's categories only: a new one cannot appear by chance.
-    nulls = {m: _binned_null(m, reference.shares, size, draws, reference.digest) for m in ("chi2", "psi")}
+    nulls = {m: _binned_null(m, expected, size, draws, reference.digest) for m in ("chi2", "psi")}
     return [
         _decide(
             feature, "chi2", chi2, nulls["chi2"], None, alpha, n, min_effect["chi2"], "categorical", variation
@@ -383,6 +438,40 @@ def is_categorical(values: Sequence[Value]) -> bool:
     return any(isinstance(value, str) for value in values)
 
 
+def _numbers(values: Sequence[Value] | np.ndarray) -> np.ndarray:
+    """The finite numbers among `values` (text, NaN and infinities left out)."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf":  # text among them (or booleans): the numbers one by one
+        array = np.asarray(
+            [v for v in values if isinstance(v, int | float | np.number) and not isinstance(v, bool)],
+            dtype=float,
+        )
+    found: np.ndarray = array.astype(float)
+    finite: np.ndarray = found[np.isfinite(found)]
+    return finite
+
+
+def _texts(values: Sequence[Value] | np.ndarray) -> np.ndarray:
+    """Values as category names (a boolean as `true`/`false`)."""
+    array = np.asarray(values)
+    if array.dtype.kind == "U" and (isinstance(values, np.ndarray) or all(type(v) is str for v in values)):
+        return array
+    return np.asarray([str(v).lower() if isinstance(v, bool | np.bool_) else str(v) for v in values])
+
+
+def _kind(feature: str, reference: Sequence[Value] | np.ndarray, declared: Sequence[str]) -> str:
+    """Categorical when declared, or when most of the reference is text (a stray "N/A" in a numeric column
+    is left out of it, not turned into a category)."""
+    if feature in declared:
+        return "categorical"
+    if isinstance(reference, np.ndarray) and reference.dtype.kind in "iufU":
+        return "numeric" if reference.dtype.kind != "U" else "categorical"
+    if np.asarray(reference).dtype.kind in "iuf":
+        return "numeric"
+    text = sum(1 for v in reference if isinstance(v, str | bool | np.str_ | np.bool_))
+    return "categorical" if text * 2 > len(reference) else "numeric"
+
+
 def compare(
     samples: Mapping[str, tuple[Sequence[Value], Sequence[Value]]],
     *,
@@ -391,18 +480,22 @@ def compare(
     min_effect: Mapping[str, float] | None = None,
     categorical_features: Sequence[str] = (),
 ) -> list[FeatureDrift]:
-    """Every method for every feature, at alpha / the number of features compared (Bonferroni). A feature
-    with fewer than `min_sample` current values (or reference values) is `insufficient_data`."""
+    """Every method for every feature. `alpha` is the false-alarm rate over all the features compared:
+    each test runs at alpha / (features x its feature's methods) (Bonferroni), so that a feature is
+    flagged by any method at most alpha / features of the time by chance. A feature with fewer than
+    `min_sample` usable values in the window (or the reference) is `insufficient_data`; `n` is the
+    window's count (0 when the window logged none)."""
     effects = {**MIN_EFFECT, **(min_effect or {})}
-    corrected = alpha / max(1, len(samples))
     results = []
     for feature, (given_reference, given_current) in sorted(samples.items()):
-        reference, current = np.asarray(given_reference), np.asarray(given_current)
-        # Any text makes the whole column text (numpy's string dtype): a category, like a declared one.
-        numbers = reference.dtype.kind in "biuf" and current.dtype.kind in "biuf"
-        kind = "numeric" if numbers and feature not in categorical_features else "categorical"
+        kind = _kind(feature, given_reference, categorical_features)
+        methods = ("chi2", "psi") if kind == "categorical" else ("psi", "wasserstein", "ks")
+        corrected = alpha / (max(1, len(samples)) * len(methods))
+        if kind == "categorical":
+            reference, current = _texts(given_reference), _texts(given_current)
+        else:
+            reference, current = _numbers(given_reference), _numbers(given_current)
         if len(current) < min_sample or len(reference) < min_sample:
-            methods = ("chi2", "psi") if kind == "categorical" else ("psi", "wasserstein", "ks")
             results += [
                 FeatureDrift(
                     feature, method, math.nan, math.nan, False, None, len(current), INSUFFICIENT, None, kind
@@ -411,13 +504,9 @@ def compare(
             ]
             continue
         if kind == "categorical":
-            text = current.astype(str)
-            results += categorical(
-                feature, CategoricalReference.of(reference.astype(str)), text, corrected, effects
-            )
+            results += categorical(feature, CategoricalReference.of(reference), current, corrected, effects)
         else:
-            prepared = NumericReference.of(reference.astype(float))
-            results += numeric(feature, prepared, current.astype(float), corrected, effects)
+            results += numeric(feature, NumericReference.of(reference), current, corrected, effects)
     return results
 
 

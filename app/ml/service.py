@@ -266,24 +266,26 @@ def _load_reference(path: Path) -> dict[str, list[float | str]]:
     for row in csv.DictReader(text.splitlines()):
         for key, value in row.items():
             if value not in ("", None):
-                columns.setdefault(key, []).append(_value(value))
-    # A column with any text in it is categorical: all its values stay text.
-    return {
-        key: [str(v) for v in values] if any(isinstance(v, str) for v in values) else values
-        for key, values in columns.items()
-    }
+                columns.setdefault(key, []).append(_value(value, parse=True))
+    return columns
 
 
-def _value(value: object) -> float | str:
-    """A number where the value is one, else its text (a category)."""
+def _value(value: object, *, parse: bool = False) -> float | str:
+    """A number where the value is one, else its text (a category; a boolean as `true`/`false`). Text is
+    read as a number only from a CSV (`parse`), where everything is text, and only when it is a finite
+    one: a postcode `02139` in JSON or in a logged document stays a category."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, int | float):
         return float(value)
-    try:
-        return float(str(value))
-    except ValueError:
-        return str(value)
+    if parse:
+        try:
+            number = float(str(value))
+        except ValueError:
+            return str(value)
+        if math.isfinite(number):
+            return number
+    return str(value)
 
 
 def _feature_values(
@@ -300,10 +302,7 @@ def _feature_values(
         for feature, value in hit["_source"].items():
             if (not features or feature in features) and isinstance(value, str | int | float | bool):
                 values.setdefault(feature, []).append(_value(value))
-    return {
-        feature: [str(v) for v in found] if any(isinstance(v, str) for v in found) else found
-        for feature, found in values.items()
-    }
+    return values
 
 
 def _range_filter(field_name: str, start: datetime, end: datetime) -> dict[str, Any]:
@@ -370,9 +369,8 @@ def _drift(
     current = _feature_values(
         sources, settings.index, {"bool": {"filter": filters}}, features, settings.sample_size
     )
-    samples = {
-        f: (reference.get(f, []), current.get(f, [])) for f in features if reference.get(f) and current.get(f)
-    }
+    # A feature of the reference that the window did not log at all is judged too: insufficient_data, n 0.
+    samples = {f: (reference.get(f, []), current.get(f, [])) for f in features if reference.get(f)}
     signals = drift_stats.compare(
         samples,
         alpha=settings.alpha,
@@ -388,7 +386,7 @@ def _drift(
                 feature=signal.feature,
                 method=signal.method,
                 score=_finite(signal.score),
-                p_value=signal.p_value,
+                p_value=_finite(signal.p_value),
                 threshold=_finite(signal.threshold),
                 drifted=signal.drifted,
                 state=signal.state,

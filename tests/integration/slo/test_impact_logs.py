@@ -65,7 +65,7 @@ def test_the_log_based_impact_window_and_budget_follow_the_log_lines(
     server, docs = logs
     shutil.copy(REPO / "slo" / "fraud-model-logs.yaml", tmp_path)
     (slo,) = load_specs([tmp_path])
-    source = ElasticsearchSource(server.url)
+    source = ElasticsearchSource(server.url, timeout=60)  # the stand-in is slower than a cluster under load
     try:
         impact = measure_logs(
             source, slo, DETECTED, DETECTED + timedelta(minutes=40), min_events=10, ingest_delay=DELAY
@@ -91,7 +91,7 @@ def test_steps_the_ingest_delay_may_still_fill_are_not_read(
     server, _ = logs
     shutil.copy(REPO / "slo" / "fraud-model-logs.yaml", tmp_path)
     (slo,) = load_specs([tmp_path])
-    source = ElasticsearchSource(server.url)
+    source = ElasticsearchSource(server.url, timeout=60)  # the stand-in is slower than a cluster under load
     try:
         # Measured at E1 + 4 min (logs seen to E1 + 3 min): the step ending at E1 is read, the one after
         # it is not final yet, so the impact is still going on.

@@ -48,19 +48,33 @@ def test_wasserstein_normalised_by_the_reference_spread() -> None:
     assert drift.wasserstein(reference, shifted) == pytest.approx(1 / math.sqrt(2))
 
 
-def test_bonferroni_over_features() -> None:
+def test_bonferroni_over_features_and_methods() -> None:
     rng = np.random.default_rng(0)
     same = rng.normal(0, 1, 400)
     moved = rng.normal(0.15, 1, 400)
-    # scipy directly: p is about 0.030, significant alone (< 0.05) but not across three features.
+    # scipy directly: p is about 0.03; each of three methods on one feature is tested at 0.05 / 3, on
+    # three features at 0.05 / 9: significant in neither case.
     p_value = stats.ks_2samp(same, moved).pvalue
     assert 0.05 / 3 < p_value < 0.05
-    alone = drift.compare({"a": (same, moved)})
-    assert next(s for s in alone if s.method == "ks").drifted
-    signals = drift.compare({"a": (same, moved), "b": (same, same), "c": (same, same)})
-    ks_a = next(s for s in signals if s.feature == "a" and s.method == "ks")
-    assert ks_a.threshold == pytest.approx(0.05 / 3)
-    assert not ks_a.drifted
+    for features, level in ((1, 0.05 / 3), (3, 0.05 / 9)):
+        samples = {"a": (same, moved), "b": (same, same), "c": (same, same)}
+        signals = drift.compare(dict(list(samples.items())[:features]))
+        ks_a = next(s for s in signals if s.feature == "a" and s.method == "ks")
+        assert ks_a.p_value == pytest.approx(p_value, rel=0.1)  # the Kolmogorov approximation
+        assert not ks_a.drifted
+        # The threshold shown is the D whose p-value is the corrected level, by scipy's own distribution.
+        root = math.sqrt(400 * 400 / 800)
+        assert stats.kstwobign.sf(ks_a.threshold * (root + 0.12 + 0.11 / root)) == pytest.approx(
+            level, rel=1e-6
+        )
+    # A larger move is significant at 0.05 / 9, and the threshold sits below its D.
+    far = rng.normal(0.4, 1, 400)
+    ks = next(
+        s
+        for s in drift.compare({"a": (same, far), "b": (same, same), "c": (same, same)})
+        if s.method == "ks" and s.feature == "a"
+    )
+    assert ks.drifted and ks.score > ks.threshold and ks.p_value is not None and ks.p_value < 0.05 / 9
 
 
 def test_only_the_shifted_feature_drifts_and_ranks_first() -> None:

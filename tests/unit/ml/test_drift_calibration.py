@@ -5,6 +5,7 @@ shift in a huge window. Seeds are fixed; each expected rate comes from the defin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -135,3 +136,84 @@ def test_unseen_categories_are_kept_apart_and_count() -> None:
         40 / 440, abs=0.03
     )  # total variation: the new share, about
     assert signals["chi2"].kind == "categorical"
+
+
+def test_a_fresh_reference_as_large_as_the_window_keeps_false_alarms_at_alpha() -> None:
+    # n = m: the window and the reference are equally noisy (the effective size is half of either). A new
+    # reference every trial, so no one reference's luck decides; p-values counted, not only verdicts.
+    rng = np.random.default_rng(13)
+    trials = 300
+    numeric_p: dict[str, int] = {}
+    categorical_p: dict[str, int] = {}
+    for _ in range(trials):
+        reference = drift.NumericReference.of(rng.normal(0, 1, 500))
+        for s in drift.numeric("x", reference, rng.normal(0, 1, 500), ALPHA):
+            numeric_p[s.method] = numeric_p.get(s.method, 0) + int(
+                s.p_value is not None and s.p_value <= ALPHA
+            )
+        cards = drift.CategoricalReference.of(list(rng.choice(CATEGORIES, 500, p=SHARES)))
+        for s in drift.categorical("card", cards, list(rng.choice(CATEGORIES, 500, p=SHARES)), ALPHA):
+            categorical_p[s.method] = categorical_p.get(s.method, 0) + int(
+                s.p_value is not None and s.p_value <= ALPHA
+            )
+    # 300 trials: two standard errors of a 5 % rate are 2.5 points.
+    assert all(k / trials <= ALPHA + 0.035 for k in numeric_p.values()), numeric_p
+    assert all(k / trials <= ALPHA + 0.035 for k in categorical_p.values()), categorical_p
+
+
+def test_alpha_is_the_rate_at_which_a_feature_is_flagged_by_any_method() -> None:
+    rng = np.random.default_rng(14)
+    reference = list(rng.normal(0, 1, REFERENCE))
+    flagged = sum(
+        any(s.drifted for s in drift.compare({"x": (reference, list(rng.normal(0, 1, 50)))}, alpha=ALPHA))
+        for _ in range(TRIALS)
+    )
+    assert flagged / TRIALS <= ALPHA + 0.02, flagged
+
+
+def test_stray_text_nan_and_infinity_in_a_numeric_feature_are_left_out() -> None:
+    rng = np.random.default_rng(15)
+    reference: list[float | str] = [*rng.normal(0, 1, 2000).tolist(), "N/A", float("nan"), float("inf")]
+    current: list[float | str] = [*rng.normal(0, 1, 200).tolist(), "N/A", float("nan")]
+    signals = drift.compare({"amount": (reference, current)})
+    assert {s.kind for s in signals} == {"numeric"} and {s.method for s in signals} == {
+        "psi",
+        "wasserstein",
+        "ks",
+    }
+    assert {s.n for s in signals} == {200} and all(math.isfinite(s.score) for s in signals)
+
+
+def test_a_reference_of_few_distinct_values_keeps_them_apart() -> None:
+    # 95 % zeros: the deciles are all 0 but one; each distinct value is its own PSI bin.
+    rng = np.random.default_rng(16)
+    reference = (rng.random(REFERENCE) < 0.05).astype(float)
+    signals = {
+        s.method: s for s in drift.numeric("flag", drift.NumericReference.of(reference), np.ones(100), ALPHA)
+    }
+    assert signals["psi"].drifted and signals["psi"].score > 1
+    same = {
+        s.method: s
+        for s in drift.numeric(
+            "flag", drift.NumericReference.of(reference), (rng.random(100) < 0.05).astype(float), ALPHA
+        )
+    }
+    assert not same["psi"].drifted
+
+
+def test_a_rare_category_missing_from_the_reference_is_not_drift() -> None:
+    # A long tail: 50 categories at 0.2 % each beside the common ones. A window of 300 that meets a few
+    # tail categories the reference happened not to hold is no drift: rare and unseen share one bin.
+    rng = np.random.default_rng(17)
+    tail = [f"merchant-{i}" for i in range(400)]
+    names = [*CATEGORIES, *tail]
+    shares = np.asarray([*SHARES, *([1.0] * len(tail))])
+    shares[len(CATEGORIES) :] = 0.1 / len(tail)
+    shares[: len(CATEGORIES)] *= 0.9
+    shares /= shares.sum()
+    flagged = 0
+    for _ in range(200):
+        reference = drift.CategoricalReference.of(list(rng.choice(names, 2000, p=shares)))
+        window = list(rng.choice(names, 300, p=shares))
+        flagged += any(s.drifted for s in drift.categorical("merchant", reference, window, ALPHA))
+    assert flagged / 200 <= ALPHA + 0.04, flagged
