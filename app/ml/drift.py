@@ -487,7 +487,13 @@ def compare(
     window's count (0 when the window logged none)."""
     effects = {**MIN_EFFECT, **(min_effect or {})}
     results = []
-    for feature, (given_reference, given_current) in sorted(samples.items()):
+    for feature, (listed, given_current) in sorted(samples.items()):
+        given_reference: Values = listed
+        # Lists (from JSON or a search) become arrays once: numbers stay numbers, any text makes text.
+        if not isinstance(listed, np.ndarray):
+            as_array = np.asarray(listed)
+            if as_array.dtype.kind in "iuf":
+                given_reference = as_array
         kind = _kind(feature, given_reference, categorical_features)
         methods = ("chi2", "psi") if kind == "categorical" else ("psi", "wasserstein", "ks")
         corrected = alpha / (max(1, len(samples)) * len(methods))
