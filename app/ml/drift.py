@@ -29,7 +29,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -43,6 +43,7 @@ MIN_DRAWS, MAX_DRAWS = 4000, 20_000
 BUCKET = 1.05  # effective sizes within 5 % share one calibration
 CACHE_SIZE = 1024  # null distributions (draws floats each: 80 KB at most)
 DRIFTED, OK, INSUFFICIENT = "drifted", "ok", "insufficient_data"
+T = TypeVar("T")
 Value = float | str
 Numbers = Sequence[float] | np.ndarray
 Values = Sequence[Value] | np.ndarray
@@ -77,30 +78,35 @@ class _Null:
         return self.quantiles[alpha]
 
 
-class _Cache:
-    """Null distributions by (reference digest, method, size bucket, draws): least recently used out."""
+class _Cache(Generic[T]):
+    """Least recently used out, thread-safe."""
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[tuple[Any, ...], _Null] = OrderedDict()
+        self.items: OrderedDict[tuple[Any, ...], T] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> _Null | None:
+    def get(self, key: tuple[Any, ...]) -> T | None:
         with self.lock:
             found = self.items.get(key)
             if found is not None:
                 self.items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[Any, ...], value: _Null) -> None:
+    def put(self, key: tuple[Any, ...], value: T) -> None:
         with self.lock:
             self.items[key] = value
             self.items.move_to_end(key)
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
 
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
 
-CACHE = _Cache()
+
+# Null distributions by (reference digest, method, size bucket, draws).
+CACHE: _Cache[_Null] = _Cache(CACHE_SIZE)
 
 
 def draws_for(alpha: float) -> int:
@@ -132,31 +138,23 @@ def _chi2(counts: np.ndarray, n: int, expected: np.ndarray) -> np.ndarray:
     return result
 
 
-# Multinomial draws by (shares, size, draws): the same for every continuous feature (quantile bins hold
-# equal shares), so fifty features cost one draw. Kept few: each is draws x bins.
-_COUNTS: OrderedDict[tuple[bytes, int, int], np.ndarray] = OrderedDict()  # counts, or CDF gaps
-_COUNTS_SIZE = 8
-_COUNTS_LOCK = threading.Lock()
+# Multinomial draws and CDF gaps by (shares, size, draws): the same for every continuous feature (quantile
+# bins hold equal shares), so fifty features cost one draw. Kept few: each is draws x bins.
+DRAWN: _Cache[np.ndarray] = _Cache(8)
 
 
 def _draw_counts(shares: np.ndarray, size: int, draws: int, keep: bool = True) -> np.ndarray:
     """`draws` rows of multinomial counts of `size` values with these shares (seeded by them: the same
     calibration on every run and in every process)."""
     signature = np.round(shares, 9).tobytes()
-    key = (signature, size, draws)
-    with _COUNTS_LOCK:
-        found = _COUNTS.get(key)
-        if found is not None:
-            _COUNTS.move_to_end(key)
-            return found
+    key = ("counts", signature, size, draws)
+    found = DRAWN.get(key)
+    if found is not None:
+        return found
     seed = int(hashlib.sha1(signature).hexdigest()[:8], 16) ^ size
     counts = np.random.default_rng(seed).multinomial(size, shares / shares.sum(), size=draws)
-    if not keep:
-        return counts
-    with _COUNTS_LOCK:
-        _COUNTS[key] = counts
-        while len(_COUNTS) > _COUNTS_SIZE:
-            _COUNTS.popitem(last=False)
+    if keep:
+        DRAWN.put(key, counts)
     return counts
 
 
@@ -164,27 +162,20 @@ def _cdf_gaps(cells: np.ndarray, cdf: np.ndarray, size: int, draws: int) -> np.n
     """|F_sample - F_reference| at each grid point but the last, for `draws` samples of `size` values:
     the same for every continuous feature (their grid cells hold equal shares), so kept, in float32, and
     each feature's Wasserstein null is this times its own cell widths."""
-    key = (b"gaps" + np.round(cells, 9).tobytes(), size, draws)
-    with _COUNTS_LOCK:
-        found = _COUNTS.get(key)
-        if found is not None:
-            _COUNTS.move_to_end(key)
-            return found
+    key = ("gaps", np.round(cells, 9).tobytes(), size, draws)
+    found = DRAWN.get(key)
+    if found is not None:
+        return found
     drawn = np.cumsum(_draw_counts(cells, size, draws, keep=False), axis=1, dtype=np.float32) / size
     gaps = np.abs(drawn[:, :-1] - cdf[:-1].astype(np.float32))
-    with _COUNTS_LOCK:
-        _COUNTS[key] = gaps
-        while len(_COUNTS) > _COUNTS_SIZE:
-            _COUNTS.popitem(last=False)
+    DRAWN.put(key, gaps)
     return gaps
 
 
 def clear_calibration() -> None:
     """Forget every calibration (a new process's state; for benchmarks)."""
-    with CACHE.lock:
-        CACHE.items.clear()
-    with _COUNTS_LOCK:
-        _COUNTS.clear()
+    CACHE.clear()
+    DRAWN.clear()
 
 
 def _binned_null(method: str, shares: np.ndarray, size: int, draws: int, digest: str) -> _Null:
@@ -432,10 +423,6 @@ def wasserstein(reference: Sequence[float], current: Sequence[float]) -> float:
     if spread == 0:
         return 0.0 if distance == 0 else math.inf
     return distance / spread
-
-
-def is_categorical(values: Sequence[Value]) -> bool:
-    return any(isinstance(value, str) for value in values)
 
 
 def _numbers(values: Sequence[Value] | np.ndarray) -> np.ndarray:
