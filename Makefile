@@ -66,11 +66,10 @@ $(MLFLOW_VENV)/bin/mlflow:
 
 # Test files run in PYTEST_WORKERS processes (xdist): most tests wait on real servers, so more workers
 # than cores pays. `--dist loadfile` keeps a file on one worker, so a module's servers (MLflow,
-# Prometheus) start once. Tests marked `serial` assert latency bounds: they run afterwards, alone.
+# Prometheus) start once. Latency is measured by bench/, never asserted by a test.
 PYTEST_WORKERS ?= 4
 pytest: install-test debian-packages postgres $(MLFLOW_VENV)/bin/mlflow
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25 -m "not serial"
-	$(BIN)/pytest -n 0 -m serial
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 test: lint typecheck pytest
 

@@ -1,6 +1,7 @@
 """Readiness while a source hangs: a Prometheus that accepts connections and never answers.
 
-The exact latency figures are in bench/readiness.py; these tests hold the issue's bounds (under 1 s).
+The latency figures are measured by bench/readiness.py; these tests hold what makes them small: /readyz
+reads the background probe's news and never asks a source itself, and /healthz answers during a storm.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -80,57 +80,64 @@ def hanging_prometheus_app(silent: SilentServer, tmp_path: Path) -> Iterator[tup
         yield server.url, started
 
 
-def timed_get(http: httpx.Client, path: str) -> tuple[httpx.Response, float]:
-    started = time.monotonic()
-    response = http.get(path)
-    return response, time.monotonic() - started
-
-
-@pytest.mark.serial  # a latency bound: measured while no other test runs
-def test_readyz_answers_at_once_and_says_prometheus_timed_out(
-    hanging_prometheus_app: tuple[str, datetime],
+def test_readyz_reports_the_probes_timeout_without_asking_prometheus(
+    hanging_prometheus_app: tuple[str, datetime], silent: SilentServer
 ) -> None:
     url, started = hanging_prometheus_app
     with httpx.Client(base_url=url, timeout=30) as http:
-        response, elapsed = timed_get(http, "/readyz")
-    assert elapsed < 1.0
-    assert response.status_code == 200  # a hanging source never fails readiness
-    body = response.json()
+        wait_until(
+            lambda: http.get("/readyz").json()["source_checks"]["prometheus"]["state"] != "unknown",
+            what="the probe's first round",
+        )
+        connections = silent.accepted
+        answers = [http.get("/readyz") for _ in range(20)]
+    assert {response.status_code for response in answers} == {200}  # a hanging source never fails readiness
+    body = answers[-1].json()
     assert body["database"] == "ok"
     check = body["source_checks"]["prometheus"]
     assert check["state"] == "timeout", check  # a read timeout, not a connection error
     assert body["sources"]["prometheus"] == f"error: {check['detail']}"
     assert started <= datetime.fromisoformat(check["checked_at"]) <= datetime.now(UTC)
+    # /readyz reads the probe's news and never asks the source itself: the only new connections to the
+    # silent Prometheus are the probe's own, one a round at most
+    assert silent.accepted - connections <= rounds_seen(answers)
 
 
-@pytest.mark.serial  # a latency bound: measured while no other test runs
-def test_healthz_stays_quick_during_concurrent_readyz(hanging_prometheus_app: tuple[str, datetime]) -> None:
+def rounds_seen(answers: list[httpx.Response]) -> int:
+    return len({answer.json()["source_checks"]["prometheus"]["checked_at"] for answer in answers})
+
+
+def test_healthz_and_readyz_answer_during_a_readyz_storm(
+    hanging_prometheus_app: tuple[str, datetime], silent: SilentServer
+) -> None:
+    """The latency figures of the same storm are in bench/readiness.py; here, what must hold."""
     url, _ = hanging_prometheus_app
     limits = httpx.Limits(max_connections=CONCURRENT_READYZ + 10)
     stop = threading.Event()
     started = threading.Barrier(CONCURRENT_READYZ + 1)
+    connections = silent.accepted
     with httpx.Client(base_url=url, timeout=30, limits=limits) as http:
 
-        def keep_asking() -> list[tuple[int, float]]:
+        def keep_asking() -> list[httpx.Response]:
             answers = []
             started.wait()
             while not stop.is_set() or not answers:
-                response, elapsed = timed_get(http, "/readyz")
-                answers.append((response.status_code, elapsed))
+                answers.append(http.get("/readyz"))
             return answers
 
         with ThreadPoolExecutor(max_workers=CONCURRENT_READYZ) as pool:
             askers = [pool.submit(keep_asking) for _ in range(CONCURRENT_READYZ)]
             started.wait()
             try:
-                health = [timed_get(http, "/healthz") for _ in range(10)]
+                health = [http.get("/healthz") for _ in range(10)]
             finally:
                 stop.set()
             readyz = [answer for asker in askers for answer in asker.result()]
-    assert {response.status_code for response, _ in health} == {200}
-    assert max(elapsed for _, elapsed in health) < 1.0
-    assert {status for status, _ in readyz} == {200}
-    assert max(elapsed for _, elapsed in readyz) < 1.0
+    assert {response.status_code for response in health} == {200}
+    assert {response.status_code for response in readyz} == {200}
+    assert len(readyz) >= CONCURRENT_READYZ
+    # however many /readyz arrive, Prometheus sees the probe's pings only (one a round, and the first)
+    assert silent.accepted - connections <= rounds_seen(readyz) + 1
 
 
 @pytest.mark.parametrize("kind", ["prometheus", "elasticsearch", "mlflow"])
