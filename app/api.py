@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 from collections.abc import Iterator
-from typing import Annotated, Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -16,7 +19,9 @@ from sqlmodel import Session
 
 from app.config import Settings
 from app.errors import ServiceError, SourceError, StorageError
-from app.inputs import MAX_ROW_ID
+from app.identity import service as identity
+from app.identity.logic import Actor, Scope
+from app.inputs import MAX_ROW_ID, fit
 from app.services import Services
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,31 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+REFUSED = {
+    "unknown": "invalid bearer token",
+    "revoked": "this token was revoked",
+    "expired": "this token has expired",
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request acts as, and the most its credential may reach."""
+
+    actor: Actor
+    scope: Scope
+
+    def acting(self, named: str | None) -> Actor:
+        """The actor of a change: always the caller. A body `actor` naming someone else is a 403; the
+        field is accepted (and hidden from the schema) only so that old clients get a clear answer."""
+        if named is not None and named != self.actor.name:
+            raise HTTPException(
+                403, f"actor: this credential acts as {self.actor.name}; it cannot act as {fit(named, 100)!r}"
+            )
+        return self.actor
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -67,24 +97,92 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def check_bearer(request: Request, expected: SecretStr | None, variable: str) -> None:
-    """401 unless the request carries `Authorization: Bearer <expected>` (constant-time compare)."""
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if expected is None:
-        raise HTTPException(401, f"disabled: {variable} is not set on the server", challenge)
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _presented(request: Request, services: Services, door: str) -> str:
+    """The bearer token, unless it is missing (401) or the address has failed too often (429)."""
     presented = _bearer(request)
     if presented is None:
-        raise HTTPException(401, "missing bearer token", challenge)
-    if not hmac.compare_digest(presented.encode("utf-8"), expected.get_secret_value().encode("utf-8")):
-        raise HTTPException(401, "invalid bearer token", challenge)
+        raise HTTPException(401, "missing bearer token: send Authorization: Bearer <token>", CHALLENGE)
+    address = client_address(request)
+    wait = services.throttle.retry_after(address)
+    if wait is not None:
+        services.metrics.auth_throttled.labels(door).inc()
+        seconds = max(1, math.ceil(wait))
+        raise HTTPException(
+            429,
+            f"too many failed token attempts from {address}; retry in {seconds}s",
+            {"Retry-After": str(seconds), **CHALLENGE},
+        )
+    return presented
 
 
-def require_api_token(request: Request, settings: SettingsDep) -> None:
-    check_bearer(request, settings.api_token, "SLOGUARD_API_TOKEN")
+def _refuse(
+    request: Request, services: Services, door: str, reason: str, token_id: int | None = None
+) -> NoReturn:
+    """401, counted against the client's address; the log line and the metric never hold the token."""
+    address = client_address(request)
+    services.throttle.failed(address)
+    services.metrics.auth_failures.labels(door, reason).inc()
+    extra: dict[str, Any] = {"door": door, "reason": reason, "client": address, "path": request.url.path}
+    if token_id is not None:
+        extra["token_id"] = token_id
+    log.warning("bearer token refused", extra=extra)
+    raise HTTPException(401, REFUSED[reason], CHALLENGE)
 
 
-def require_webhook_token(request: Request, settings: SettingsDep) -> None:
-    check_bearer(request, settings.webhook_token, "SLOGUARD_WEBHOOK_TOKEN")
+def _same(presented: str, expected: SecretStr) -> bool:
+    return hmac.compare_digest(presented.encode("utf-8"), expected.get_secret_value().encode("utf-8"))
+
+
+def authenticate(request: Request) -> Caller:
+    """The caller of an API route: a personal token's owner, or the automation identity (the
+    SLOGUARD_API_TOKEN, named and scoped in sloguard.yaml `automation:`)."""
+    services = services_of(request)
+    presented = _presented(request, services, "api")
+    automation = services.settings.api_token
+    if automation is not None and _same(presented, automation):
+        named = services.config.automation
+        return Caller(Actor(named.name, via="automation"), named.scope)
+    found = identity.recognise(services.engine, presented, datetime.now(UTC))
+    if found.refusal is not None or found.token is None:
+        _refuse(request, services, "api", found.refusal or "unknown", found.token.id if found.token else None)
+    token = found.token
+    return Caller(Actor(token.user, via="token", token_id=token.id), Scope(token.scope))
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+class _Needs:
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def __call__(self, request: Request, caller: CallerDep) -> None:
+        if not caller.scope.reaches(self.scope):
+            raise HTTPException(
+                403,
+                f"scope: this credential's scope is {caller.scope}; {request.method} {request.url.path} "
+                f"needs {self.scope} (README: Scopes)",
+            )
+
+
+def needs(scope: Scope) -> Any:
+    """A route dependency: 403 unless the caller's scope reaches `scope` (the scope is a ceiling; the
+    model's permission lists still decide who may change it)."""
+    return Depends(_Needs(scope))
+
+
+def require_webhook_token(request: Request) -> None:
+    """401 unless the request carries `Authorization: Bearer $SLOGUARD_WEBHOOK_TOKEN`."""
+    services = services_of(request)
+    expected = services.settings.webhook_token
+    if expected is None:
+        raise HTTPException(401, "disabled: SLOGUARD_WEBHOOK_TOKEN is not set on the server", CHALLENGE)
+    if not _same(_presented(request, services, "webhook"), expected):
+        _refuse(request, services, "webhook", "unknown")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -133,16 +231,17 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     413 body too large, 422 invalid field, 503 database unavailable (retry)."""
     reasons = {
         400: "Malformed request (NUL characters, not JSON)",
-        401: "Missing or wrong bearer token",
-        403: "Not allowed",
+        401: "Missing, wrong, revoked or expired bearer token",
+        403: "Not allowed: the credential's scope, the model's permissions, or an actor not the caller",
         404: "No such resource",
         409: "Conflict with the resource's state",
         413: "Body too large",
         422: "A field is invalid (named in detail)",
+        429: "Too many failed token attempts from this address (Retry-After says when to try again)",
         503: "Database unavailable: nothing was stored, retry",
     }
     return {status: {"model": Problem, "description": reasons[status]} for status in statuses}
 
 
-API_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 422, 503)
-WEBHOOK_PROBLEMS = problems(400, 401, 413, 422, 503)
+API_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 422, 429, 503)
+WEBHOOK_PROBLEMS = problems(400, 401, 413, 422, 429, 503)

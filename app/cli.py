@@ -141,8 +141,8 @@ outbox_cli = typer.Typer(
 cli.add_typer(outbox_cli, name="outbox")
 
 
-def _outbox_engine() -> Any:
-    """The database `serve` uses, migrated (the outbox table comes with migration 0009)."""
+def _database() -> Any:
+    """The database `serve` uses, migrated (the outbox and token tables come with migrations)."""
     from app import db
 
     settings = settings_or_exit()
@@ -187,7 +187,7 @@ def outbox_list(
 
     from app import outbox
 
-    engine = _outbox_engine()
+    engine = _database()
     try:
         with Session(engine) as session:
             found = outbox.rows(session, dead_only=dead, limit=limit)
@@ -221,7 +221,7 @@ def outbox_retry(
 
     if (row_id is None) == (not all_dead):
         fail("give a row id or --all-dead (not both)")
-    engine = _outbox_engine()
+    engine = _database()
     try:
         revived = outbox.retry(engine, row_id=row_id, all_dead=all_dead)
     finally:
@@ -234,6 +234,99 @@ def outbox_retry(
             1,
         )
     typer.echo(f"will deliver again: {', '.join(str(i) for i in revived)}")
+
+
+tokens_cli = typer.Typer(
+    help="Personal API tokens: each acts as its owner, within its scope.", no_args_is_help=True
+)
+cli.add_typer(tokens_cli, name="tokens")
+
+
+@tokens_cli.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Option(help="The owner: a Slack user ID such as U0ANA.")],
+    scope: Annotated[str, typer.Option(help="read, respond, change or admin (README: Scopes).")],
+    expires: Annotated[str, typer.Option(help="A lifetime such as 30d, or `never`.")] = "90d",
+    name: Annotated[str, typer.Option(help="A label for it, such as laptop.")] = "",
+) -> None:
+    """Make a token and print it, once: only its hash is kept."""
+    from app.identity import service as identity
+
+    engine = _database()
+    try:
+        row, token = identity.create(
+            engine,
+            user=user,
+            scope=scope,
+            name=name,
+            expires=expires,
+            created_by="cli",
+            now=datetime.now(UTC),
+        )
+    except identity.InvalidToken as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    until = f"{row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else "never"
+    typer.echo(f"token {row.id} for {row.user} ({row.scope}), expires {until}; it is shown once:", err=True)
+    typer.echo(token)
+
+
+@tokens_cli.command("list")
+def tokens_list(
+    user: Annotated[str | None, typer.Option(help="Only this owner's tokens.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per token.")] = False,
+) -> None:
+    """Every token (never the token itself): owner, scope, state, expiry and last use."""
+    from sqlmodel import Session
+
+    from app.identity import service as identity
+
+    engine = _database()
+    now = datetime.now(UTC)
+    try:
+        with Session(engine) as session:
+            found = [identity.read(row, now) for row in identity.tokens(session, user=user)]
+    finally:
+        engine.dispose()
+    if as_json:
+        for item in found:
+            typer.echo(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
+        return
+    if not found:
+        typer.echo("no tokens: make one with `sloguard tokens create --user U… --scope read`")
+        return
+
+    def when(moment: datetime | None) -> str:
+        return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+    typer.echo(
+        f"{'id':>5}  {'user':<12}  {'scope':<7}  {'state':<7}  {'expires':<16}  {'last used':<16}  "
+        f"{'token':<19}  name"
+    )
+    for item in found:
+        typer.echo(
+            f"{item.id:>5}  {item.user:<12}  {item.scope:<7}  {item.state:<7}  {when(item.expires_at):<16}  "
+            f"{when(item.last_used_at):<16}  {item.hint:<19}  {item.name}"
+        )
+
+
+@tokens_cli.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (`tokens list`).", min=1, max=MAX_ROW_ID)],
+) -> None:
+    """Revoke a token: refused at once by every replica."""
+    from app.errors import NotFound
+    from app.identity import service as identity
+
+    engine = _database()
+    try:
+        row = identity.revoke(engine, token_id, "cli", datetime.now(UTC))
+    except NotFound as exc:
+        fail(str(exc), 1)
+    finally:
+        engine.dispose()
+    typer.echo(f"token {row.id} of {row.user} revoked at {row.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
 runbooks_cli = typer.Typer(help="Runbooks in SLOGUARD_RUNBOOK_DIR.", no_args_is_help=True)

@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app import durations
 from app.errors import ConfigError
+from app.identity.logic import Scope
 
 ENV_PREFIX = "SLOGUARD_"
 SECRET_FIELDS = (
@@ -293,6 +294,15 @@ class OutboxOptions(BaseModel):
     worker: Literal["auto", "thread", "process"] = "auto"
 
 
+class AutomationConfig(BaseModel):
+    """Who SLOGUARD_API_TOKEN acts as: a name (lower case, never a Slack ID) and the most it may reach."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="automation", pattern=r"^[a-z][a-z0-9_.-]{0,62}$")
+    scope: Scope = Scope.read
+
+
 class FileConfig(BaseModel):
     """What sloguard.yaml holds: everything that is not a secret and is more than one value."""
 
@@ -308,6 +318,7 @@ class FileConfig(BaseModel):
     channels: dict[str, str] = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     outbox: OutboxOptions = Field(default_factory=OutboxOptions)
+    automation: AutomationConfig = Field(default_factory=AutomationConfig)
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):

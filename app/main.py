@@ -12,13 +12,14 @@ from sqlmodel import Session
 import app as package
 from app.alerts.routes import ALERTMANAGER_PATH
 from app.alerts.routes import router as webhook_router
-from app.api import API_PROBLEMS, install_error_handlers, require_api_token
+from app.api import API_PROBLEMS, authenticate, install_error_handlers
 from app.chat.door import mount_slack
 from app.config import FileConfig, Settings, load_file_config
 from app.errors import ConfigError
 from app.events import Dispatcher
 from app.health import Readiness
 from app.health import router as health_router
+from app.identity.routes import router as identity_router
 from app.incidents import jobs as incident_jobs
 from app.incidents.routes import router as incidents_router
 from app.leader import Leadership, leadership_for
@@ -135,9 +136,11 @@ def create_app(settings: Settings, *, own_processes: bool = False) -> FastAPI:
     fastapi_app.include_router(health_router)
     fastapi_app.include_router(webhook_router)
     bolt = mount_slack(fastapi_app, settings, ref) if settings.slack_enabled else None
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_token)], responses=API_PROBLEMS)
+    # Every /api/v1 route authenticates its caller; each mutating one names the scope it needs.
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(authenticate)], responses=API_PROBLEMS)
     api.include_router(incidents_router)
     api.include_router(slo_router)
     api.include_router(rollback_router)
+    api.include_router(identity_router)
     fastapi_app.include_router(api)
     return fastapi_app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.chat.models import SlackDelivery, SlackUser
 from app.db import Installation
+from app.identity.models import ApiToken
 from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
 from app.outbox import OutboxRow
@@ -12,6 +13,7 @@ from app.slo.models import SloStatus
 
 __all__ = [
     "ActionItem",
+    "ApiToken",
     "AuditEvent",
     "AlertLink",
     "DriftSignal",

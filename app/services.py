@@ -20,6 +20,7 @@ from sqlmodel import Session
 from app import db, outbox
 from app.config import FileConfig, Settings
 from app.events import Dispatcher
+from app.identity.throttle import Throttle
 from app.ml import service as ml
 from app.slo import service as slos
 from app.slo.model import Slo
@@ -93,6 +94,7 @@ class Services:
     slo_engine: SloEngine
     events: Dispatcher = field(default_factory=Dispatcher)
     metrics: Metrics = field(default_factory=Metrics)
+    throttle: Throttle = field(default_factory=Throttle)  # failed token attempts per client address
     # What the latest evaluation cycle saw, for /readyz (set by the evaluation job).
     last_evaluation: dict[str, Any] | None = None
     # The outbox's handlers by kind (what `serve`'s delivery worker runs), built with the services.

@@ -244,6 +244,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.auth_failures = Counter(
+            "sloguard_auth_failures",
+            "Refused bearer tokens, by door (api, webhook) and reason (unknown, revoked, expired).",
+            ["door", "reason"],
+            registry=self.registry,
+        )
+        self.auth_throttled = Counter(
+            "sloguard_auth_throttled",
+            "Requests answered 429 because their address failed too many token attempts, by door.",
+            ["door"],
+            registry=self.registry,
+        )
+
     def show_outbox(self, backlog: Any) -> None:
         self.outbox.show(backlog)
 

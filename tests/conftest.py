@@ -79,6 +79,47 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def personal_token(database_url: str, user: str, scope: str = "change", **fields: Any) -> str:
+    """A personal token of `user`, made in the database at `database_url` the way `sloguard tokens create`
+    makes one (the database is migrated first if the server has not started on it yet)."""
+    from datetime import UTC, datetime
+
+    from app import db
+    from app.identity import service as identity
+
+    engine = db.make_engine(database_url)
+    try:
+        db.upgrade(engine)
+        values = {"name": "test", "expires": "1d", "created_by": "test"} | fields
+        _, token = identity.create(engine, user=user, scope=scope, now=datetime.now(UTC), **values)
+    finally:
+        engine.dispose()
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class People:
+    """Authorization headers for the people a test acts as: one personal token each (per scope), made on
+    first use in the test's database."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._made: dict[tuple[str, str], dict[str, str]] = {}
+
+    def __call__(self, user: str, scope: str = "change") -> dict[str, str]:
+        if (user, scope) not in self._made:
+            self._made[user, scope] = bearer(personal_token(self.database_url, user, scope))
+        return self._made[user, scope]
+
+
+@pytest.fixture
+def people(settings: Settings) -> People:
+    return People(settings.database_url)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url=database_url)

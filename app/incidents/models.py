@@ -14,6 +14,10 @@ from sqlmodel import Field, SQLModel
 from app.db import UTCDateTime, utcnow
 from app.inputs import UtcDatetime
 
+# Who acts is the authenticated caller. A body may still carry `actor` (old clients): naming anyone but
+# the caller is a 403 (app/api.py Caller.acting). Left out of the schema: it is not part of the API.
+ActorField = Annotated[str, Field(max_length=100)] | SkipJsonSchema[None]
+
 
 class IncidentStatus(StrEnum):
     triggered = "triggered"
@@ -143,7 +147,7 @@ class IncidentCreate(SQLModel):
     summary: str | None = None
     commander: str | None = Field(default=None, max_length=100)
     started_at: UtcDatetime | None = None
-    actor: str | None = Field(default=None, max_length=100)
+    actor: ActorField = None
 
 
 class IncidentUpdate(SQLModel):
@@ -152,12 +156,12 @@ class IncidentUpdate(SQLModel):
     commander: str | None = Field(default=None, max_length=100)
     title: str | None = Field(default=None, min_length=1, max_length=300)
     summary: str | None = None
-    actor: str | None = Field(default=None, max_length=100)
+    actor: ActorField = None
 
 
 class NoteCreate(SQLModel):
     text: str = Field(min_length=1, max_length=10_000)
-    actor: str | None = Field(default=None, max_length=100)
+    actor: ActorField = None
     kind: str = Field(default="note", max_length=40)
 
 
@@ -171,6 +175,7 @@ class TimelineEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     kind: str = Field(max_length=40)
     actor: str | None = Field(default=None, max_length=100)
+    token_id: int | None = None  # the personal token the actor used (api_token.id), if one
     text: str = Field(default="", sa_type=sa.Text)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     trace_id: str | None = Field(default=None, max_length=64)
@@ -181,6 +186,7 @@ class TimelineEventRead(SQLModel):
     at: datetime
     kind: str
     actor: str | None
+    token_id: int | None = None
     text: str
     data: dict[str, Any]
 

@@ -8,7 +8,8 @@ from typing import Literal
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.engine import Engine
 
-from app.api import EngineDep, IdPath, OffsetQuery, ServicesDep, SessionDep
+from app.api import CallerDep, EngineDep, IdPath, OffsetQuery, ServicesDep, SessionDep, needs
+from app.identity.logic import Scope
 from app.incidents import service as incidents
 from app.incidents.models import (
     ActionItemCreate,
@@ -29,6 +30,7 @@ from app.incidents.models import (
 from app.ml import service as ml
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
+RESPOND = [needs(Scope.respond)]
 
 
 def read_model(incident: Incident) -> IncidentRead:
@@ -87,21 +89,24 @@ def get_incident(engine: EngineDep, incident_id: IdPath) -> IncidentDetail:
     return detail(engine, incident_id)
 
 
-@router.post("", response_model=IncidentDetail, status_code=201)
-def declare(services: ServicesDep, body: IncidentCreate) -> IncidentDetail:
+@router.post("", response_model=IncidentDetail, status_code=201, dependencies=RESPOND)
+def declare(services: ServicesDep, caller: CallerDep, body: IncidentCreate) -> IncidentDetail:
     engine = services.engine
-    incident = incidents.declare(engine, services.events, body, datetime.now(UTC))
+    incident = incidents.declare(engine, services.events, body, datetime.now(UTC), caller.acting(body.actor))
     assert incident.id is not None
     return detail(engine, incident.id)
 
 
-@router.patch("/{incident_id}", response_model=IncidentDetail)
-def update(services: ServicesDep, incident_id: IdPath, body: IncidentUpdate) -> IncidentDetail:
-    incidents.update(services.engine, services.events, incident_id, body, datetime.now(UTC))
+@router.patch("/{incident_id}", response_model=IncidentDetail, dependencies=RESPOND)
+def update(
+    services: ServicesDep, caller: CallerDep, incident_id: IdPath, body: IncidentUpdate
+) -> IncidentDetail:
+    actor = caller.acting(body.actor)
+    incidents.update(services.engine, services.events, incident_id, body, datetime.now(UTC), actor)
     return detail(services.engine, incident_id)
 
 
-@router.post("/{incident_id}/enrich", response_model=IncidentDetail)
+@router.post("/{incident_id}/enrich", response_model=IncidentDetail, dependencies=RESPOND)
 def enrich(services: ServicesDep, incident_id: IdPath) -> IncidentDetail:
     """Gather the ML evidence again now (it also runs when the incident opens)."""
     sources = services.sources.for_evidence()
@@ -127,27 +132,36 @@ def postmortem(
     return Response(draft.markdown, media_type="text/markdown; charset=utf-8", headers=html.MARKDOWN_HEADERS)
 
 
-@router.post("/{incident_id}/timeline", response_model=TimelineEventRead, status_code=201)
-def add_note(services: ServicesDep, incident_id: IdPath, body: NoteCreate) -> TimelineEventRead:
+@router.post(
+    "/{incident_id}/timeline", response_model=TimelineEventRead, status_code=201, dependencies=RESPOND
+)
+def add_note(
+    services: ServicesDep, caller: CallerDep, incident_id: IdPath, body: NoteCreate
+) -> TimelineEventRead:
+    actor = caller.acting(body.actor)
     event = incidents.add_note(
-        services.engine, incident_id, body.text, body.actor, datetime.now(UTC), body.kind, services.events
+        services.engine, incident_id, body.text, actor, datetime.now(UTC), body.kind, services.events
     )
     return TimelineEventRead.model_validate(event)
 
 
-@router.post("/{incident_id}/action-items", response_model=ActionItemRead, status_code=201)
-def add_action_item(engine: EngineDep, incident_id: IdPath, body: ActionItemCreate) -> ActionItemRead:
-    return ActionItemRead.model_validate(incidents.add_action_item(engine, incident_id, body))
+@router.post(
+    "/{incident_id}/action-items", response_model=ActionItemRead, status_code=201, dependencies=RESPOND
+)
+def add_action_item(
+    engine: EngineDep, caller: CallerDep, incident_id: IdPath, body: ActionItemCreate
+) -> ActionItemRead:
+    return ActionItemRead.model_validate(incidents.add_action_item(engine, incident_id, body, caller.actor))
 
 
-@router.patch("/{incident_id}/action-items/{item_id}", response_model=ActionItemRead)
+@router.patch("/{incident_id}/action-items/{item_id}", response_model=ActionItemRead, dependencies=RESPOND)
 def update_action_item(
     engine: EngineDep, incident_id: IdPath, item_id: IdPath, body: ActionItemUpdate
 ) -> ActionItemRead:
     return ActionItemRead.model_validate(incidents.update_action_item(engine, incident_id, item_id, body))
 
 
-@router.delete("/{incident_id}/action-items/{item_id}", status_code=204)
+@router.delete("/{incident_id}/action-items/{item_id}", status_code=204, dependencies=RESPOND)
 def delete_action_item(engine: EngineDep, incident_id: IdPath, item_id: IdPath) -> Response:
     incidents.delete_action_item(engine, incident_id, item_id)
     return Response(status_code=204)

@@ -30,6 +30,7 @@ from app.events import (
     SloBreached,
     SloCleared,
 )
+from app.identity.logic import Actor
 from app.incidents import logic
 from app.incidents.models import (
     CLOSED_STATUSES,
@@ -156,6 +157,16 @@ def find_open(
     return None
 
 
+def open_for_model(session: Session, model: str, environment: str | None = None) -> Incident | None:
+    """The newest open incident of `model` (in `environment`, or one that names none)."""
+    query = select(Incident).where(Incident.model == model, col(Incident.status).not_in(CLOSED_STATUSES))
+    if environment is not None:
+        query = query.where(
+            sa.or_(col(Incident.environment) == environment, col(Incident.environment).is_(None))
+        )
+    return session.exec(query.order_by(col(Incident.id).desc())).first()
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -165,16 +176,28 @@ def note(
     kind: str,
     text: str,
     *,
-    actor: str | None = None,
+    actor: Actor | str | None = None,
     at: datetime | None = None,
     data: dict[str, Any] | None = None,
 ) -> TimelineEvent:
+    """A timeline row: `actor` is a person or identity (its token too, when one was used) or the name of
+    a part of sloguard (`sloguard`, `slo-engine`)."""
     assert incident.id is not None
     event = TimelineEvent(
-        incident_id=incident.id, at=at or utcnow(), kind=kind, actor=actor, text=text, data=data or {}
+        incident_id=incident.id,
+        at=at or utcnow(),
+        kind=kind,
+        actor=name_of(actor),
+        token_id=actor.token_id if isinstance(actor, Actor) else None,
+        text=text,
+        data=data or {},
     )
     session.add(event)
     return event
+
+
+def name_of(actor: Actor | str | None) -> str | None:
+    return actor.name if isinstance(actor, Actor) else actor
 
 
 def clear_notes(session: Session, incident_id: int, kinds: Sequence[str]) -> None:
@@ -206,7 +229,7 @@ def open_incident(
     source: str,
     started_at: datetime,
     detected_at: datetime,
-    actor: str | None,
+    actor: Actor | str | None,
     service: str | None = None,
     slo_id: str | None = None,
     model: str | None = None,
@@ -248,7 +271,7 @@ def change_status(
     incident: Incident,
     target: IncidentStatus,
     *,
-    actor: str | None,
+    actor: Actor | str | None,
     now: datetime,
     reason: str = "",
 ) -> None:
@@ -258,9 +281,10 @@ def change_status(
         setattr(incident, field, value)
     incident.status = target
     incident.updated_at = now
-    took_command = target == IncidentStatus.acknowledged and not incident.commander and bool(actor)
+    who = name_of(actor)
+    took_command = target == IncidentStatus.acknowledged and not incident.commander and bool(who)
     if took_command:
-        incident.commander = fit(actor, NAME_LIMIT)  # whoever acknowledges leads, when nobody was named
+        incident.commander = fit(who, NAME_LIMIT)  # whoever acknowledges leads, when nobody was named
     session.add(incident)
     text = f"{current.value} -> {target.value}" + (f": {reason}" if reason else "")
     if took_command:
@@ -275,11 +299,13 @@ def change_status(
         data={"from": current.value, "to": target.value},
     )
     assert incident.id is not None
-    events.append(IncidentStatusChanged(incident.id, current.value, target.value, actor))
+    events.append(IncidentStatusChanged(incident.id, current.value, target.value, who))
 
 
-def declare(engine: Engine, dispatcher: Dispatcher | None, data: IncidentCreate, now: datetime) -> Incident:
-    """Open an incident by hand (API, Slack). Its key is unique to it."""
+def declare(
+    engine: Engine, dispatcher: Dispatcher | None, data: IncidentCreate, now: datetime, actor: Actor | None
+) -> Incident:
+    """Open an incident by hand (API, Slack), as `actor`. Its key is unique to it."""
 
     def command(session: Session, events: Events) -> Incident:
         return open_incident(
@@ -291,7 +317,7 @@ def declare(engine: Engine, dispatcher: Dispatcher | None, data: IncidentCreate,
             source="manual",
             started_at=data.started_at or now,
             detected_at=now,
-            actor=data.actor,
+            actor=actor,
             service=data.service,
             slo_id=data.slo_id,
             model=data.model,
@@ -304,10 +330,15 @@ def declare(engine: Engine, dispatcher: Dispatcher | None, data: IncidentCreate,
 
 
 def update(
-    engine: Engine, dispatcher: Dispatcher | None, incident_id: int, data: IncidentUpdate, now: datetime
+    engine: Engine,
+    dispatcher: Dispatcher | None,
+    incident_id: int,
+    data: IncidentUpdate,
+    now: datetime,
+    actor: Actor | None,
 ) -> Incident:
     changes = data.model_dump(exclude_unset=True)
-    actor = changes.pop("actor", None)
+    changes.pop("actor", None)  # who acts is `actor`, authenticated by the door
     status = changes.pop("status", None)  # outside the command: a retried command must see it again
 
     def command(session: Session, events: Events) -> Incident:
@@ -328,7 +359,7 @@ def update(
             note(
                 session, incident, "update", described or "summary updated", actor=actor, at=now, data=applied
             )
-            events.append(IncidentUpdated(incident_id, applied, actor))
+            events.append(IncidentUpdated(incident_id, applied, name_of(actor)))
         return incident
 
     return write(engine, dispatcher, command)
@@ -338,25 +369,28 @@ def add_note(
     engine: Engine,
     incident_id: int,
     text: str,
-    actor: str | None,
+    actor: Actor | None,
     now: datetime,
     kind: str = "note",
     dispatcher: Dispatcher | None = None,
 ) -> TimelineEvent:
     def command(session: Session, events: Events) -> TimelineEvent:
         incident = get(session, incident_id)
-        events.append(IncidentNoted(incident_id, text, actor))
+        events.append(IncidentNoted(incident_id, text, name_of(actor)))
         return note(session, incident, kind, text, actor=actor, at=now)
 
     return write(engine, dispatcher, command)
 
 
-def add_action_item(engine: Engine, incident_id: int, data: ActionItemCreate) -> ActionItem:
+def add_action_item(
+    engine: Engine, incident_id: int, data: ActionItemCreate, actor: Actor | None = None
+) -> ActionItem:
     def command(session: Session, events: Events) -> ActionItem:
         incident = get(session, incident_id)
         item = ActionItem(incident_id=incident_id, **data.model_dump())
         session.add(item)
-        note(session, incident, "action_item", f"action item: {data.text}", actor=data.owner)
+        owner = {"owner": data.owner} if data.owner else {}
+        note(session, incident, "action_item", f"action item: {data.text}", actor=actor, data=owner)
         return item
 
     return write(engine, None, command)

@@ -7,18 +7,27 @@ from collections.abc import Mapping, Sequence
 
 from app.config import ModelEnvironment
 from app.errors import Forbidden
+from app.identity.logic import PERSON, SLACK_GROUP, is_group
 
 
 def members(allowed: Sequence[str], groups: Mapping[str, Sequence[str]]) -> set[str]:
-    """User IDs named directly or through a user group (S...) known in sloguard.yaml."""
+    """The identities named directly (Slack user IDs, the automation's name) or through a user group
+    (listed in sloguard.yaml `groups:`, or an unlisted Slack group ID S…, which has no members)."""
     users = set()
     for entry in allowed:
-        users |= set(groups.get(entry, [])) if entry.startswith("S") else {entry}
+        users |= set(groups.get(entry, [])) if is_group(entry, groups) else {entry}
     return users
 
 
-def describe(allowed: Sequence[str]) -> str:
-    return ", ".join(f"<!subteam^{a}>" if a.startswith("S") else f"<@{a}>" for a in allowed) or "nobody"
+def describe(allowed: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None) -> str:
+    def one(entry: str) -> str:
+        if SLACK_GROUP.match(entry):
+            return f"<!subteam^{entry}>"
+        if is_group(entry, groups) or not PERSON.match(entry):
+            return entry  # a group of sloguard.yaml's own, or the automation identity
+        return f"<@{entry}>"
+
+    return ", ".join(one(a) for a in allowed) or "nobody"
 
 
 def check_permission(
@@ -33,7 +42,7 @@ def check_permission(
     """Raise Forbidden naming who may, unless `actor` may do `kind` on this model and environment."""
     allowed = settings.rollback if kind == "rollback" else settings.promote
     if actor not in members(allowed, groups):
-        raise Forbidden(f"you may not {kind} {model} in {environment}; ask {describe(allowed)}")
+        raise Forbidden(f"you may not {kind} {model} in {environment}; ask {describe(allowed, groups)}")
     if kind == "rollback" and settings.require_commander and commander is not None and actor != commander:
         raise Forbidden(f"in {environment} only the incident commander <@{commander}> may roll back {model}")
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
+from app.incidents.models import ActorField
 
 
 class RollbackAction(SQLModel, table=True):
@@ -46,6 +47,7 @@ class AuditEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     step: str = Field(max_length=30)
     actor: str | None = Field(default=None, max_length=100)
+    token_id: int | None = None  # the personal token the actor used (api_token.id), if one
     result: str = Field(default="", sa_type=sa.Text)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     trace_id: str | None = Field(default=None, max_length=64)
@@ -57,14 +59,14 @@ class RollbackRequest(SQLModel):
     to_version: str | None = Field(default=None, max_length=100)
     kind: Literal["rollback", "promote"] = "rollback"
     incident_id: int | None = Field(default=None, ge=1, le=2**31 - 1)  # a row id (PostgreSQL integer)
-    actor: str = Field(min_length=1, max_length=100)
+    actor: ActorField = None  # accepted from old clients; the caller acts (app/api.py Caller.acting)
     reason: str = Field(default="", max_length=2000)
     dry_run: bool = False
     confirm: bool = False
 
 
 class ConfirmRequest(SQLModel):
-    actor: str = Field(min_length=1, max_length=100)
+    actor: ActorField = None
 
 
 class RollbackRead(SQLModel):

@@ -8,12 +8,14 @@ from fastapi import APIRouter
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app.api import EngineDep, IdPath, ServicesDep
+from app.api import CallerDep, EngineDep, IdPath, ServicesDep, needs
+from app.identity.logic import Actor, Scope
 from app.rollback import service as rollbacks
 from app.rollback.models import ConfirmRequest, RollbackAction, RollbackRead, RollbackRequest
 from app.services import Services
 
 router = APIRouter(prefix="/rollbacks", tags=["rollbacks"])
+CHANGE = [needs(Scope.change)]
 
 
 def read(engine: Engine, action: RollbackAction) -> dict[str, Any]:
@@ -23,13 +25,20 @@ def read(engine: Engine, action: RollbackAction) -> dict[str, Any]:
     return {
         **RollbackRead.model_validate(action).model_dump(),
         "audit": [
-            {"at": a.at, "step": a.step, "actor": a.actor, "result": a.result, "trace_id": a.trace_id}
+            {
+                "at": a.at,
+                "step": a.step,
+                "actor": a.actor,
+                "token_id": a.token_id,
+                "result": a.result,
+                "trace_id": a.trace_id,
+            }
             for a in trail
         ],
     }
 
 
-def _confirm(services: Services, action_id: int, actor: str) -> RollbackAction:
+def _confirm(services: Services, action_id: int, actor: Actor) -> RollbackAction:
     """The action after confirming. Its verification was recorded (an outbox row) with its success;
     confirming an action that is no longer proposed answers it as it is, 200, and starts nothing."""
     confirmation = rollbacks.confirm_change(
@@ -38,11 +47,13 @@ def _confirm(services: Services, action_id: int, actor: str) -> RollbackAction:
     return confirmation.action
 
 
-@router.post("", status_code=201)
-def propose(services: ServicesDep, body: RollbackRequest) -> dict[str, Any]:
-    action = rollbacks.propose(services.engine, services.config, services.sources.mlflow, body)
+@router.post("", status_code=201, dependencies=CHANGE)
+def propose(services: ServicesDep, caller: CallerDep, body: RollbackRequest) -> dict[str, Any]:
+    """Propose a rollback or promotion as the caller (and confirm it at once with `confirm`)."""
+    actor = caller.acting(body.actor)
+    action = rollbacks.propose(services.engine, services.config, services.sources.mlflow, body, actor)
     if body.confirm and not body.dry_run and action.id is not None:
-        action = _confirm(services, action.id, body.actor)
+        action = _confirm(services, action.id, actor)
     return read(services.engine, action)
 
 
@@ -53,6 +64,10 @@ def get_rollback(engine: EngineDep, action_id: IdPath) -> dict[str, Any]:
     return read(engine, action)
 
 
-@router.post("/{action_id}/confirm")
-def confirm(services: ServicesDep, action_id: IdPath, body: ConfirmRequest) -> dict[str, Any]:
-    return read(services.engine, _confirm(services, action_id, body.actor))
+@router.post("/{action_id}/confirm", dependencies=CHANGE)
+def confirm(
+    services: ServicesDep, caller: CallerDep, action_id: IdPath, body: ConfirmRequest | None = None
+) -> dict[str, Any]:
+    """Confirm as the caller: with `two_person`, someone other than the proposer."""
+    actor = caller.acting(body.actor if body else None)
+    return read(services.engine, _confirm(services, action_id, actor))

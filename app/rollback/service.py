@@ -26,7 +26,9 @@ from app.config import FileConfig, ModelConfig, ModelEnvironment
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, NotFound
 from app.events import Dispatcher
+from app.identity.logic import Actor
 from app.incidents import service as incidents
+from app.incidents.models import Incident
 from app.ml import service as ml
 from app.ml.models import ModelVersionLink
 from app.rollback import logic
@@ -106,12 +108,22 @@ def build_target(
 
 
 def _audit(
-    session: Session, action: RollbackAction, step: str, actor: str | None, result: str, **data: Any
+    session: Session, action: RollbackAction, step: str, actor: Actor | str | None, result: str, **data: Any
 ) -> None:
     assert action.id is not None
     trace = current_trace_id()
+    token_id = actor.token_id if isinstance(actor, Actor) else None
+    name = incidents.name_of(actor)
     session.add(
-        AuditEvent(action_id=action.id, step=step, actor=actor, result=result, data=data, trace_id=trace)
+        AuditEvent(
+            action_id=action.id,
+            step=step,
+            actor=name,
+            token_id=token_id,
+            result=result,
+            data=data,
+            trace_id=trace,
+        )
     )
     if action.incident_id is not None:
         incident = incidents.get(session, action.incident_id)
@@ -145,13 +157,28 @@ def _incident_version(session: Session, incident_id: int | None, role: str) -> s
     return link.version if link else None
 
 
-def propose(engine: Engine, config: FileConfig, registry: Any, request: RollbackRequest) -> RollbackAction:
+def propose(
+    engine: Engine, config: FileConfig, registry: Any, request: RollbackRequest, actor: Actor
+) -> RollbackAction:
+    """Propose `request` as `actor` (authenticated by the door). A rollback named without an incident
+    belongs to the model's open incident, if it has one: its commander, evidence and timeline apply."""
     model_config, env = environment_of(config, request.model, request.environment)
     target = build_target(request.model, model_config, request.environment, env, registry)
     try:
-        return _propose(engine, config, env, target, request)
+        return _propose(engine, config, env, target, request, actor)
     finally:
         _close(target)
+
+
+def _incident_of(
+    session: Session, kind: str, model: str, environment: str, incident_id: int | None
+) -> Incident | None:
+    """The incident a change answers: the one named, else (for a rollback) the model's open one."""
+    if incident_id is not None:
+        return incidents.get(session, incident_id)
+    if kind != "rollback":
+        return None
+    return incidents.open_for_model(session, model, environment)
 
 
 def _close(target: RollbackTarget) -> None:
@@ -166,11 +193,17 @@ def _propose(
     env: ModelEnvironment,
     target: RollbackTarget,
     request: RollbackRequest,
+    actor: Actor,
 ) -> RollbackAction:
     with Session(engine) as session:
-        commander = incidents.get(session, request.incident_id).commander if request.incident_id else None
+        incident = _incident_of(
+            session, request.kind, request.model, request.environment, request.incident_id
+        )
+        if incident is not None and request.incident_id is None:
+            request = request.model_copy(update={"incident_id": incident.id})
+        commander = incident.commander if incident is not None else None
         logic.check_permission(
-            request.kind, request.actor, request.model, request.environment, env, config.groups, commander
+            request.kind, actor.name, request.model, request.environment, env, config.groups, commander
         )
         last = _last_change(session, request.model, request.environment)
         current = (
@@ -213,7 +246,7 @@ def _propose(
             target=target.kind,
             from_version=current,
             to_version=to,
-            actor=request.actor,
+            actor=actor.name,
             reason=request.reason,
             dry_run=request.dry_run,
         )
@@ -224,9 +257,8 @@ def _propose(
             session,
             action,
             "proposed",
-            request.actor,
-            f"{request.actor} {verb} {request.kind} {request.model} in {request.environment}: "
-            f"{current} -> {to}",
+            actor,
+            f"{actor.name} {verb} {request.kind} {request.model} in {request.environment}: {current} -> {to}",
         )
         return action
 
@@ -252,7 +284,7 @@ def confirm(
     registry: Any,
     dispatcher: Dispatcher | None,
     action_id: int,
-    actor: str,
+    actor: Actor,
 ) -> RollbackAction:
     """Confirm and execute once; the action afterwards. Doors use `confirm_change`, which also says
     whether this call was the one that executed it."""
@@ -265,25 +297,26 @@ def confirm_change(
     registry: Any,
     dispatcher: Dispatcher | None,
     action_id: int,
-    actor: str,
+    actor: Actor,
 ) -> Confirmation:
     """Confirm and execute once. A confirm of an action that is no longer `proposed` (a second click, a
     retried API call, two people at once) changes nothing and returns it as it is, `executed=False`: the
     caller must not announce the change or watch its burn again."""
     with Session(engine) as session:
         action = get(session, action_id)
-        commander = incidents.get(session, action.incident_id).commander if action.incident_id else None
+        incident = _incident_of(session, action.kind, action.model, action.environment, action.incident_id)
+        commander = incident.commander if incident is not None else None
     model_config, env = environment_of(config, action.model, action.environment)
     logic.check_permission(
-        action.kind, actor, action.model, action.environment, env, config.groups, commander
+        action.kind, actor.name, action.model, action.environment, env, config.groups, commander
     )
     if action.dry_run:
         raise Conflict(f"rollback {action_id} is a dry run: propose it again without --dry-run")
     if action.state != "proposed":
         return Confirmation(action, executed=False)  # before the two-person rule: "already done" is news
-    if env.two_person and actor == action.actor:
+    if env.two_person and actor.name == action.actor:  # people, however many tokens each one holds
         raise Forbidden(
-            f"{action.environment} needs a second person: someone other than <@{actor}> must confirm"
+            f"{action.environment} needs a second person: someone other than <@{actor.name}> must confirm"
         )
     target = build_target(action.model, model_config, action.environment, env, registry)
     now = utcnow()
@@ -291,7 +324,7 @@ def confirm_change(
         moved = connection.execute(
             sa.update(RollbackAction)
             .where(col(RollbackAction.id) == action_id, col(RollbackAction.state) == "proposed")
-            .values(state="confirmed", approver=actor, confirmed_at=now)
+            .values(state="confirmed", approver=actor.name, confirmed_at=now)
         ).rowcount
     if moved != 1:  # another confirm won the race
         _close(target)
@@ -316,7 +349,7 @@ def _execute(
     target: RollbackTarget,
     action: RollbackAction,
     change: Change,
-    actor: str,
+    actor: Actor,
 ) -> RollbackAction:
     assert action.id is not None
     action_id = action.id
@@ -326,7 +359,7 @@ def _execute(
             action_id,
             "executing",
             actor,
-            f"{actor} confirmed; changing {action.model} in {action.environment}",
+            f"{actor.name} confirmed; changing {action.model} in {action.environment}",
         )
         try:
             _check_recorded_version(engine, target, action)
@@ -365,7 +398,7 @@ def _check_recorded_version(engine: Engine, target: RollbackTarget, action: Roll
         )
 
 
-def _set_state(engine: Engine, action_id: int, state: str, actor: str | None, text: str) -> None:
+def _set_state(engine: Engine, action_id: int, state: str, actor: Actor | None, text: str) -> None:
     def command(session: Session, events: db.Events) -> None:
         action = get(session, action_id)
         action.state = state
@@ -380,7 +413,7 @@ def _finish(
     dispatcher: Dispatcher | None,
     action_id: int,
     state: str,
-    actor: str | None,
+    actor: Actor | str | None,
     text: str,
     output: str,
 ) -> RollbackAction:
@@ -400,7 +433,9 @@ def _finish(
                 at=action.finished_at,
                 detail={"action_id": action.id, "from": action.from_version},
             )
-        events.append(RollbackFinished(action_id, action.incident_id, state, text, actor=actor))
+        events.append(
+            RollbackFinished(action_id, action.incident_id, state, text, actor=incidents.name_of(actor))
+        )
         return action
 
     return db.unit_of_work(engine, dispatcher, command)

@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from app.chat import blocks
 from app.chat.replies import Reply, UsageError, answer, number, slack_user
+from app.identity.logic import Actor
 from app.incidents import service as incidents
 from app.incidents.models import IncidentCreate, IncidentStatus, IncidentUpdate, Severity
 from app.services import Services, ServicesRef
@@ -38,8 +39,8 @@ def move(services: Services, incident_id: int, target: IncidentStatus, user: str
     with Session(services.engine) as session:
         if incidents.get(session, incident_id).status == target:
             return Reply(f"Incident #{incident_id} is already {target.value}.")
-    update = IncidentUpdate(status=target, actor=user)
-    incidents.update(services.engine, services.events, incident_id, update, datetime.now(UTC))
+    update = IncidentUpdate(status=target)
+    incidents.update(services.engine, services.events, incident_id, update, datetime.now(UTC), Actor(user))
     return Reply(f"You moved incident #{incident_id} to {target.value}.")
 
 
@@ -105,8 +106,9 @@ def declare_verb(services: Services, args: list[str], user: str) -> Reply:
     incident = incidents.declare(
         services.engine,
         services.events,
-        IncidentCreate(title=title[:300], severity=severity, actor=user, commander=user),
+        IncidentCreate(title=title[:300], severity=severity, commander=user),
         datetime.now(UTC),
+        Actor(user),
     )
     return Reply(f"You declared incident #{incident.id} ({severity.value}): {blocks.escape(title)}")
 
@@ -131,8 +133,8 @@ def sev_verb(services: Services, args: list[str], user: str) -> Reply:
     if len(args) < 2 or args[1].upper() not in Severity.__members__:
         raise UsageError("`/incident sev ID SEV1|SEV2|SEV3|SEV4`")
     severity = Severity(args[1].upper())
-    update = IncidentUpdate(severity=severity, actor=user)
-    incidents.update(services.engine, services.events, incident_id, update, datetime.now(UTC))
+    update = IncidentUpdate(severity=severity)
+    incidents.update(services.engine, services.events, incident_id, update, datetime.now(UTC), Actor(user))
     return Reply(f"You set incident #{incident_id} to {severity.value}.")
 
 
@@ -141,8 +143,8 @@ def assign_verb(services: Services, args: list[str], user: str) -> Reply:
     match = USER.fullmatch(args[1]) if len(args) > 1 else None
     if match is None:
         raise UsageError("`/incident assign ID @user`")
-    update = IncidentUpdate(commander=match.group(1), actor=user)
-    incidents.update(services.engine, services.events, incident_id, update, datetime.now(UTC))
+    update = IncidentUpdate(commander=match.group(1))
+    incidents.update(services.engine, services.events, incident_id, update, datetime.now(UTC), Actor(user))
     return Reply(f"You made {blocks.user(match.group(1))} commander of incident #{incident_id}.")
 
 
@@ -152,7 +154,7 @@ def note_verb(services: Services, args: list[str], user: str) -> Reply:
         raise UsageError("`/incident note ID TEXT`")
     text = " ".join(args[1:])
     incidents.add_note(
-        services.engine, incident_id, text, user, datetime.now(UTC), dispatcher=services.events
+        services.engine, incident_id, text, Actor(user), datetime.now(UTC), dispatcher=services.events
     )
     return Reply(f"You noted on incident #{incident_id}: {blocks.escape(blocks.cut(text, 2000))}")
 

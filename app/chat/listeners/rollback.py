@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from app.chat import blocks
 from app.chat.listeners.actions import clicked_value
 from app.chat.replies import Reply, UsageError, answer, number, slack_user
+from app.identity.logic import Actor
 from app.incidents import service as incidents
-from app.incidents.models import CLOSED_STATUSES, Incident
 from app.ml.models import ModelVersionLink
 from app.rollback import service as rollbacks
 from app.rollback.models import RollbackAction, RollbackRequest
@@ -44,15 +44,6 @@ def parse_promote(text: str) -> tuple[str, str, str]:
     if len(words) != 4 or words[2] != "to":
         raise UsageError("`/promote MODEL VERSION to ENV`")
     return words[0], words[3], words[1]
-
-
-def open_incident_for(services: Services, model: str) -> Incident | None:
-    with Session(services.engine) as session:
-        return session.exec(
-            select(Incident)
-            .where(Incident.model == model, col(Incident.status).not_in(CLOSED_STATUSES))
-            .order_by(col(Incident.id).desc())
-        ).first()
 
 
 def proposal_blocks(services: Services, action: RollbackAction) -> list[dict[str, Any]]:
@@ -127,8 +118,11 @@ def proposal_blocks(services: Services, action: RollbackAction) -> list[dict[str
     return content
 
 
-def propose(services: Services, request: RollbackRequest) -> Reply:
-    action = rollbacks.propose(services.engine, services.config, services.sources.mlflow, request)
+def propose(services: Services, request: RollbackRequest, user: str) -> Reply:
+    """Propose as the Slack user who asked (a rollback without an incident joins the model's open one)."""
+    action = rollbacks.propose(
+        services.engine, services.config, services.sources.mlflow, request, Actor(user)
+    )
     content = proposal_blocks(services, action)
     _, env = rollbacks.environment_of(services.config, action.model, action.environment)
     # With the two-person rule the second person must see the Confirm button: post it in the channel.
@@ -138,7 +132,7 @@ def propose(services: Services, request: RollbackRequest) -> Reply:
 def confirm(services: Services, action_id: int, user: str) -> Reply:
     """Execute once: only the click that ran the change announces it and watches its burn."""
     confirmation = rollbacks.confirm_change(
-        services.engine, services.config, services.sources.mlflow, services.events, action_id, user
+        services.engine, services.config, services.sources.mlflow, services.events, action_id, Actor(user)
     )
     action = confirmation.action
     if not confirmation.executed:
@@ -172,17 +166,14 @@ def register(app: AsyncApp, ref: ServicesRef) -> None:
         def work() -> Reply:
             user = slack_user(command)
             model, environment, to, dry_run = parse_rollback(str(command.get("text", "")))
-            incident = open_incident_for(ref.get(), model)
             request = RollbackRequest(
                 model=model,
                 environment=environment,
                 to_version=to,
                 dry_run=dry_run,
-                actor=user,
-                incident_id=incident.id if incident else None,
                 reason=f"/rollback by {user}",
             )
-            return propose(ref.get(), request)
+            return propose(ref.get(), request, user)
 
         await answer(respond, work, ROLLBACK_USAGE, ref)
 
@@ -198,10 +189,9 @@ def register(app: AsyncApp, ref: ServicesRef) -> None:
                 environment=environment,
                 to_version=version,
                 kind="promote",
-                actor=user,
                 reason=f"/promote by {user}",
             )
-            return propose(ref.get(), request)
+            return propose(ref.get(), request, user)
 
         await answer(respond, work, PROMOTE_USAGE, ref)
 
@@ -220,10 +210,9 @@ def register(app: AsyncApp, ref: ServicesRef) -> None:
                 environment=rest[0] or incident.environment or "prod",
                 to_version=version or None,
                 incident_id=incident.id,
-                actor=slack_user(body),
                 reason=f"rollback button on incident #{incident.id}",
             )
-            return propose(ref.get(), request)
+            return propose(ref.get(), request, slack_user(body))
 
         await answer(respond, work, None, ref)
 
