@@ -79,7 +79,15 @@ def serve(
     except SpecError as exc:
         fail_spec(exc)
         return
-    uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=False)
+    proxies = settings.trusted_proxies
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
 
 
 @db_cli.command("upgrade")
@@ -252,6 +260,11 @@ def tokens_create(
     """Make a token and print it, once: only its hash is kept."""
     from app.identity import service as identity
 
+    try:
+        identity.check_request(user, scope, name)  # a mistake is told before any database is opened
+        identity.lifetime(expires)
+    except identity.InvalidToken as exc:
+        fail(str(exc))
     engine = _database()
     try:
         row, token = identity.create(

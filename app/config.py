@@ -6,6 +6,7 @@ own `Settings(...)`, so each app has exactly the configuration it was given.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -372,6 +373,9 @@ class Settings(BaseSettings):
 
     webhook_token: SecretStr | None = None
     api_token: SecretStr | None = None
+    # Proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client: the address
+    # failed token attempts are counted against. Unset: the connection's own address.
+    trusted_proxies: str = ""
 
     slo_dir: Path = Path("./slo")
     runbook_dir: Path = Path("./runbooks")
@@ -387,6 +391,17 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, value: object) -> float:
         return parse_duration_seconds(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {entry[:60]!r} (e.g. 10.0.0.0/8)") from None
+        return ",".join(entries)
 
     @field_validator("database_url")
     @classmethod

@@ -24,10 +24,10 @@ _CHECK = 6
 TOKEN = re.compile(rf"^{PREFIX}[0-9A-Za-z]{{{_RANDOM + _CHECK}}}$")
 HINT = len(PREFIX) + 4  # what `tokens list` shows of a token: the prefix and 4 random characters
 # A Slack user ID: people are named by the IDs Slack signs, so a token's owner is one too.
-PERSON = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+PERSON = re.compile(r"^[UW][A-Z0-9]{1,30}$")
 # The automation identity's name: lower case, so it can never be mistaken for a Slack ID (U…, S…).
 AUTOMATION_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
-SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,30}$")
+SLACK_GROUP = re.compile(r"^S[A-Z0-9]{1,30}$")
 
 
 class Scope(StrEnum):
@@ -58,10 +58,10 @@ class Actor:
     via: Via = "slack"
     token_id: int | None = None
 
-    @property
-    def credential(self) -> str:
-        """How it authenticated, for the audit trail: `slack`, `token 12`, `automation`, `cli`."""
-        return f"token {self.token_id}" if self.token_id is not None else self.via
+    @classmethod
+    def of(cls, actor: Actor | str) -> Actor:
+        """`actor` itself, or a name a part of sloguard vouches for (the CLI, a job)."""
+        return actor if isinstance(actor, Actor) else cls(actor, via="sloguard")
 
 
 def _base62(number: int, width: int) -> str:

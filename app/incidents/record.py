@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -24,6 +24,7 @@ from app.slo.measure import measure, measure_logs, step_window
 from app.slo.model import ElasticsearchSli
 
 log = logging.getLogger(__name__)
+IMPACT_KINDS = ("impact_began", "impact_ended")  # timeline rows each measurement writes anew
 
 MEASURE = "impact.measure"
 # Tries before the record says "not measured" (Prometheus down) so the review draft behind it is written;
@@ -114,7 +115,7 @@ class Measurer:
 
         def record(session: Session, events: db.Events) -> None:
             if missing is None:
-                incidents.record_impact(session, incident_id, impact, now)
+                store(session, incident_id, impact, now)
                 events.append(ImpactMeasured(incident_id))
                 return
             # What an earlier measurement found stays; the record says this one could not be made.
@@ -122,3 +123,41 @@ class Measurer:
             incidents.note(session, incident, "impact_missing", missing[:500], at=now)
 
         return record
+
+
+def store(session: Session, incident_id: int, impact: Impact, at: datetime) -> None:
+    """Store a measured impact window (app/slo/impact.Impact); the incident started when it did."""
+    incident = incidents.lock(session, incident_id)
+    incident.impact_method, incident.impact_measured_at = impact.method, at
+    incident.impact_started_at, incident.impact_ended_at = impact.started_at, impact.ended_at
+    incident.impact_bad_events, incident.impact_total_events = impact.bad_events, impact.total_events
+    incident.impact_budget_events = impact.budget_events
+    incident.impact_budget_consumed = impact.budget_consumed
+    if impact.started_at is not None:
+        incident.started_at = impact.started_at
+    session.add(incident)
+    # The timeline says when users were hurt, at those times; a new measurement replaces the old rows.
+    incidents.clear_notes(session, incident_id, IMPACT_KINDS)
+    figures = {"method": impact.method, "bad_events": impact.bad_events, "total_events": impact.total_events}
+    if impact.started_at is not None:
+        incidents.note(
+            session,
+            incident,
+            "impact_began",
+            "impact began: the error ratio rose above what the objective allows",
+            actor="sloguard",
+            at=impact.started_at,
+            data=figures,
+        )
+    if impact.ended_at is not None:
+        consumed = impact.budget_consumed
+        spent = f" ({consumed:.1%} of the error budget)" if consumed is not None else ""
+        incidents.note(
+            session,
+            incident,
+            "impact_ended",
+            f"impact ended: the error ratio back within the objective{spent}",
+            actor="sloguard",
+            at=impact.ended_at,
+            data=figures | {"budget_consumed": consumed},
+        )

@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Events = db.Events
 TITLE_LIMIT, NAME_LIMIT, ENVIRONMENT_LIMIT = 300, 200, 50  # incident columns
-IMPACT_KINDS = ("impact_began", "impact_ended")  # timeline rows each measurement writes anew
 FINDER = "sloguard"  # the actor of the rows sloguard's findings write (and rewrite)
 
 
@@ -303,7 +302,11 @@ def change_status(
 
 
 def declare(
-    engine: Engine, dispatcher: Dispatcher | None, data: IncidentCreate, now: datetime, actor: Actor | None
+    engine: Engine,
+    dispatcher: Dispatcher | None,
+    data: IncidentCreate,
+    now: datetime,
+    actor: Actor | str | None = None,
 ) -> Incident:
     """Open an incident by hand (API, Slack), as `actor`. Its key is unique to it."""
 
@@ -335,7 +338,7 @@ def update(
     incident_id: int,
     data: IncidentUpdate,
     now: datetime,
-    actor: Actor | None,
+    actor: Actor | str | None = None,
 ) -> Incident:
     changes = data.model_dump(exclude_unset=True)
     changes.pop("actor", None)  # who acts is `actor`, authenticated by the door
@@ -369,7 +372,7 @@ def add_note(
     engine: Engine,
     incident_id: int,
     text: str,
-    actor: Actor | None,
+    actor: Actor | str | None,
     now: datetime,
     kind: str = "note",
     dispatcher: Dispatcher | None = None,
@@ -383,7 +386,7 @@ def add_note(
 
 
 def add_action_item(
-    engine: Engine, incident_id: int, data: ActionItemCreate, actor: Actor | None = None
+    engine: Engine, incident_id: int, data: ActionItemCreate, actor: Actor | str | None = None
 ) -> ActionItem:
     def command(session: Session, events: Events) -> ActionItem:
         incident = get(session, incident_id)
@@ -595,44 +598,6 @@ def find_by_slack_message(session: Session, channel: str, ts: str) -> Incident |
     return session.exec(
         select(Incident).where(Incident.slack_channel == channel, Incident.slack_ts == ts)
     ).first()
-
-
-def record_impact(session: Session, incident_id: int, impact: Any, at: datetime) -> None:
-    """Store a measured impact window (app/slo/impact.Impact); the incident started when it did."""
-    incident = lock(session, incident_id)
-    incident.impact_method, incident.impact_measured_at = impact.method, at
-    incident.impact_started_at, incident.impact_ended_at = impact.started_at, impact.ended_at
-    incident.impact_bad_events, incident.impact_total_events = impact.bad_events, impact.total_events
-    incident.impact_budget_events = impact.budget_events
-    incident.impact_budget_consumed = impact.budget_consumed
-    if impact.started_at is not None:
-        incident.started_at = impact.started_at
-    session.add(incident)
-    # The timeline says when users were hurt, at those times; a new measurement replaces the old rows.
-    clear_notes(session, incident_id, IMPACT_KINDS)
-    figures = {"method": impact.method, "bad_events": impact.bad_events, "total_events": impact.total_events}
-    if impact.started_at is not None:
-        note(
-            session,
-            incident,
-            "impact_began",
-            "impact began: the error ratio rose above what the objective allows",
-            actor="sloguard",
-            at=impact.started_at,
-            data=figures,
-        )
-    if impact.ended_at is not None:
-        consumed = impact.budget_consumed
-        spent = f" ({consumed:.1%} of the error budget)" if consumed is not None else ""
-        note(
-            session,
-            incident,
-            "impact_ended",
-            f"impact ended: the error ratio back within the objective{spent}",
-            actor="sloguard",
-            at=impact.ended_at,
-            data=figures | {"budget_consumed": consumed},
-        )
 
 
 def as_dict(incident: Incident) -> dict[str, Any]:

@@ -268,6 +268,7 @@ def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetim
                 "from_version": a.from_version,
                 "to_version": a.to_version,
                 "actor": a.actor,
+                "approver": a.approver if a.approver != a.actor else None,
                 "state": a.state,
                 "created": _utc(a.created_at),
                 "finished": _utc(a.finished_at),
@@ -451,6 +452,7 @@ def _name_people(services: Services, context: dict[str, Any], now: datetime) -> 
         *context["responders"],
         *(event["actor"] for event in timeline),
         *(action["actor"] for action in actions),
+        *(action["approver"] for action in actions),
         incident.get("commander"),
     ]
     known = people.names(services.engine, slack_client(services.settings), actors, now)
@@ -459,6 +461,8 @@ def _name_people(services: Services, context: dict[str, Any], now: datetime) -> 
     context["responders"] = [people.label(known, actor) for actor in context["responders"]]
     for row in (*timeline, *actions):
         row["actor"] = people.label(known, row["actor"])
+    for action in actions:
+        action["approver"] = people.label(known, action["approver"])
     context["incident"] = incident | {"commander": people.label(known, incident.get("commander"))}
 
 

@@ -158,14 +158,14 @@ def _incident_version(session: Session, incident_id: int | None, role: str) -> s
 
 
 def propose(
-    engine: Engine, config: FileConfig, registry: Any, request: RollbackRequest, actor: Actor
+    engine: Engine, config: FileConfig, registry: Any, request: RollbackRequest, actor: Actor | str
 ) -> RollbackAction:
     """Propose `request` as `actor` (authenticated by the door). A rollback named without an incident
     belongs to the model's open incident, if it has one: its commander, evidence and timeline apply."""
     model_config, env = environment_of(config, request.model, request.environment)
     target = build_target(request.model, model_config, request.environment, env, registry)
     try:
-        return _propose(engine, config, env, target, request, actor)
+        return _propose(engine, config, env, target, request, Actor.of(actor))
     finally:
         _close(target)
 
@@ -284,7 +284,7 @@ def confirm(
     registry: Any,
     dispatcher: Dispatcher | None,
     action_id: int,
-    actor: Actor,
+    actor: Actor | str,
 ) -> RollbackAction:
     """Confirm and execute once; the action afterwards. Doors use `confirm_change`, which also says
     whether this call was the one that executed it."""
@@ -297,11 +297,12 @@ def confirm_change(
     registry: Any,
     dispatcher: Dispatcher | None,
     action_id: int,
-    actor: Actor,
+    actor: Actor | str,
 ) -> Confirmation:
     """Confirm and execute once. A confirm of an action that is no longer `proposed` (a second click, a
     retried API call, two people at once) changes nothing and returns it as it is, `executed=False`: the
     caller must not announce the change or watch its burn again."""
+    actor = Actor.of(actor)
     with Session(engine) as session:
         action = get(session, action_id)
         incident = _incident_of(session, action.kind, action.model, action.environment, action.incident_id)

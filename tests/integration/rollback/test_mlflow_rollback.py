@@ -94,10 +94,10 @@ def test_a_confirmed_rollback_moves_the_alias_once_with_a_record(
     request = RollbackRequest(
         model="fraud-detector", environment="prod", incident_id=incident_id, actor="U1", reason="v4 fails 10%"
     )
-    action = rollbacks.propose(engine, config(), registry, request)
+    action = rollbacks.propose(engine, config(), registry, request, "U1")
     assert (action.from_version, action.to_version, action.state) == ("4", "3", "proposed")
     assert (
-        rollbacks.propose(engine, config(), registry, request).id == action.id
+        rollbacks.propose(engine, config(), registry, request, "U1").id == action.id
     )  # a double click proposes once
 
     done = rollbacks.confirm(engine, config(), registry, None, action.id, "U2")  # type: ignore[arg-type]
@@ -127,6 +127,7 @@ def test_a_stale_expected_version_is_refused_and_changes_nothing(
         config(),
         registry,
         RollbackRequest(model="fraud-detector", incident_id=incident_id, actor="U1"),
+        "U1",
     )
     mlflow.api(
         "POST",
@@ -150,6 +151,7 @@ def test_concurrent_confirms_change_the_alias_once(
         config(),
         registry,
         RollbackRequest(model="fraud-detector", incident_id=incident_id, actor="U1"),
+        "U1",
     )
     with ThreadPoolExecutor(max_workers=5) as pool:
         results = list(
@@ -175,12 +177,17 @@ def test_permissions_name_who_may_and_prod_can_need_two_people(
             config(),
             registry,
             RollbackRequest(model="fraud-detector", incident_id=incident_id, actor="U9"),
+            "U9",
         )
     assert str(caught.value) == "you may not rollback fraud-detector in prod; ask <@U1>, <!subteam^S0ONCALL>"
 
     strict = config(two_person=True)
     action = rollbacks.propose(
-        engine, strict, registry, RollbackRequest(model="fraud-detector", incident_id=incident_id, actor="U2")
+        engine,
+        strict,
+        registry,
+        RollbackRequest(model="fraud-detector", incident_id=incident_id, actor="U2"),
+        "U2",
     )
     with pytest.raises(Forbidden, match="needs a second person"):
         rollbacks.confirm(engine, strict, registry, None, action.id, "U2")  # type: ignore[arg-type]
@@ -196,6 +203,7 @@ def test_dry_run_changes_nothing(engine: Engine, registry: MlflowRegistry, mlflo
         config(),
         registry,
         RollbackRequest(model="fraud-detector", incident_id=incident_id, actor="U1", dry_run=True),
+        "U1",
     )
     assert (action.from_version, action.to_version, action.dry_run) == ("4", "3", True)
     with pytest.raises(Exception, match="dry run"):
@@ -211,7 +219,7 @@ def test_without_a_known_previous_version_the_registry_versions_are_listed(
     )
     request = RollbackRequest(model="fraud-detector", incident_id=incident.id, actor="U1")
     with pytest.raises(Conflict) as caught:
-        rollbacks.propose(engine, config(), registry, request)
+        rollbacks.propose(engine, config(), registry, request, "U1")
     assert str(caught.value) == (
         "no previous good version of fraud-detector is known: name one (`to VERSION`; 4, 3, 2, 1)"
     )

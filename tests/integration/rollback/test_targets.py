@@ -103,7 +103,7 @@ def propose_and_confirm(engine: Engine, config: FileConfig, to: str, slo_id: str
     request = RollbackRequest(
         model="ranker", to_version=to, incident_id=incident.id, actor="U1", reason="bad ranking"
     )
-    action = rollbacks.propose(engine, config, None, request)
+    action = rollbacks.propose(engine, config, None, request, "U1")
     return rollbacks.confirm(engine, config, None, None, action.id, "U1")
 
 
@@ -155,6 +155,7 @@ def test_webhook_timeout_fails_with_nothing_marked_done(
         config,
         None,
         RollbackRequest(model="ranker", to_version="6", incident_id=action.incident_id, actor="U1"),
+        "U1",
     )
     assert (again.id != action.id, again.state, again.from_version) == (True, "proposed", "7")
 
@@ -251,12 +252,14 @@ def test_two_proposals_from_the_same_version_run_once_and_a_failure_can_be_retri
         config,
         None,
         RollbackRequest(model="ranker", to_version="6", incident_id=incident.id, actor="U1"),
+        "U1",
     )
     second = rollbacks.propose(
         engine,
         config,
         None,
         RollbackRequest(model="ranker", to_version="5", incident_id=incident.id, actor="U1"),
+        "U1",
     )
     assert (first.from_version, second.from_version) == ("7", "7")
     assert rollbacks.confirm(engine, config, None, None, first.id, "U1").state == "succeeded"  # type: ignore[arg-type]
@@ -272,6 +275,7 @@ def test_two_proposals_from_the_same_version_run_once_and_a_failure_can_be_retri
         config,
         None,
         RollbackRequest(model="ranker", to_version="5", incident_id=incident.id, actor="U1"),
+        "U1",
     )
     assert retried.id != second.id and retried.from_version == "6"
     assert rollbacks.confirm(engine, config, None, None, retried.id, "U1").state == "succeeded"  # type: ignore[arg-type]
