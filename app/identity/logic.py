@@ -83,7 +83,7 @@ def new_token() -> str:
 
 def well_formed(token: str) -> bool:
     """The shape and checksum of a personal token: False for a typo, a truncation or a guess."""
-    if TOKEN.match(token) is None:
+    if TOKEN.fullmatch(token) is None:
         return False
     body = token[len(PREFIX) :]
     return secrets.compare_digest(_checksum(body[:_RANDOM]), body[_RANDOM:])
