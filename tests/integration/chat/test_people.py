@@ -90,12 +90,12 @@ def test_names_come_from_users_info_once_a_day_and_ids_stand_alone_otherwise(
 
 def test_the_review_draft_names_people_with_their_ids(services: Services, slack: FakeSlack) -> None:
     incident = incidents.declare(
-        services.engine, services.events, IncidentCreate(title="scores wrong", actor="U0ALICE"), NOW
+        services.engine, services.events, IncidentCreate(title="scores wrong"), NOW, actor="U0ALICE"
     )
     assert incident.id is not None
     later = NOW + timedelta(minutes=5)
     incidents.update(
-        services.engine, services.events, incident.id, IncidentUpdate(commander="U0BOB", actor="U0BOB"), later
+        services.engine, services.events, incident.id, IncidentUpdate(commander="U0BOB"), later, actor="U0BOB"
     )
     incidents.add_note(services.engine, incident.id, "rolled the flag back", "U0NOBODY", later)
     draft = postmortems.write(services, incident.id, NOW + timedelta(minutes=10)).markdown

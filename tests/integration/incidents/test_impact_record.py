@@ -95,8 +95,15 @@ def test_an_alertmanager_incident_without_an_slo_has_an_unknown_window_and_start
         alerts.ingest_alertmanager(services.engine, services.events, payload, services.config.incidents, now)
         with Session(services.engine) as session:
             (incident,) = incidents.list_incidents(session)
-        change = IncidentUpdate(status=IncidentStatus.mitigated, actor="U0ANA")
-        incidents.update(services.engine, services.events, incident.id, change, now)  # type: ignore[arg-type]
+        change = IncidentUpdate(status=IncidentStatus.mitigated)
+        incidents.update(
+            services.engine,
+            services.events,
+            incident.id,  # type: ignore[arg-type]
+            change,
+            now,
+            actor="U0ANA",
+        )
         drain(services)
         with Session(services.engine) as session:
             shown = read_model(incidents.get(session, incident.id))  # type: ignore[arg-type]

@@ -37,7 +37,7 @@ from app.demo import stack
 from app.demo.run import SLO_FILE, sloguard_yaml
 from app.demo.story import RPS, FraudModel, ModelServer, Phase
 from app.main import create_app
-from tests.conftest import API_TOKEN, make_settings, pg_schema_url
+from tests.conftest import API_TOKEN, bearer, make_settings, personal_token, pg_schema_url
 from tests.fakes.slack import FakeSlack
 from tests.servers import UvicornThread
 from tests.unit.postmortems.test_charts import check_self_contained, png_size, rendered, texts
@@ -198,6 +198,8 @@ def world(tmp_path: Path, pg_url: str, deploy_secret: str) -> Iterator[dict[str,
         ):
             yield {
                 "api": api,
+                # Alice acts through the API with her own token (she may roll the model back).
+                "alice": bearer(personal_token(pg_url, "U0ALICE", "change")),
                 "story": Story(t0, t1, model),
                 "postmortems": tmp_path / "postmortems",
                 "cli_env": {
@@ -279,9 +281,11 @@ def test_the_record_of_a_climbing_outage_follows_the_story(world: dict[str, Any]
     assert slack.called("/response/alice")[0]["response_type"] == "ephemeral"  # only to her
 
     # Roll back through the API: the model server switches to version 1 when the webhook reaches it.
+    alice: dict[str, str] = world["alice"]
     answer = api.post(
         "/api/v1/rollbacks",
-        json={"model": "fraud-model", "incident_id": number, "actor": "U0ALICE", "confirm": True},
+        json={"model": "fraud-model", "incident_id": number, "confirm": True},
+        headers=alice,
     )
     assert answer.status_code == 201, answer.text
     action = answer.json()
@@ -292,7 +296,7 @@ def test_the_record_of_a_climbing_outage_follows_the_story(world: dict[str, Any]
     # Alice resolves straight after the rollback, as people do: the step after the impact is not over
     # yet, so the measurement at resolution waits for it (two steps and a scrape margin), and the draft
     # follows the measurement.
-    resolved = api.patch(f"/api/v1/incidents/{number}", json={"status": "resolved", "actor": "U0ALICE"})
+    resolved = api.patch(f"/api/v1/incidents/{number}", json={"status": "resolved"}, headers=alice)
     assert resolved.status_code == 200, resolved.text
     resolved_at = moment(resolved.json()["resolved_at"])
 

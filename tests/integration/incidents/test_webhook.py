@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.config import Settings
-from tests.conftest import REPO, WEBHOOK_TOKEN
+from tests.conftest import REPO, WEBHOOK_TOKEN, People
 
 pytestmark = pytest.mark.integration
 SAMPLES = REPO / "tests" / "data"  # captured from a real Alertmanager 0.25 (shared/samples)
@@ -104,13 +104,11 @@ def test_a_second_alert_in_the_group_attaches_and_a_new_one_reopens(
     )
 
 
-def test_an_alert_naming_an_open_slo_incident_attaches_to_it(
-    client: httpx.Client, auth: dict[str, str]
-) -> None:
+def test_an_alert_naming_an_open_slo_incident_attaches_to_it(client: httpx.Client, people: People) -> None:
     declared = client.post(
         "/api/v1/incidents",
         json={"title": "fraud availability", "slo_id": "fraud-model-availability", "severity": "SEV2"},
-        headers=auth,
+        headers=people("U0ANA", "respond"),
     ).json()
     payload = sample("firing")
     payload["groupKey"] = '{}:{alertname="FraudModelAvailability"}'

@@ -23,7 +23,7 @@ from app.ml import service as ml
 from app.sources.elasticsearch import ElasticsearchSource
 from app.sources.mlflow import MlflowRegistry
 from app.sources.prometheus import PrometheusSource
-from tests.conftest import API_TOKEN, make_settings
+from tests.conftest import API_TOKEN, bearer, make_settings, personal_token
 from tests.fakes.elasticsearch import FakeElasticsearch
 from tests.mlflow_server import MlflowServer
 from tests.prometheus import PrometheusServer, Series, aligned_now, backfill, write_openmetrics
@@ -327,9 +327,12 @@ def test_sources_down_still_open_the_incident_with_a_note(tmp_path: Path) -> Non
             UvicornThread(create_app(settings)) as server,
             httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_TOKEN}"}) as http,
         ):
+            responder = bearer(personal_token(settings.database_url, "U0ANA", "respond"))
             started = time.perf_counter()
             created = http.post(
-                "/api/v1/incidents", json={"title": "scores are zero", "service": "fraud-model"}
+                "/api/v1/incidents",
+                json={"title": "scores are zero", "service": "fraud-model"},
+                headers=responder,
             )
             elapsed = time.perf_counter() - started
             assert created.status_code == 201

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.main import create_app
-from tests.conftest import API_TOKEN, make_settings
+from tests.conftest import API_TOKEN, bearer, make_settings, personal_token
 from tests.servers import UvicornThread, wait_until
 
 pytestmark = pytest.mark.integration
@@ -39,6 +39,12 @@ def api(tmp_path: Path, database_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture
+def ana(database_url: str) -> dict[str, str]:
+    """U0ANA's personal token: she may roll fraud-detector back in prod."""
+    return bearer(personal_token(database_url, "U0ANA", "change"))
+
+
 def enrichments(client: httpx.Client, incident_id: int) -> int:
     """Finished enrichment runs: each leaves its "missing: …" note (Prometheus is not reachable here)."""
     incident = client.get(f"/api/v1/incidents/{incident_id}").json()
@@ -50,8 +56,12 @@ def versions(client: httpx.Client, incident_id: int) -> list[dict[str, Any]]:
     return found
 
 
-def test_a_reopened_re_enriched_incident_still_lists_its_rolled_back_to_version(api: httpx.Client) -> None:
-    created = api.post("/api/v1/incidents", json={"title": "fraud model failing", "model": "fraud-detector"})
+def test_a_reopened_re_enriched_incident_still_lists_its_rolled_back_to_version(
+    api: httpx.Client, ana: dict[str, str]
+) -> None:
+    created = api.post(
+        "/api/v1/incidents", json={"title": "fraud model failing", "model": "fraud-detector"}, headers=ana
+    )
     assert created.status_code == 201, created.text
     incident_id = created.json()["id"]
     wait_until(lambda: enrichments(api, incident_id) >= 1, timeout=30, what="the first enrichment")
@@ -62,17 +72,17 @@ def test_a_reopened_re_enriched_incident_still_lists_its_rolled_back_to_version(
         json={
             "model": "fraud-detector",
             "to_version": "3",
-            "actor": "U0ANA",
             "incident_id": incident_id,
             "confirm": True,
         },
+        headers=ana,
     )
     assert rollback.status_code == 201, rollback.text
     assert rollback.json()["state"] == "succeeded"
     assert ("rolled_back_to", "3") in {(v["role"], v["version"]) for v in versions(api, incident_id)}
 
     for status in ("mitigated", "triggered"):  # mitigated, then reopened: enrichment runs again
-        moved = api.patch(f"/api/v1/incidents/{incident_id}", json={"status": status, "actor": "U0ANA"})
+        moved = api.patch(f"/api/v1/incidents/{incident_id}", json={"status": status}, headers=ana)
         assert moved.status_code == 200, moved.text
     wait_until(lambda: enrichments(api, incident_id) >= 2 * per_run, timeout=30, what="the re-enrichment")
 

@@ -75,16 +75,16 @@ def test_draft_from_alerts_burn_enrichment_and_rollback(
             state.engine,
             state.events,
             incident.id,
-            IncidentUpdate(status="acknowledged", actor="U1"),
+            IncidentUpdate(status="acknowledged"),
             detected + timedelta(minutes=3),
+            actor="U1",
         )
         action = rollbacks.propose(
             state.engine,
             state.config,
             None,
-            RollbackRequest(
-                model="fraud-detector", to_version="3", incident_id=incident.id, actor="U1", reason="blip"
-            ),
+            RollbackRequest(model="fraud-detector", to_version="3", incident_id=incident.id, reason="blip"),
+            "U1",
         )
         rollbacks.confirm(state.engine, state.config, None, state.events, action.id, "U1")
         # Seven hours later the burn has cleared (held for half the 5m short window), then a person resolves.
@@ -94,7 +94,7 @@ def test_draft_from_alerts_burn_enrichment_and_rollback(
         )
         resolved = T - timedelta(hours=2, minutes=50)
         incidents.update(
-            state.engine, state.events, incident.id, IncidentUpdate(status="resolved", actor="U1"), resolved
+            state.engine, state.events, incident.id, IncidentUpdate(status="resolved"), resolved, actor="U1"
         )
 
         drafts = settings.postmortem_dir
