@@ -25,14 +25,14 @@ import httpx
 import pytest
 
 from app.main import create_app
-from tests.conftest import API_TOKEN, make_settings
+from tests.conftest import API_TOKEN, People, make_settings
 from tests.fakes.slack import FakeSlack
 from tests.integration.chat.test_slack import SECRET, TOKEN, SlackWorld, sign
 from tests.prometheus import PrometheusServer
 from tests.servers import UvicornThread, wait_until
 
 pytestmark = pytest.mark.integration
-API = {"Authorization": f"Bearer {API_TOKEN}"}
+API = {"Authorization": f"Bearer {API_TOKEN}"}  # the automation identity: reads
 RECORDER = """
 import json, sys
 with open(sys.argv[1], "a", encoding="utf-8") as out:
@@ -76,6 +76,7 @@ class Rollbacks:
     def __init__(self, world: SlackWorld, calls: Path, prometheus: QueryLoggingPrometheus) -> None:
         self.world, self.calls, self.prometheus = world, calls, prometheus
         self.http = httpx.Client(base_url=world.server.url, headers=API, timeout=30)
+        self.people = People(world.database_url)  # who declares, proposes and confirms through the API
         self.clicks = 0
 
     def changes(self) -> list[list[str]]:
@@ -95,7 +96,7 @@ class Rollbacks:
             "environment": environment,
             "slo_id": f"ranker-{environment}-availability",
         }
-        response = self.http.post("/api/v1/incidents", json=body)
+        response = self.http.post("/api/v1/incidents", json=body, headers=self.people("U1", "respond"))
         assert response.status_code == 201, response.text
         number: int = response.json()["id"]
         return number
@@ -111,16 +112,16 @@ class Rollbacks:
             "model": "ranker",
             "environment": environment,
             "to_version": version,
-            "actor": "U1",
             "incident_id": incident,
         }
-        response = self.http.post("/api/v1/rollbacks", json=body)
+        response = self.http.post("/api/v1/rollbacks", json=body, headers=self.people("U1"))
         assert response.status_code == 201, response.text
         number: int = response.json()["id"]
         return number
 
     def confirm_by_api(self, action_id: int, actor: str = "U2") -> httpx.Response:
-        return self.http.post(f"/api/v1/rollbacks/{action_id}/confirm", json={"actor": actor})
+        """Confirm as `actor`, with that person's own token."""
+        return self.http.post(f"/api/v1/rollbacks/{action_id}/confirm", headers=self.people(actor))
 
     def click_confirm(self, action_id: int, user: str) -> dict[str, Any]:
         """Click Confirm as `user`; the reply. Each click is its own request, as Slack sends it (its own

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from app.incidents import jobs as incident_jobs
 from app.main import create_app
-from tests.conftest import API_TOKEN, make_settings
+from tests.conftest import bearer, make_settings, personal_token
 from tests.fakes.slack import FakeSlack
 from tests.servers import UvicornThread, wait_until
 
@@ -348,7 +348,8 @@ def test_incident_channel_and_unacknowledged_reminder(world: SlackWorld) -> None
 
 def test_incident_list_shows_an_open_incident_behind_sixty_newer_resolved_ones(world: SlackWorld) -> None:
     """`/incident list` filters in the query: a page of newer closed incidents cannot hide an open one."""
-    with httpx.Client(base_url=world.server.url, headers={"Authorization": f"Bearer {API_TOKEN}"}) as api:
+    responder = bearer(personal_token(world.database_url, "U1", "respond"))
+    with httpx.Client(base_url=world.server.url, headers=responder) as api:
         opened = api.post("/api/v1/incidents", json={"title": "still burning"})
         assert opened.status_code == 201, opened.text
         for number in range(60):

@@ -4,7 +4,9 @@ Every field sloguard shows is filled with Slack control sequences (`<!channel>`,
 `<!subteam^…>`, `<@…>`, `<#…>`, a disguised link) and bare `@here`-style words, sent through the real
 doors (the Alertmanager webhook, the API, slash commands, buttons, a rollback), and every message the
 service then sends to the Slack stand-in is read back. The only mentions allowed are the ones sloguard
-itself means: the signed users who acted, and a commander field that holds a Slack user id.
+itself means: the people who acted (signed by Slack, or the owner of the API token), and a commander
+field that holds a Slack user id. An API caller cannot name a hostile actor at all: the actor is the
+token's owner, and a body `actor` naming anyone else is refused with nothing stored or sent.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ import pytest
 import sqlalchemy as sa
 
 from app.main import create_app
-from tests.conftest import API_TOKEN, REPO, WEBHOOK_TOKEN, make_settings
+from tests.conftest import REPO, WEBHOOK_TOKEN, bearer, make_settings, personal_token
 from tests.fakes.slack import FakeSlack
 from tests.integration.chat.test_slack import SECRET, TOKEN, SlackWorld
 from tests.servers import UvicornThread, wait_until
 
 pytestmark = pytest.mark.integration
-API = {"Authorization": f"Bearer {API_TOKEN}"}
 YAML = f"""
 slack:
   oncall_groups: {{C-INCIDENTS: S0NCALL}}
@@ -59,7 +60,8 @@ HOSTILE = {
     "suspect version": "<!channel>",
     "typed model": "<@UTYPED>",
 }
-# Mentions sloguard means: the users who acted (from Slack's signed user_id) and a commander that is an id.
+# Mentions sloguard means: the users who acted (Slack's signed user_id, or the API token's owner, U1) and
+# a commander that is an id.
 ALLOWED = {"<@U1>", "<@U2>", "<@U7>"}
 BARE_BROADCAST = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
 # The times sloguard writes itself, shown in each reader's time zone (app/chat/blocks.when); the hostile
@@ -93,11 +95,37 @@ def texts_of(params: dict[str, Any]) -> list[str]:
 class Hostile:
     def __init__(self, world: SlackWorld) -> None:
         self.world, self.url = world, world.server.url
+        # The API caller: U1's personal token (the actor of its changes is U1, a Slack user id).
+        self.headers = bearer(personal_token(world.database_url, "U1", "respond"))
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, f"{self.url}{path}", headers=API, timeout=15, **kwargs)
+        response = httpx.request(method, f"{self.url}{path}", headers=self.headers, timeout=15, **kwargs)
         assert response.is_success, response.text
         return response.json()
+
+    def changes(self, incident: int) -> tuple[Any, Any]:
+        """The incident's recorded changes, and the thread replies queued for Slack about it (evidence
+        gathered in the background adds neither)."""
+        recorded = self.world.scalar(
+            f"SELECT count(*) FROM timeline_event WHERE incident_id = {incident}"
+            " AND kind IN ('status', 'update')"
+        )
+        queued = self.world.scalar(
+            f"SELECT count(*) FROM outbox WHERE incident_id = {incident} AND kind = 'slack.thread'"
+        )
+        return recorded, queued
+
+    def refused_actor(self, incident: int, body: dict[str, Any]) -> None:
+        """A PATCH whose body names a hostile `actor`: 403, and nothing stored or queued for Slack."""
+        path = f"/api/v1/incidents/{incident}"
+        before, shown = self.changes(incident), self.api("GET", path)
+        response = httpx.patch(f"{self.url}{path}", json=body, headers=self.headers, timeout=15)
+        assert response.status_code == 403, response.text
+        assert response.json()["detail"].startswith("actor:"), response.text
+        assert self.changes(incident) == before
+        after = self.api("GET", path)
+        fields = [key for key in body if key != "actor"]
+        assert [after[key] for key in fields] == [shown[key] for key in fields]
 
     def alert(self) -> None:
         payload = json.loads((REPO / "tests/data/alertmanager-0.25-firing.json").read_text())
@@ -170,8 +198,11 @@ def test_no_untrusted_text_reaches_slack_as_a_mention_or_link(world: SlackWorld)
 
     # Updates thread their changes under the incident message and re-render it.
     patch = {"summary": HOSTILE["patched summary"], "commander": HOSTILE["patched commander"]}
-    hostile.api("PATCH", "/api/v1/incidents/2", json=patch | {"actor": "<!channel>"})
-    hostile.api("PATCH", "/api/v1/incidents/2", json={"status": "acknowledged", "actor": "<!here>"})
+    # A hostile actor cannot be named: refused, and nothing of the change is stored or sent.
+    hostile.refused_actor(2, patch | {"actor": "<!channel>"})
+    hostile.refused_actor(2, {"status": "acknowledged", "actor": "<!here>"})
+    hostile.api("PATCH", "/api/v1/incidents/2", json=patch)
+    hostile.api("PATCH", "/api/v1/incidents/2", json={"status": "acknowledged"})
     hostile.api("POST", "/api/v1/incidents/2/timeline", json={"text": HOSTILE["api note"]})
     hostile.api("PATCH", "/api/v1/incidents/3", json={"severity": "SEV1"})  # re-renders the suspect
 

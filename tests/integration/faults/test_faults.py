@@ -21,7 +21,15 @@ import yaml
 
 from app.main import create_app
 from tests.alertmanager import group_notification
-from tests.conftest import API_TOKEN, REPO, WEBHOOK_TOKEN, make_settings, pg_schema_url
+from tests.conftest import (
+    API_TOKEN,
+    REPO,
+    WEBHOOK_TOKEN,
+    bearer,
+    make_settings,
+    personal_token,
+    pg_schema_url,
+)
 from tests.mlflow_server import MlflowServer
 from tests.pg_cluster import PrivateCluster
 from tests.prometheus import PrometheusServer, Series, backfill, write_openmetrics
@@ -254,11 +262,12 @@ def test_mlflow_down_during_a_rollback_fails_it_and_changes_nothing(tmp_path: Pa
         }
         (tmp_path / "sloguard.yaml").write_text(yaml.safe_dump(config))
         settings = make_settings(tmp_path, mlflow_url=mlflow.url)
+        u1 = bearer(personal_token(settings.database_url, "U1", "change"))  # on the model's rollback list
         with UvicornThread(create_app(settings)) as server:
             proposed = httpx.post(
                 f"{server.url}/api/v1/rollbacks",
-                json={"model": "fraud-detector", "to_version": "3", "actor": "U1"},
-                headers=AUTH,
+                json={"model": "fraud-detector", "to_version": "3"},
+                headers=u1,
                 timeout=15,
             )
             assert proposed.status_code == 201, proposed.text
@@ -267,10 +276,7 @@ def test_mlflow_down_during_a_rollback_fails_it_and_changes_nothing(tmp_path: Pa
 
             mlflow.stop()  # the registry goes away between the proposal and the confirmation
             confirmed = httpx.post(
-                f"{server.url}/api/v1/rollbacks/{action_id}/confirm",
-                json={"actor": "U1"},
-                headers=AUTH,
-                timeout=30,
+                f"{server.url}/api/v1/rollbacks/{action_id}/confirm", headers=u1, timeout=30
             )
             body = confirmed.json()
             assert confirmed.status_code == 200, body

@@ -23,12 +23,11 @@ import sqlalchemy as sa
 import yaml
 
 from tests.alertmanager import group_notification
-from tests.conftest import API_TOKEN, WEBHOOK_TOKEN
+from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, bearer, personal_token
 from tests.fakes.slack import FakeSlack
 from tests.servers import free_port, wait_until
 
 pytestmark = pytest.mark.integration
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 HOOK = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 SLOGUARD = str(Path(sys.executable).parent / "sloguard")
 CHANNEL = "C0INCIDENTS"
@@ -66,6 +65,7 @@ class Service:
         }
         self.log = (folder / "serve.log").open("ab")
         self.process: subprocess.Popen[bytes] | None = None
+        self.responder: dict[str, str] | None = None  # U0ANA's personal token, made on first use
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -108,8 +108,11 @@ class Service:
         return dict(response.json())
 
     def patch(self, incident_id: int, **fields: Any) -> None:
+        """Change the incident as U0ANA (the actor is the token's owner)."""
+        if self.responder is None:
+            self.responder = bearer(personal_token(self.database_url, "U0ANA", "respond"))
         response = httpx.patch(
-            f"{self.url}/api/v1/incidents/{incident_id}", json=fields | {"actor": "U0ANA"}, headers=AUTH
+            f"{self.url}/api/v1/incidents/{incident_id}", json=fields, headers=self.responder
         )
         assert response.status_code == 200, response.text
 

@@ -22,13 +22,12 @@ import sqlalchemy as sa
 import yaml
 
 from tests.alertmanager import group_notification
-from tests.conftest import API_TOKEN, REPO, WEBHOOK_TOKEN, pg_schema_url
+from tests.conftest import API_TOKEN, REPO, WEBHOOK_TOKEN, People, pg_schema_url
 from tests.fakes.slack import FakeSlack
 from tests.servers import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 SLOGUARD = str(Path(sys.executable).parent / "sloguard")
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 HOOK = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 SIGNING_SECRET = "replica-signing-secret-0123456789"
 TAKEOVER = 3.0  # seconds: SLOGUARD_LEADER_TAKEOVER for these replicas
@@ -79,6 +78,8 @@ class Cluster:
         self.folder, self.database_url, self.slack = folder, database_url, slack
         self.replicas: list[Replica] = []
         self.engine = sa.create_engine(database_url)
+        # Personal tokens in the replicas' database: each request looks its token up there, on any replica.
+        self.person = People(database_url)
 
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("SLOGUARD_")}
@@ -273,11 +274,12 @@ def test_the_same_slack_request_delivered_to_two_replicas_is_handled_once(cluste
     assert cluster.scalar("SELECT title FROM incident") == "checkout scoring down"
 
 
-def propose(replica: Replica, to_version: str) -> int:
+def propose(cluster: Cluster, replica: Replica, to_version: str) -> int:
+    """A rollback proposed by U1 (with U1's token)."""
     proposed = httpx.post(
         f"{replica.url}/api/v1/rollbacks",
-        json={"model": "fraud-model", "to_version": to_version, "actor": "U1", "reason": "v4 fails"},
-        headers=AUTH,
+        json={"model": "fraud-model", "to_version": to_version, "reason": "v4 fails"},
+        headers=cluster.person("U1"),
         timeout=15,
     )
     assert proposed.status_code == 201, proposed.text
@@ -285,9 +287,11 @@ def propose(replica: Replica, to_version: str) -> int:
     return action_id
 
 
-def confirm(replica: Replica, action_id: int, actor: str) -> Callable[[], httpx.Response]:
+def confirm(cluster: Cluster, replica: Replica, action_id: int, actor: str) -> Callable[[], httpx.Response]:
+    """A confirmation by `actor`, with that person's token (made now, before the call is sent)."""
     url = f"{replica.url}/api/v1/rollbacks/{action_id}/confirm"
-    return lambda: httpx.post(url, json={"actor": actor}, headers=AUTH, timeout=30)
+    headers = cluster.person(actor)
+    return lambda: httpx.post(url, headers=headers, timeout=30)
 
 
 def test_two_replicas_confirming_the_same_rollback_change_the_target_once(
@@ -295,8 +299,8 @@ def test_two_replicas_confirming_the_same_rollback_change_the_target_once(
 ) -> None:
     first, second = cluster.start(2)
     calls = tmp_path / "target-calls.txt"
-    action_id = propose(first, "3")
-    responses = at_once([confirm(first, action_id, "U1"), confirm(second, action_id, "U2")])
+    action_id = propose(cluster, first, "3")
+    responses = at_once([confirm(cluster, first, action_id, "U1"), confirm(cluster, second, action_id, "U2")])
     # A repeated confirm is answered with the action as it stands (idempotent), never run again.
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
     assert calls.read_text() == "3\n"  # the command ran exactly once
@@ -316,8 +320,8 @@ def test_two_changes_of_one_target_on_two_replicas_run_one_at_a_time(
     second to run finds sloguard's record moved on and refuses (compare-and-set across replicas)."""
     first, second = cluster.start(2)
     calls = tmp_path / "target-calls.txt"
-    one, other = propose(first, "3"), propose(second, "2")
-    at_once([confirm(first, one, "U1"), confirm(second, other, "U2")])
+    one, other = propose(cluster, first, "3"), propose(cluster, second, "2")
+    at_once([confirm(cluster, first, one, "U1"), confirm(cluster, second, other, "U2")])
     states = {
         action: cluster.scalar("SELECT state FROM rollback_action WHERE id = :id", id=action)
         for action in (one, other)
@@ -332,8 +336,8 @@ def test_one_slack_message_per_incident_kept_in_order_across_replicas(cluster: C
     cluster.slack.delay = 0.6  # a slow Web API (the client gives up after 3 s): the first post is in flight
     created = httpx.post(
         f"{first.url}/api/v1/incidents",
-        json={"title": "scoring slow", "severity": "SEV3", "actor": "U1"},
-        headers=AUTH,
+        json={"title": "scoring slow", "severity": "SEV3"},
+        headers=cluster.person("U1", "respond"),
         timeout=15,
     )
     assert created.status_code == 201, created.text
@@ -341,7 +345,9 @@ def test_one_slack_message_per_incident_kept_in_order_across_replicas(cluster: C
     time.sleep(0.3)
     # Changed on the other replica while the first is still posting the message.
     changed = httpx.patch(
-        f"{second.url}/api/v1/incidents/{number}", json={"severity": "SEV1", "actor": "U2"}, headers=AUTH
+        f"{second.url}/api/v1/incidents/{number}",
+        json={"severity": "SEV1"},
+        headers=cluster.person("U2", "respond"),
     )
     assert changed.status_code == 200, changed.text
     # Everything that follows from the two requests has been delivered once the outbox is drained.
@@ -364,8 +370,8 @@ def test_a_change_is_verified_even_when_the_replica_that_made_it_dies(cluster: C
     first, second = cluster.start(2)
     declared = httpx.post(
         f"{first.url}/api/v1/incidents",
-        json={"title": "fraud model failing", "severity": "SEV2", "actor": "U1", "model": "fraud-model"},
-        headers=AUTH,
+        json={"title": "fraud model failing", "severity": "SEV2", "model": "fraud-model"},
+        headers=cluster.person("U1"),
         timeout=15,
     )
     assert declared.status_code == 201, declared.text
@@ -375,16 +381,15 @@ def test_a_change_is_verified_even_when_the_replica_that_made_it_dies(cluster: C
         json={
             "model": "fraud-model",
             "to_version": "3",
-            "actor": "U1",
             "reason": "v4 fails",
             "incident_id": incident,
         },
-        headers=AUTH,
+        headers=cluster.person("U1"),
         timeout=15,
     )
     assert proposed.status_code == 201, proposed.text
     action_id = proposed.json()["id"]
-    done = confirm(first, action_id, "U1")()
+    done = confirm(cluster, first, action_id, "U1")()
     assert done.status_code == 200 and done.json()["state"] == "succeeded", done.text
     first.kill()  # its verification is an outbox row, due in two seconds, that any replica delivers
     wait_until(
@@ -417,7 +422,9 @@ def test_a_change_is_verified_even_when_the_replica_that_made_it_dies(cluster: C
 def test_a_slack_event_and_its_retry_on_two_replicas_capture_one_note(cluster: Cluster) -> None:
     first, second = cluster.start(2)
     created = httpx.post(
-        f"{first.url}/api/v1/incidents", json={"title": "scoring errors", "actor": "U1"}, headers=AUTH
+        f"{first.url}/api/v1/incidents",
+        json={"title": "scoring errors"},
+        headers=cluster.person("U1", "respond"),
     )
     number = created.json()["id"]
     query = "SELECT slack_ts FROM incident WHERE id = :id"

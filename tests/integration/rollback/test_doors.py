@@ -13,7 +13,7 @@ from sqlmodel import Session
 from app import db
 from app.main import create_app
 from app.ml.models import ModelVersionLink
-from tests.conftest import API_TOKEN, make_settings
+from tests.conftest import bearer, make_settings, personal_token
 from tests.fakes.slack import FakeSlack
 from tests.integration.chat.test_slack import SECRET, TOKEN, SlackWorld
 from tests.mlflow_server import MlflowServer
@@ -123,15 +123,16 @@ def test_promote_from_slack(world: SlackWorld, mlflow: MlflowServer) -> None:
 
 
 def test_rollback_api(world: SlackWorld, mlflow: MlflowServer) -> None:
-    auth = {"Authorization": f"Bearer {API_TOKEN}"}
-    with httpx.Client(base_url=world.server.url, headers=auth) as http:
+    # U1 may roll back fraud-detector in prod; U9 is on no list (its token's scope is no permission).
+    u1 = bearer(personal_token(world.database_url, "U1", "change"))
+    u9 = bearer(personal_token(world.database_url, "U9", "change"))
+    with httpx.Client(base_url=world.server.url, headers=u1) as http:
         created = http.post(
             "/api/v1/rollbacks",
             json={
                 "model": "fraud-detector",
                 "environment": "prod",
                 "to_version": "1",
-                "actor": "U1",
                 "confirm": True,
             },
             headers={"X-Request-ID": "trace-rollback-1"},
@@ -143,12 +144,16 @@ def test_rollback_api(world: SlackWorld, mlflow: MlflowServer) -> None:
         assert {step["trace_id"] for step in body["audit"]} == {
             "trace-rollback-1"
         }  # ties the audit to the logs
+        assert (body["actor"], body["approver"]) == ("U1", "U1")  # the token's owner, never a body field
         assert http.get(f"/api/v1/rollbacks/{body['id']}").json()["state"] == "succeeded"
         refused = http.post(
-            "/api/v1/rollbacks", json={"model": "fraud-detector", "to_version": "2", "actor": "U9"}
+            "/api/v1/rollbacks", json={"model": "fraud-detector", "to_version": "2"}, headers=u9
         )
         assert refused.status_code == 403
-        unknown = http.post("/api/v1/rollbacks", json={"model": "nope", "to_version": "2", "actor": "U1"})
+        assert refused.json()["detail"].startswith("you may not rollback fraud-detector in prod"), (
+            refused.text
+        )
+        unknown = http.post("/api/v1/rollbacks", json={"model": "nope", "to_version": "2"})
         assert unknown.status_code == 404
         assert http.get("/api/v1/rollbacks/999").status_code == 404
     assert alias(mlflow) == "1"
