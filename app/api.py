@@ -165,7 +165,7 @@ class _Needs:
             raise HTTPException(
                 403,
                 f"scope: this credential's scope is {caller.scope}; {request.method} {request.url.path} "
-                f"needs {self.scope} (README: Scopes)",
+                f"needs {self.scope} (README: Tokens and scopes)",
             )
 
 

@@ -253,7 +253,7 @@ cli.add_typer(tokens_cli, name="tokens")
 @tokens_cli.command("create")
 def tokens_create(
     user: Annotated[str, typer.Option(help="The owner: a Slack user ID such as U0ANA.")],
-    scope: Annotated[str, typer.Option(help="read, respond, change or admin (README: Scopes).")],
+    scope: Annotated[str, typer.Option(help="read, respond, change or admin (README: Tokens and scopes).")],
     expires: Annotated[str, typer.Option(help="A lifetime such as 30d, or `never`.")] = "90d",
     name: Annotated[str, typer.Option(help="A label for it, such as laptop.")] = "",
 ) -> None:

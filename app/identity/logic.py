@@ -1,9 +1,9 @@
 """Who is acting, and what a credential reaches. Pure: no database, no clock of its own.
 
 A personal token reads `sloguard_pat_` + 32 random base62 characters + a 6-character base62 CRC32 of
-them: the prefix lets secret scanners find a leaked one (README "Tokens"), and the checksum lets a typo
-or a guess be refused without asking the database. Only its SHA-256 is stored: the random part holds
-about 190 bits, so a fast hash is as safe as a slow one and costs nothing per request.
+them: the prefix lets secret scanners find a leaked one (README "Tokens and scopes"), and the checksum
+lets a typo or a guess be refused without asking the database. Only its SHA-256 is stored: the random
+part holds about 190 bits, so a fast hash is as safe as a slow one and costs nothing per request.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ SLACK_GROUP = re.compile(r"^S[A-Z0-9]{1,30}$")
 
 
 class Scope(StrEnum):
-    """A ceiling, each one reaching everything the ones before it reach (README "Scopes")."""
+    """A ceiling, each one reaching everything the ones before it reach (README "Tokens and scopes")."""
 
     read = "read"
     respond = "respond"

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
+from app.identity.logic import Scope
 
 
 class ApiToken(SQLModel, table=True):
@@ -27,10 +28,17 @@ class ApiToken(SQLModel, table=True):
 
 
 class TokenCreate(SQLModel):
-    user: str = Field(min_length=1, max_length=100)
-    scope: str = Field(min_length=1, max_length=10)
-    name: str = Field(default="", max_length=100)
-    expires: str | None = Field(default="90d", max_length=20)  # a duration (`90d`), or null for never
+    """A personal token for `user` (a Slack user ID), within `scope`, for a lifetime."""
+
+    # The schema says all the service checks (app/identity/service.check_request), so that a request it
+    # allows is one the service accepts; the service still checks, and names the field.
+    user: str = Field(max_length=31, schema_extra={"pattern": r"^[UW][A-Z0-9]{1,30}$"})  # a Slack user ID
+    scope: Scope
+    name: str = Field(default="", max_length=100, schema_extra={"pattern": r"^[^\x00-\x1f\x7f]*$"})
+    # A lifetime of 1s to 999d, `never`, or null for never (the CLI also takes up to 3660d).
+    expires: str | None = Field(
+        default="90d", max_length=5, schema_extra={"pattern": r"^(never|[1-9][0-9]{0,2}[smhd])$"}
+    )
 
 
 class TokenRead(SQLModel):

@@ -16,7 +16,7 @@ from app.inputs import UtcDatetime
 
 # Who acts is the authenticated caller. A body may still carry `actor` (old clients): naming anyone but
 # the caller is a 403 (app/api.py Caller.acting). Left out of the schema: it is not part of the API.
-ActorField = Annotated[str, Field(max_length=100)] | SkipJsonSchema[None]
+ActorField = SkipJsonSchema[Annotated[str, Field(max_length=100)] | None]
 
 
 class IncidentStatus(StrEnum):

@@ -1,4 +1,4 @@
-"""Helpers shared by the security tests: table counts, Slack signatures."""
+"""Helpers shared by the security tests: table counts, waiting out background work, Slack signatures."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 import app.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from tests.servers import wait_until
 
 # Rows in these tables are written by migrations or at start-up, not by requests.
 BOOKKEEPING = {"alembic_version"}
@@ -25,6 +26,22 @@ def row_counts(database_url: str) -> dict[str, int]:
                 for table in SQLModel.metadata.sorted_tables
                 if table.name not in BOOKKEEPING
             }
+    finally:
+        engine.dispose()
+
+
+def settle(database_url: str, timeout: float = 60) -> None:
+    """Wait until no outbox row is pending: the work a change started in the background (the evidence an
+    incident gathers, its measurement) is done, so whatever changes afterwards is a later request's."""
+    engine = sa.create_engine(database_url)
+    pending = sa.text("SELECT count(*) FROM outbox WHERE state = 'pending'")
+    try:
+
+        def idle() -> bool:
+            with engine.connect() as connection:
+                return bool(connection.execute(pending).scalar_one() == 0)
+
+        wait_until(idle, timeout=timeout, what="the background work")
     finally:
         engine.dispose()
 

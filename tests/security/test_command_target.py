@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from app.main import create_app
-from tests.conftest import API_TOKEN, make_settings
+from tests.conftest import API_TOKEN, bearer, make_settings, personal_token
 from tests.servers import UvicornThread, wait_until
 
 pytestmark = pytest.mark.integration
-API = {"Authorization": f"Bearer {API_TOKEN}"}
+API = bearer(API_TOKEN)  # the automation identity: scope `read`, for the GETs
 RECORDER = """
 import json, sys
 with open(sys.argv[1], "w", encoding="utf-8") as out:
@@ -32,12 +32,15 @@ class Deploy:
     def __init__(self, url: str, folder: Path, database_url: str) -> None:
         self.url, self.folder, self.database_url = url, folder, database_url
         self.argv_file = folder / "argv.json"
+        # U1 may roll the model back (sloguard.yaml below): the proposer and confirmer of every rollback.
+        self.u1 = bearer(personal_token(database_url, "U1", "change"))
 
     def rollback(self, **fields: Any) -> dict[str, Any]:
-        body = {"model": "fraud-detector", "actor": "U1", "confirm": True, **fields}
-        response = httpx.post(f"{self.url}/api/v1/rollbacks", json=body, headers=API, timeout=30)
+        body = {"model": "fraud-detector", "confirm": True, **fields}
+        response = httpx.post(f"{self.url}/api/v1/rollbacks", json=body, headers=self.u1, timeout=30)
         assert response.status_code == 201, response.text
         result: dict[str, Any] = response.json()
+        assert result["actor"] == "U1", result
         return result
 
     def incident_serving(self, version: str) -> int:
@@ -45,7 +48,7 @@ class Deploy:
         created = httpx.post(
             f"{self.url}/api/v1/incidents",
             json={"title": "bad model", "model": "fraud-detector"},
-            headers=API,
+            headers=self.u1,
             timeout=10,
         )
         number: int = created.json()["id"]

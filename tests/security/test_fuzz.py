@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 
 from app.main import create_app
-from tests.conftest import API_TOKEN, WEBHOOK_TOKEN, make_settings
+from tests.conftest import WEBHOOK_TOKEN, bearer, make_settings, personal_token
 from tests.servers import UvicornThread
 
 pytestmark = pytest.mark.integration
@@ -52,45 +53,55 @@ slos:
 """
 # Ids the seed creates: generated ids seldom hit a real row, so each operation is also fuzzed with its
 # path pinned to these (the body and query still generated) to reach past the 404.
-SEEDED_PATH = {"incident_id": 1, "item_id": 1, "action_id": 1, "slo_id": "fraud-model-availability"}
+# Token 1 is someone else's, made first, for DELETE /api/v1/tokens/{token_id} to revoke (pinned below).
+SEEDED_PATH = {
+    "incident_id": 1,
+    "item_id": 1,
+    "action_id": 1,
+    "slo_id": "fraud-model-availability",
+    "token_id": 1,
+}
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    api: dict[str, str]  # an admin's (U1's) token: every API route, rollbacks included, is within reach
 
 
 @pytest.fixture
-def served(tmp_path: Path, database_url: str) -> Iterator[str]:
-    """The app on loopback with an incident, an action item, a proposed rollback and an SLO."""
+def served(tmp_path: Path, database_url: str) -> Iterator[Served]:
+    """The app on loopback with an incident, an action item, a proposed rollback, an SLO and a token."""
     (tmp_path / "sloguard.yaml").write_text(SLOGUARD_YAML)
     (tmp_path / "slo").mkdir()
     (tmp_path / "slo" / "fraud.yaml").write_text(SLO_SPEC)
     app_settings = make_settings(tmp_path, database_url=database_url)
-    with (
-        UvicornThread(create_app(app_settings)) as server,
-        httpx.Client(
-            base_url=server.url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10
-        ) as http,
-    ):
-        seeds = [
-            ("/api/v1/incidents", {"title": "seed", "model": "fraud-detector"}),
-            ("/api/v1/incidents/1/action-items", {"text": "seed"}),
-            ("/api/v1/rollbacks", {"model": "fraud-detector", "to_version": "3", "actor": "U1"}),
-        ]
-        for path, body in seeds:
-            response = http.post(path, json=body)
-            assert response.status_code == 201, response.text
-        yield server.url
+    with UvicornThread(create_app(app_settings)) as server:
+        personal_token(database_url, "U9", "read", name="the fuzzed DELETE revokes this one")
+        api = bearer(personal_token(database_url, "U1", "admin", name="fuzz"))
+        with httpx.Client(base_url=server.url, headers=api, timeout=10) as http:
+            seeds = [
+                ("/api/v1/incidents", {"title": "seed", "model": "fraud-detector"}),
+                ("/api/v1/incidents/1/action-items", {"text": "seed"}),
+                ("/api/v1/rollbacks", {"model": "fraud-detector", "to_version": "3"}),
+            ]
+            for path, body in seeds:
+                response = http.post(path, json=body)
+                assert response.status_code == 201, response.text
+        yield Served(server.url, api)
 
 
-def credentials(path: str, authorized: bool) -> dict[str, str]:
-    if not authorized:
+def credentials(path: str, api: dict[str, str] | None) -> dict[str, str]:
+    if api is None:
         return {}
-    token = WEBHOOK_TOKEN if path.startswith("/webhooks/") else API_TOKEN
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(WEBHOOK_TOKEN) if path.startswith("/webhooks/") else api
 
 
 def server_errors(
     operation: schemathesis.APIOperation,
     mode: GenerationMode,
     url: str,
-    auth: bool,
+    auth: dict[str, str] | None,
     path_parameters: dict[str, Any] | None = None,
 ) -> str:
     """'' when every generated case passed every check, else the first failure (shrunk) and its curl."""
@@ -122,8 +133,8 @@ def server_errors(
 
 
 @pytest.mark.parametrize("authorized", [True, False], ids=["token", "no-token"])
-def test_no_generated_request_gets_a_server_error(served: str, authorized: bool) -> None:
-    schema = schemathesis.openapi.from_url(f"{served}/openapi.json")
+def test_no_generated_request_gets_a_server_error(served: Served, authorized: bool) -> None:
+    schema = schemathesis.openapi.from_url(f"{served.url}/openapi.json")
     schema.config.generation.update(allow_x00=False)
     operations = [result.ok() for result in schema.get_all_operations()]
     labels = {f"{op.method.upper()} {op.path}" for op in operations}
@@ -136,6 +147,7 @@ def test_no_generated_request_gets_a_server_error(served: str, authorized: bool)
         pinned = {name: value for name, value in SEEDED_PATH.items() if name in names}
         for path_parameters in [None, pinned] if pinned else [None]:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                if found := server_errors(operation, mode, served, authorized, path_parameters):
+                auth = served.api if authorized else None
+                if found := server_errors(operation, mode, served.url, auth, path_parameters):
                     failures.append(found)
     assert not failures, "\n\n".join(failures)

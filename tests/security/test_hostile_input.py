@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REPO, WEBHOOK_TOKEN
+from tests.conftest import REPO, WEBHOOK_TOKEN, People
 
 pytestmark = pytest.mark.integration
+RESPONDER = ("U1", "respond")  # who declares and updates incidents here: a person's token of that scope
 HOOK = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
 LONG = "fraud-model-" + "x" * 5000  # far past every column (200-300 characters)
 
@@ -33,7 +34,8 @@ def post_raw(client: httpx.Client, body: str) -> httpx.Response:
 
 
 def everything_reads(client: httpx.Client, auth: dict[str, str], incident_id: int) -> dict[str, Any]:
-    """The list, the incident and a PATCH all answer 200: what was stored breaks no later read."""
+    """The list, the incident and a PATCH all answer 200: what was stored breaks no later read. `auth`:
+    a token that may update incidents (scope `respond`)."""
     listed = client.get("/api/v1/incidents", headers=auth)
     assert listed.status_code == 200, listed.text
     assert incident_id in [row["id"] for row in listed.json()]
@@ -47,8 +49,9 @@ def everything_reads(client: httpx.Client, auth: dict[str, str], incident_id: in
 
 
 def test_label_values_longer_than_any_column_are_stored_whole_and_read_back(
-    client: httpx.Client, auth: dict[str, str]
+    client: httpx.Client, people: People
 ) -> None:
+    auth = people(*RESPONDER)
     payload = firing()
     for labels in (payload["commonLabels"], payload["groupLabels"], payload["alerts"][0]["labels"]):
         labels.update({"service": LONG, "model": LONG, "alertname": LONG})
@@ -70,9 +73,8 @@ def test_label_values_longer_than_any_column_are_stored_whole_and_read_back(
     assert again.json()["outcome"] == "duplicate", again.text
 
 
-def test_a_fingerprint_of_any_length_is_stored_and_deduplicated(
-    client: httpx.Client, auth: dict[str, str]
-) -> None:
+def test_a_fingerprint_of_any_length_is_stored_and_deduplicated(client: httpx.Client, people: People) -> None:
+    auth = people(*RESPONDER)
     payload = firing()
     payload["alerts"][0]["fingerprint"] = "f" * 500
     first = client.post("/webhooks/alertmanager", json=payload, headers=HOOK)
@@ -83,8 +85,9 @@ def test_a_fingerprint_of_any_length_is_stored_and_deduplicated(
 
 
 def test_lone_surrogates_in_labels_and_title_are_repaired_not_refused(
-    client: httpx.Client, auth: dict[str, str]
+    client: httpx.Client, people: People
 ) -> None:
+    auth = people(*RESPONDER)
     payload = firing()
     payload["commonAnnotations"]["summary"] = "SURROGATE_A"
     payload["alerts"][0]["labels"]["instance"] = "SURROGATE_B"
@@ -113,8 +116,9 @@ def test_lone_surrogates_in_labels_and_title_are_repaired_not_refused(
     ],
 )
 def test_datetimes_at_the_edges_of_the_range_are_stored(
-    client: httpx.Client, auth: dict[str, str], starts: str, ends: str
+    client: httpx.Client, people: People, starts: str, ends: str
 ) -> None:
+    auth = people(*RESPONDER)
     payload = firing()
     payload["alerts"][0]["startsAt"], payload["alerts"][0]["endsAt"] = starts, ends
     response = client.post("/webhooks/alertmanager", json=payload, headers=HOOK)
@@ -125,7 +129,8 @@ def test_datetimes_at_the_edges_of_the_range_are_stored(
     assert incident["started_at"][:4] not in ("0001", "9999")
 
 
-def test_deeply_nested_bodies_are_a_4xx_at_every_door(client: httpx.Client, auth: dict[str, str]) -> None:
+def test_deeply_nested_bodies_are_a_4xx_at_every_door(client: httpx.Client, people: People) -> None:
+    auth = people(*RESPONDER)
     deep = '{"version": "4", "x": ' + "[" * 50_000 + "]" * 50_000 + "}"
     webhook = post_raw(client, deep)
     assert 400 <= webhook.status_code < 500, webhook.text
@@ -140,8 +145,9 @@ def test_deeply_nested_bodies_are_a_4xx_at_every_door(client: httpx.Client, auth
 
 
 def test_api_refuses_lone_surrogates_and_huge_numbers_naming_the_field(
-    client: httpx.Client, auth: dict[str, str]
+    client: httpx.Client, people: People
 ) -> None:
+    auth = people(*RESPONDER)
     headers = {**auth, "Content-Type": "application/json"}
     surrogate = client.post("/api/v1/incidents", content='{"title": "a \\ud800 b"}', headers=headers)
     assert surrogate.status_code == 422, surrogate.text
@@ -159,8 +165,9 @@ def test_api_refuses_lone_surrogates_and_huge_numbers_naming_the_field(
     ids=["before-year-1-in-utc", "after-year-9999-in-utc", "no-offset"],
 )
 def test_api_datetimes_out_of_range_or_without_offset_are_a_422_naming_the_field(
-    client: httpx.Client, auth: dict[str, str], value: str
+    client: httpx.Client, people: People, value: str
 ) -> None:
+    auth = people(*RESPONDER)
     declared = client.post("/api/v1/incidents", json={"title": "t", "started_at": value}, headers=auth)
     assert declared.status_code == 422, declared.text
     assert "started_at" in json.dumps(declared.json()["detail"])
@@ -174,7 +181,8 @@ def test_api_datetimes_out_of_range_or_without_offset_are_a_422_naming_the_field
     everything_reads(client, auth, incident_id)
 
 
-def test_an_offset_datetime_is_stored_in_utc(client: httpx.Client, auth: dict[str, str]) -> None:
+def test_an_offset_datetime_is_stored_in_utc(client: httpx.Client, people: People) -> None:
+    auth = people(*RESPONDER)
     created = client.post(
         "/api/v1/incidents", json={"title": "t", "started_at": "2026-11-30T10:00:00+02:00"}, headers=auth
     )

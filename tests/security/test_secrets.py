@@ -1,15 +1,17 @@
 """Secrets never show: not in logs (the real `sloguard` process at DEBUG), error messages, /metrics or
 any API answer, through start-up, bad requests, config errors, the webhook, Slack and a rollback through
-a signed deploy hook.
+a signed deploy hook. A personal token shows once, in the answer that makes it (`sloguard tokens create`,
+`POST /api/v1/tokens`), and nowhere else: not when it is used, misused, refused, revoked or listed.
 
-Every secret gets a distinctive value; everything the process and its doors say is collected and
-searched for each of them.
+Every secret gets a distinctive value (personal tokens are random); everything the process and its doors
+say is collected and searched for each of them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,7 +25,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.conftest import REPO, pg_schema_url
+from app.identity import logic
+from tests.conftest import REPO, bearer, pg_schema_url
 from tests.fakes.slack import FakeSlack
 from tests.security.conftest import slack_headers
 from tests.servers import free_port, wait_until
@@ -111,35 +114,50 @@ def database_url(pg_database: str) -> Iterator[str]:
 
 
 class Transcript:
-    """Everything said: process output and every response's status line, headers and body."""
+    """Everything said: process output and every response's status line, headers and body; and the
+    secrets to look for, personal tokens added as they are made."""
 
     def __init__(self) -> None:
-        self.parts: list[tuple[str, str]] = []
+        self.parts: list[tuple[str, str, str | None]] = []  # where, what was said, the token it may show
+        self.secrets = dict(SECRETS)
 
-    def add(self, where: str, text: str) -> None:
-        self.parts.append((where, text))
+    def add(self, where: str, text: str, shows: str | None = None) -> None:
+        self.parts.append((where, text, shows))
 
-    def response(self, response: httpx.Response) -> httpx.Response:
+    def response(self, response: httpx.Response, shows: str | None = None) -> httpx.Response:
         headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
         request = f"{response.request.method} {response.request.url.path}"
-        self.add(request, f"{response.status_code}\n{headers}\n{response.text}")
+        self.add(request, f"{response.status_code}\n{headers}\n{response.text}", shows)
         return response
+
+    def made(self, name: str, text: str) -> str:
+        """The personal token `text` shows (the answer that made it), from now on a secret to look for."""
+        # The whole token, not its hint (`sloguard_pat_AbCd…`) that the answer holds too.
+        (token,) = re.findall(rf"{logic.PREFIX}[0-9A-Za-z]{{38}}", text)
+        assert logic.well_formed(token), text
+        self.secrets[name] = token
+        return token
 
     def leaks(self) -> list[str]:
         return [
             f"{name} in {where}: ...{text[max(0, text.find(value) - 120) : text.find(value) + 40]}..."
-            for where, text in self.parts
-            for name, value in SECRETS.items()
-            if value in text
+            for where, text, shows in self.parts
+            for name, value in self.secrets.items()
+            if value in text and name != shows
         ]
 
 
-def run_sloguard(transcript: Transcript, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_sloguard(
+    transcript: Transcript, env: dict[str, str], *args: str, shows: str | None = None
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [SLOGUARD, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
-    transcript.add(f"sloguard {' '.join(args)}", done.stdout + done.stderr)
+    transcript.add(f"sloguard {' '.join(args)}", done.stdout + done.stderr, shows)
     return done
+
+
+ADMIN = "U0ADMIN"  # made with the CLI; makes the others through the API
 
 
 def test_no_secret_appears_anywhere(tmp_path: Path, database_url: str) -> None:
@@ -150,6 +168,11 @@ def test_no_secret_appears_anywhere(tmp_path: Path, database_url: str) -> None:
     base = f"http://127.0.0.1:{port}"
     with FakeSlack() as slack:
         env = environment(tmp_path, database_url, SLOGUARD_SLACK_API_URL=slack.api_url())
+        name = "admin's personal token"
+        make = ["tokens", "create", "--user", ADMIN, "--scope", "admin", "--name", "bootstrap"]
+        created = run_sloguard(transcript, env, *make, shows=name)
+        assert created.returncode == 0, created.stderr
+        assert transcript.made(name, created.stdout) == created.stdout.strip()  # on stdout, alone
         log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115  (read back after the process ends)
         process = subprocess.Popen(
             [SLOGUARD, "serve", "--port", str(port)], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
@@ -157,6 +180,12 @@ def test_no_secret_appears_anywhere(tmp_path: Path, database_url: str) -> None:
         try:
             wait_until(lambda: httpx.get(f"{base}/healthz").status_code == 200, timeout=30, what="serve")
             exercise(base, slack, hook, transcript)
+            for listing in (["tokens", "list"], ["tokens", "list", "--json"]):
+                listed = run_sloguard(transcript, env, *listing)
+                assert listed.returncode == 0, listed.stderr
+                # Each token is told apart by its hint (the prefix and four characters), never shown.
+                for name in ("admin's personal token", "U1's personal token", "a revoked personal token"):
+                    assert logic.hint(transcript.secrets[name]) in listed.stdout, listed.stdout
         finally:
             process.terminate()
             process.wait(timeout=20)
@@ -189,32 +218,53 @@ def test_no_secret_appears_anywhere(tmp_path: Path, database_url: str) -> None:
         done = run_sloguard(transcript, environment(tmp_path, unreachable), *command)
         assert done.returncode != 0
 
-    everything = "\n".join(text for _, text in transcript.parts)
+    everything = "\n".join(text for _, text, _ in transcript.parts)
     assert "Application startup complete" in everything  # the transcript holds what it should
     assert "invalid bearer token" in everything
+    assert "this token was revoked" in everything and "bearer token refused" in everything
+    assert "actor: this credential acts as U1" in everything
     assert len(everything) > 5000
     leaks = transcript.leaks()
     assert not leaks, "\n".join(leaks)
 
 
 def exercise(base: str, slack: FakeSlack, hook: DeployHook, transcript: Transcript) -> None:
-    api = {"Authorization": f"Bearer {SECRETS['api token']}"}
+    api = {"Authorization": f"Bearer {SECRETS['api token']}"}  # the automation identity: reads
     webhook = {"Authorization": f"Bearer {SECRETS['webhook token']}"}
+    admin = bearer(transcript.secrets["admin's personal token"])
     with httpx.Client(base_url=base, timeout=30) as http:
 
-        def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
-            return transcript.response(http.request(method, path, **kwargs))
+        def call(method: str, path: str, shows: str | None = None, **kwargs: Any) -> httpx.Response:
+            return transcript.response(http.request(method, path, **kwargs), shows)
 
         for path in ("/healthz", "/readyz", "/openapi.json"):
             call("GET", path)
-        # Bad requests of every kind.
+        # People's tokens, made through the API: each shown in the answer that makes it.
+        name = "U1's personal token"
+        made = call("POST", "/api/v1/tokens", name, headers=admin, json={"user": "U1", "scope": "change"})
+        assert made.status_code == 201, made.text
+        person = bearer(transcript.made(name, made.text))
+        name = "a revoked personal token"
+        made = call("POST", "/api/v1/tokens", name, headers=admin, json={"user": "U2", "scope": "respond"})
+        revoked = transcript.made(name, made.text)
+        assert call("DELETE", f"/api/v1/tokens/{made.json()['id']}", headers=admin).status_code == 200
+        call("GET", "/api/v1/whoami", headers=person)
+        call("GET", "/api/v1/tokens", headers=admin)
+        # Bad requests of every kind (six refused tokens: below the throttle's ten).
         call("GET", "/api/v1/incidents", headers={"Authorization": f"Bearer {SECRETS['webhook token']}"})
         call("GET", "/api/v1/incidents", headers={"Authorization": f"Bearer {SECRETS['api token']}x"})
+        call("GET", "/api/v1/incidents", headers={"Authorization": person["Authorization"] + "x"})
+        call("GET", "/api/v1/incidents", headers=bearer(revoked))
         call("POST", "/webhooks/alertmanager", headers=api, json={})
+        call("POST", "/webhooks/alertmanager", headers=person, json={})
         call("POST", "/webhooks/alertmanager", headers=webhook, content=b"{not json")
         call("POST", "/webhooks/alertmanager", headers=webhook, json={"version": "3"})
-        call("POST", "/api/v1/incidents", headers=api, json={"title": ""})
-        call("POST", "/api/v1/incidents", headers=api, content=b"x" * (2 * 1024 * 1024))
+        call("POST", "/api/v1/incidents", headers=api, json={"title": "the automation only reads"})
+        call("POST", "/api/v1/tokens", headers=person, json={"user": "U1", "scope": "admin"})
+        call("POST", "/api/v1/incidents", headers=person, json={"title": "t", "actor": "U2"})
+        call("POST", "/api/v1/incidents", headers=person, json={"title": ""})
+        call("POST", "/api/v1/incidents", headers=person, content=b"x" * (2 * 1024 * 1024))
+        call("POST", "/api/v1/tokens", headers=admin, json={"user": "nobody", "scope": "root"})
         call("GET", "/api/v1/incidents/999", headers=api)
         call("GET", "/nowhere")
         # The webhook, for real.
@@ -243,11 +293,13 @@ def exercise(base: str, slack: FakeSlack, hook: DeployHook, transcript: Transcri
         )
         wait_until(lambda: slack.called("/response/cmd"), what="Slack reply")
         # Rollbacks through the signed deploy hook: one that works, one the hook keeps failing.
-        rollback = {"model": "fraud-detector", "actor": "U1", "confirm": True, "incident_id": incident}
-        done = call("POST", "/api/v1/rollbacks", headers=api, json={**rollback, "to_version": "3"}).json()
+        rollback = {"model": "fraud-detector", "confirm": True, "incident_id": incident}
+        done = call("POST", "/api/v1/rollbacks", headers=person, json={**rollback, "to_version": "3"}).json()
         assert done["state"] == "succeeded", done
         hook.statuses = [500, 500, 500]
-        failed = call("POST", "/api/v1/rollbacks", headers=api, json={**rollback, "to_version": "2"}).json()
+        failed = call(
+            "POST", "/api/v1/rollbacks", headers=person, json={**rollback, "to_version": "2"}
+        ).json()
         assert failed["state"] == "failed", failed
         for path in (
             f"/api/v1/rollbacks/{done['id']}",
@@ -258,7 +310,8 @@ def exercise(base: str, slack: FakeSlack, hook: DeployHook, transcript: Transcri
             "/api/v1/slos",
         ):
             call("GET", path, headers=api)
-        call("POST", f"/api/v1/incidents/{incident}/enrich", headers=api)
+        call("GET", f"/api/v1/rollbacks/{done['id']}", headers=person)
+        call("POST", f"/api/v1/incidents/{incident}/enrich", headers=person)
         call("GET", "/readyz")
         call("GET", "/metrics")
     for name, params in slack.calls:  # what sloguard told Slack (its token is in a header, not a message)

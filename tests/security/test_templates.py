@@ -13,11 +13,17 @@ from jinja2.exceptions import SecurityError, TemplateNotFound
 
 from app.main import create_app
 from app.postmortems import service as postmortems
-from tests.conftest import API_TOKEN, REPO, WEBHOOK_TOKEN, make_settings
+from tests.conftest import REPO, WEBHOOK_TOKEN, bearer, make_settings, personal_token
 from tests.servers import UvicornThread
 
 pytestmark = pytest.mark.integration
-API = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def responder(database_url: str) -> dict[str, str]:
+    """A person who may declare incidents and write notes (scope `respond`), and read the drafts."""
+    return bearer(personal_token(database_url, "U1", "respond"))
+
+
 INJECTIONS = [
     "{{ ''.__class__.__mro__ }}",
     "{{ cycler.__init__.__globals__.os.environ }}",
@@ -30,14 +36,11 @@ EVALUATED = ["<class 'str'>", "<class 'object'>", "1337", "environ(", "<script>"
 
 
 @pytest.fixture
-def server(tmp_path: Path, database_url: str) -> Iterator[str]:
-    with UvicornThread(create_app(make_settings(tmp_path, database_url=database_url))) as served:
-        yield served.url
-
-
-@pytest.fixture
-def http(server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, headers=API, timeout=30) as client:
+def http(tmp_path: Path, database_url: str) -> Iterator[httpx.Client]:
+    with (
+        UvicornThread(create_app(make_settings(tmp_path, database_url=database_url))) as served,
+        httpx.Client(base_url=served.url, headers=responder(database_url), timeout=30) as client,
+    ):
         yield client
 
 
@@ -98,7 +101,7 @@ def test_a_refused_team_template_is_reported_without_internals(tmp_path: Path, d
     settings = make_settings(tmp_path, database_url=database_url)
     with (
         UvicornThread(create_app(settings)) as served,
-        httpx.Client(base_url=served.url, headers=API, timeout=30) as http,
+        httpx.Client(base_url=served.url, headers=responder(database_url), timeout=30) as http,
     ):
         number = http.post("/api/v1/incidents", json={"title": "t"}).json()["id"]
         response = http.get(f"/api/v1/incidents/{number}/postmortem")

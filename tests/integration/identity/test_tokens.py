@@ -25,7 +25,7 @@ from tests.servers import wait_until
 
 pytestmark = pytest.mark.integration
 SLOGUARD = str(Path(sys.executable).parent / "sloguard")
-# The documented shape (README "Tokens"), written out here rather than taken from the code.
+# The documented shape (README "Tokens and scopes"), written out here rather than taken from the code.
 SHAPE = re.compile(r"^sloguard_pat_[0-9A-Za-z]{38}$")
 
 
