@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import math
 from collections.abc import Iterator
@@ -98,7 +99,17 @@ def _bearer(request: Request) -> str | None:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client failed attempts are counted against: its IPv4 address, or its IPv6 /64 (one host
+    holds a whole /64). A forwarded value that is not an address (a trusted proxy passed it on) counts
+    as one `invalid` client, so made-up values never make fresh buckets."""
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "invalid"
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _presented(request: Request, services: Services, door: str) -> str:
@@ -107,7 +118,7 @@ def _presented(request: Request, services: Services, door: str) -> str:
     if presented is None:
         raise HTTPException(401, "missing bearer token: send Authorization: Bearer <token>", CHALLENGE)
     address = client_address(request)
-    wait = services.throttle.retry_after(address)
+    wait = services.throttle.retry_after(f"{door} {address}")  # each door counts its own failures
     if wait is not None:
         services.metrics.auth_throttled.labels(door).inc()
         seconds = max(1, math.ceil(wait))
@@ -122,9 +133,12 @@ def _presented(request: Request, services: Services, door: str) -> str:
 def _refuse(
     request: Request, services: Services, door: str, reason: str, token_id: int | None = None
 ) -> NoReturn:
-    """401, counted against the client's address; the log line and the metric never hold the token."""
+    """401, counted against the client's address when it was a guess (a revoked or expired token is a
+    real one, kept by a stale script: it is refused, not counted); the log line and the metric never hold
+    the token."""
     address = client_address(request)
-    services.throttle.failed(address)
+    if reason == "unknown":
+        services.throttle.failed(f"{door} {address}")
     services.metrics.auth_failures.labels(door, reason).inc()
     extra: dict[str, Any] = {"door": door, "reason": reason, "client": address, "path": request.url.path}
     if token_id is not None:

@@ -295,13 +295,25 @@ class OutboxOptions(BaseModel):
     worker: Literal["auto", "thread", "process"] = "auto"
 
 
+# The actors sloguard's own rows carry, and the CLI's name in the token records: never an automation's.
+RESERVED_NAMES = frozenset({"sloguard", "slo-engine", "alertmanager", "cli"})
+
+
 class AutomationConfig(BaseModel):
     """Who SLOGUARD_API_TOKEN acts as: a name (lower case, never a Slack ID) and the most it may reach."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="automation", pattern=r"^[a-z][a-z0-9_.-]{0,62}$")
-    scope: Scope = Scope.read
+    # `admin` would let one shared secret make tokens in anyone's name: people get it, automation never.
+    scope: Literal[Scope.read, Scope.respond, Scope.change] = Scope.read
+
+    @field_validator("name")
+    @classmethod
+    def _not_sloguard(cls, value: str) -> str:
+        if value in RESERVED_NAMES:
+            raise ValueError(f"{value!r} names a part of sloguard; choose another (such as ci)")
+        return value
 
 
 class FileConfig(BaseModel):
@@ -398,9 +410,11 @@ class Settings(BaseSettings):
         entries = [entry.strip() for entry in value.split(",") if entry.strip()]
         for entry in entries:
             try:
-                ipaddress.ip_network(entry, strict=False)
+                ipaddress.ip_network(entry)  # strict, as uvicorn reads it: 10.1.2.3/8 would be ignored there
             except ValueError:
-                raise ValueError(f"not an address or network: {entry[:60]!r} (e.g. 10.0.0.0/8)") from None
+                raise ValueError(
+                    f"not an address or network: {entry[:60]!r} (such as 10.1.2.3 or 10.1.0.0/16)"
+                ) from None
         return ",".join(entries)
 
     @field_validator("database_url")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from app.api import CallerDep, IdPath, ServicesDep, SessionDep, needs
 from app.identity import service as identity
@@ -31,7 +31,15 @@ def list_tokens(session: SessionDep, user: str | None = None) -> list[TokenRead]
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201, dependencies=ADMIN)
 def create_token(services: ServicesDep, caller: CallerDep, body: TokenCreate) -> TokenCreated:
-    """A personal token for `user`, shown in this answer only (it is stored as a hash)."""
+    """A personal token of the caller's own, shown in this answer only (it is stored as a hash). Tokens
+    for someone else are made on the server (`sloguard tokens create`): through the API an admin could
+    otherwise act as anyone, and be both people of a two-person change."""
+    if body.user != caller.actor.name:
+        raise HTTPException(
+            403,
+            f"user: through the API you make tokens for yourself ({caller.actor.name}); tokens for "
+            "someone else are made on the server with `sloguard tokens create --user …`",
+        )
     now = datetime.now(UTC)
     row, token = identity.create(
         services.engine,

@@ -128,12 +128,16 @@ def revoke(engine: Engine, token_id: int, by: str, now: datetime) -> ApiToken:
     """Revoke a token (a second revoke keeps the first one's time and author)."""
 
     def unit(session: Session, _events: db.Events) -> ApiToken:
-        row = session.get(ApiToken, token_id)
-        if row is None:
+        if session.get(ApiToken, token_id) is None:
             raise NotFound(f"token {token_id} not found")
-        if row.revoked_at is None:
-            row.revoked_at, row.revoked_by = now, by
-            session.add(row)
+        session.execute(  # conditional: of two revokes at once, the first keeps its time and author
+            sa.update(ApiToken)
+            .where(col(ApiToken.id) == token_id, col(ApiToken.revoked_at).is_(None))
+            .values(revoked_at=now, revoked_by=by)
+        )
+        session.expire_all()
+        row = session.get(ApiToken, token_id)
+        assert row is not None
         return row
 
     row = db.unit_of_work(engine, None, unit)

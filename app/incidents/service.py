@@ -20,7 +20,7 @@ from sqlmodel import Session, col, func, select
 from app import db
 from app.config import IncidentOptions
 from app.db import utcnow
-from app.errors import NotFound
+from app.errors import Forbidden, NotFound
 from app.events import (
     Dispatcher,
     IncidentNoted,
@@ -30,7 +30,7 @@ from app.events import (
     SloBreached,
     SloCleared,
 )
-from app.identity.logic import Actor
+from app.identity.logic import PERSON, Actor
 from app.incidents import logic
 from app.incidents.models import (
     CLOSED_STATUSES,
@@ -156,14 +156,14 @@ def find_open(
     return None
 
 
-def open_for_model(session: Session, model: str, environment: str | None = None) -> Incident | None:
-    """The newest open incident of `model` (in `environment`, or one that names none)."""
+def first_open_for_model(session: Session, model: str, environment: str | None = None) -> Incident | None:
+    """The first (oldest) open incident of `model` (in `environment`, or one that names none)."""
     query = select(Incident).where(Incident.model == model, col(Incident.status).not_in(CLOSED_STATUSES))
     if environment is not None:
         query = query.where(
             sa.or_(col(Incident.environment) == environment, col(Incident.environment).is_(None))
         )
-    return session.exec(query.order_by(col(Incident.id).desc())).first()
+    return session.exec(query.order_by(col(Incident.id))).first()
 
 
 # ---------------------------------------------------------------- writing
@@ -346,6 +346,7 @@ def update(
 
     def command(session: Session, events: Events) -> Incident:
         incident = lock(session, incident_id)
+        _check_handover(incident, changes.get("commander"), actor)
         if status is not None and status != incident.status:
             change_status(session, events, incident, IncidentStatus(status), actor=actor, now=now)
         applied = {}
@@ -366,6 +367,20 @@ def update(
         return incident
 
     return write(engine, dispatcher, command)
+
+
+def _check_handover(incident: Incident, commander: str | None, actor: Actor | str | None) -> None:
+    """Only the commander hands an open incident over (require_commander leans on it); a person may take
+    one nobody commands, or one whose commander is free text rather than a Slack user. sloguard's own
+    callers (a str actor) are not people and are not asked."""
+    if commander is None or commander == incident.commander or incident.commander is None:
+        return
+    if PERSON.fullmatch(incident.commander) is None:  # free text (a team's name): nobody to ask
+        return
+    if not isinstance(actor, Actor) or actor.via == "sloguard" or incident.status in CLOSED_STATUSES:
+        return
+    if actor.name != incident.commander:
+        raise Forbidden(f"only the commander <@{incident.commander}> hands incident {incident.id} over")
 
 
 def add_note(

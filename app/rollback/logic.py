@@ -37,14 +37,37 @@ def check_permission(
     environment: str,
     settings: ModelEnvironment,
     groups: Mapping[str, Sequence[str]],
-    commander: str | None = None,
 ) -> None:
     """Raise Forbidden naming who may, unless `actor` may do `kind` on this model and environment."""
     allowed = settings.rollback if kind == "rollback" else settings.promote
     if actor not in members(allowed, groups):
         raise Forbidden(f"you may not {kind} {model} in {environment}; ask {describe(allowed, groups)}")
-    if kind == "rollback" and settings.require_commander and commander is not None and actor != commander:
-        raise Forbidden(f"in {environment} only the incident commander <@{commander}> may roll back {model}")
+
+
+def check_commander(
+    kind: str,
+    model: str,
+    environment: str,
+    settings: ModelEnvironment,
+    governing: tuple[int, str | None] | None,
+    people: Sequence[str],
+) -> None:
+    """With `require_commander`, a change of a model that has an open incident (`governing`: its id and
+    commander) needs that commander among `people` (the actor; with `two_person`, at confirmation, the
+    proposer and the confirmer). An incident nobody commands yet refuses: whoever acknowledges it leads."""
+    if not settings.require_commander or governing is None:
+        return
+    incident_id, commander = governing
+    if commander is None:
+        raise Forbidden(
+            f"in {environment} only the incident commander may {kind} {model}, and incident {incident_id} "
+            "has none yet: acknowledge it (whoever acknowledges leads) or assign one"
+        )
+    if commander not in people:
+        raise Forbidden(
+            f"in {environment} only the incident commander <@{commander}> may {kind} {model} "
+            f"(incident {incident_id})"
+        )
 
 
 def idempotency_key(

@@ -171,14 +171,23 @@ def propose(
 
 
 def _incident_of(
-    session: Session, kind: str, model: str, environment: str, incident_id: int | None
-) -> Incident | None:
-    """The incident a change answers: the one named, else (for a rollback) the model's open one."""
-    if incident_id is not None:
-        return incidents.get(session, incident_id)
-    if kind != "rollback":
-        return None
-    return incidents.open_for_model(session, model, environment)
+    session: Session, model: str, environment: str, incident_id: int | None
+) -> tuple[Incident | None, tuple[int, str | None] | None]:
+    """The incident a change belongs to (the one named, else the model's first open one) and the one
+    whose commander governs it under `require_commander`: the model's first open incident in that
+    environment (or naming none), so that declaring a newer incident, or naming another model's, never
+    moves the command. A named incident must be about this model."""
+    governing = incidents.first_open_for_model(session, model, environment)
+    rule = (governing.id or 0, governing.commander) if governing is not None else None
+    if incident_id is None:
+        return governing, rule
+    named = incidents.get(session, incident_id)
+    if named.model is not None and named.model != model or named.environment not in (None, environment):
+        raise Conflict(
+            f"incident {incident_id} is about {named.model or 'no model'} in {named.environment or 'any'}"
+            f" environment, not {model} in {environment}: name one of its incidents, or none"
+        )
+    return named, rule
 
 
 def _close(target: RollbackTarget) -> None:
@@ -196,15 +205,14 @@ def _propose(
     actor: Actor,
 ) -> RollbackAction:
     with Session(engine) as session:
-        incident = _incident_of(
-            session, request.kind, request.model, request.environment, request.incident_id
-        )
+        incident, rule = _incident_of(session, request.model, request.environment, request.incident_id)
         if incident is not None and request.incident_id is None:
             request = request.model_copy(update={"incident_id": incident.id})
-        commander = incident.commander if incident is not None else None
         logic.check_permission(
-            request.kind, actor.name, request.model, request.environment, env, config.groups, commander
+            request.kind, actor.name, request.model, request.environment, env, config.groups
         )
+        if not env.two_person:  # with two people, the commander may be either (checked at confirmation)
+            logic.check_commander(request.kind, request.model, request.environment, env, rule, [actor.name])
         last = _last_change(session, request.model, request.environment)
         current = (
             target.current()
@@ -305,12 +313,11 @@ def confirm_change(
     actor = Actor.of(actor)
     with Session(engine) as session:
         action = get(session, action_id)
-        incident = _incident_of(session, action.kind, action.model, action.environment, action.incident_id)
-        commander = incident.commander if incident is not None else None
+        _, rule = _incident_of(session, action.model, action.environment, None)  # who commands now
     model_config, env = environment_of(config, action.model, action.environment)
-    logic.check_permission(
-        action.kind, actor.name, action.model, action.environment, env, config.groups, commander
-    )
+    logic.check_permission(action.kind, actor.name, action.model, action.environment, env, config.groups)
+    people = [action.actor, actor.name] if env.two_person else [actor.name]
+    logic.check_commander(action.kind, action.model, action.environment, env, rule, people)
     if action.dry_run:
         raise Conflict(f"rollback {action_id} is a dry run: propose it again without --dry-run")
     if action.state != "proposed":

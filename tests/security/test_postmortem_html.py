@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import markdown
 import pytest
+import sqlalchemy as sa
 from markdown_it import MarkdownIt
 
 from app import db
@@ -176,6 +177,23 @@ def refused_as_someone_else(
         assert http.get(path).json() == shown
 
 
+def relabel(database_url: str, number: int, model: str, environment: str) -> tuple[str, str]:
+    """Set the incident's model and environment in the database; the values they had."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            before = connection.execute(
+                sa.text("SELECT model, environment FROM incident WHERE id = :id"), {"id": number}
+            ).one()
+            connection.execute(
+                sa.text("UPDATE incident SET model = :m, environment = :e WHERE id = :id"),
+                {"m": model, "e": environment, "id": number},
+            )
+    finally:
+        engine.dispose()
+    return before[0], before[1]
+
+
 def fill_incident_through_the_doors(http: httpx.Client, database_url: str) -> int:
     declaration = {
         "title": hostile(300),
@@ -257,11 +275,19 @@ def fill_incident_through_the_doors(http: httpx.Client, database_url: str) -> in
         "incident_id": number,
         "reason": EVERYTHING,
     }
+    # A change may name only an incident of its own model: this one's model and environment are payloads.
+    elsewhere = http.post("/api/v1/rollbacks", json=proposal)
+    assert elsewhere.status_code == 409, elsewhere.text
+    assert elsewhere.json()["detail"].startswith(f"incident {number} is about "), elsewhere.text
+    # So the incident is about fraud-detector in prod while the change is proposed, and holds its payloads
+    # again afterwards: the draft renders the change beside them.
+    restore = relabel(database_url, number, "fraud-detector", "prod")
     proposed = http.post("/api/v1/rollbacks", json=proposal)
     if proposed.status_code != 201:  # refused at the door is fine too, as long as it says why
         assert proposed.status_code == 422 and "to_version" in proposed.text, proposed.text
         proposed = http.post("/api/v1/rollbacks", json={**proposal, "to_version": "3"})
     assert proposed.status_code == 201, proposed.text
+    relabel(database_url, number, *restore)
 
     # Alertmanager: an alert of the same SLO joins the incident, with hostile labels, annotations and
     # generator URLs (one `javascript:`, one http URL that tries to break out of the link).

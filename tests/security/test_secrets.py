@@ -157,7 +157,7 @@ def run_sloguard(
     return done
 
 
-ADMIN = "U0ADMIN"  # made with the CLI; makes the others through the API
+ADMIN = "U1"  # U1's admin token, made with the CLI; U1 makes their other tokens through the API
 
 
 def test_no_secret_appears_anywhere(tmp_path: Path, database_url: str) -> None:
@@ -245,7 +245,7 @@ def exercise(base: str, slack: FakeSlack, hook: DeployHook, transcript: Transcri
         assert made.status_code == 201, made.text
         person = bearer(transcript.made(name, made.text))
         name = "a revoked personal token"
-        made = call("POST", "/api/v1/tokens", name, headers=admin, json={"user": "U2", "scope": "respond"})
+        made = call("POST", "/api/v1/tokens", name, headers=admin, json={"user": "U1", "scope": "respond"})
         revoked = transcript.made(name, made.text)
         assert call("DELETE", f"/api/v1/tokens/{made.json()['id']}", headers=admin).status_code == 200
         call("GET", "/api/v1/whoami", headers=person)
@@ -265,6 +265,7 @@ def exercise(base: str, slack: FakeSlack, hook: DeployHook, transcript: Transcri
         call("POST", "/api/v1/incidents", headers=person, json={"title": ""})
         call("POST", "/api/v1/incidents", headers=person, content=b"x" * (2 * 1024 * 1024))
         call("POST", "/api/v1/tokens", headers=admin, json={"user": "nobody", "scope": "root"})
+        call("POST", "/api/v1/tokens", headers=admin, json={"user": "U2", "scope": "read"})  # not one's own
         call("GET", "/api/v1/incidents/999", headers=api)
         call("GET", "/nowhere")
         # The webhook, for real.

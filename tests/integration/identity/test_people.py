@@ -24,7 +24,8 @@ AUTOMATION = bearer(API_TOKEN)
 
 
 def config(marker: Path, **automation: str) -> dict[str, Any]:
-    """ranker: prod needs two people and the commander; staging lets ANA, BOB and `ci` roll back."""
+    """ranker: prod needs two people; staging lets ANA, BOB and `ci` roll back; eu needs the commander;
+    ap needs both, among three people."""
     # Each call of the target appends the version it was asked to serve: the change happened, once.
     argv = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')"]
     target = {"kind": "command", "argv": [*argv, str(marker), "{to}"]}
@@ -33,10 +34,13 @@ def config(marker: Path, **automation: str) -> dict[str, Any]:
     commanded = {
         "target": target,
         "rollback": ["U0ANA", "U0BOB"],
+        "promote": ["U0ANA", "U0BOB"],
         "require_commander": True,
         "verify_for": 3600,
     }
-    models = {"ranker": {"environments": {"prod": prod, "staging": staging, "eu": commanded}}}
+    both = commanded | {"rollback": ["U0ANA", "U0BOB", "U0CAROL"], "two_person": True}
+    environments = {"prod": prod, "staging": staging, "eu": commanded, "ap": both}
+    models = {"ranker": {"environments": environments}, "scorer": {"environments": {"eu": commanded}}}
     return {"models": models, **({"automation": automation} if automation else {})}
 
 
@@ -206,21 +210,42 @@ def test_require_commander_holds_with_and_without_the_incident_id(
 ) -> None:
     http = serve()
     ana, bob = people("U0ANA", "change"), people("U0BOB", "change")
+    change = {"model": "ranker", "environment": "eu", "to_version": "5"}
     opened = http.post(
-        "/incidents",
-        json={"title": "ranker slow", "model": "ranker", "environment": "eu", "commander": "U0ANA"},
-        headers=bob,
+        "/incidents", json={"title": "ranker slow", "model": "ranker", "environment": "eu"}, headers=bob
     )
     assert opened.status_code == 201, opened.text
     incident = opened.json()["id"]
-    change = {"model": "ranker", "environment": "eu", "to_version": "5"}
+    # Nobody commands it yet: nobody may change the model until someone leads.
+    leaderless = http.post("/rollbacks", json=change, headers=ana)
+    assert leaderless.status_code == 403, leaderless.text
+    assert "has none yet: acknowledge it" in leaderless.json()["detail"]
+    acked = http.patch(f"/incidents/{incident}", json={"status": "acknowledged"}, headers=ana)
+    assert (acked.status_code, acked.json()["commander"]) == (200, "U0ANA")  # whoever acknowledges leads
+
+    expected = f"in eu only the incident commander <@U0ANA> may rollback ranker (incident {incident})"
     for body in (change | {"incident_id": incident}, change):
         refused = http.post("/rollbacks", json=body, headers=bob)
         assert refused.status_code == 403, (body, refused.text)
-        assert refused.json()["detail"] == "in eu only the incident commander <@U0ANA> may roll back ranker"
+        assert refused.json()["detail"] == expected
+    # Nor does a promotion into eu, a newer incident of his own, another model's incident or taking
+    # over the command get Bob past it.
+    promoted = http.post("/rollbacks", json=change | {"kind": "promote"}, headers=bob)
+    assert promoted.status_code == 403, promoted.text
+    assert promoted.json()["detail"].startswith("in eu only the incident commander <@U0ANA> may promote")
+    mine = {"title": "mine", "model": "ranker", "environment": "eu", "commander": "U0BOB"}
+    assert http.post("/incidents", json=mine, headers=bob).status_code == 201
+    assert http.post("/rollbacks", json=change, headers=bob).json()["detail"] == expected
+    other = http.post("/incidents", json=mine | {"model": "scorer"}, headers=bob).json()["id"]
+    elsewhere = http.post("/rollbacks", json=change | {"incident_id": other}, headers=bob)
+    assert elsewhere.status_code == 409, elsewhere.text
+    assert elsewhere.json()["detail"].startswith(f"incident {other} is about scorer in eu environment")
+    takeover = http.patch(f"/incidents/{incident}", json={"commander": "U0BOB"}, headers=bob)
+    assert takeover.status_code == 403, takeover.text
+    assert takeover.json()["detail"] == f"only the commander <@U0ANA> hands incident {incident} over"
     assert changes(tmp_path) == []
 
-    # The commander, naming no incident, rolls back within the model's open one: its timeline tells it.
+    # The commander, naming no incident, rolls back within the model's first open one: its timeline says so.
     done = http.post("/rollbacks", json=change | {"confirm": True}, headers=ana)
     assert done.status_code == 201, done.text
     assert (done.json()["incident_id"], done.json()["state"]) == (incident, "succeeded")
@@ -229,12 +254,42 @@ def test_require_commander_holds_with_and_without_the_incident_id(
     rollback_rows = [(e["actor"], e["token_id"]) for e in timeline if e["kind"] == "rollback"]
     assert rollback_rows and set(rollback_rows) == {("U0ANA", token_id(http, ana))}
 
-    # Once that incident is resolved there is no commander to defer to: the permission list decides.
-    resolved = http.patch(f"/incidents/{incident}", json={"status": "resolved"}, headers=ana)
-    assert resolved.status_code == 200, resolved.text
-    again = http.post("/rollbacks", json=change | {"to_version": "4"}, headers=bob)
+    # She hands over; once every incident of ranker in eu is resolved, the permission list decides.
+    handed = http.patch(f"/incidents/{incident}", json={"commander": "U0BOB"}, headers=ana)
+    assert (handed.status_code, handed.json()["commander"]) == (200, "U0BOB")
+    for number in (incident, incident + 1):
+        resolved = http.patch(f"/incidents/{number}", json={"status": "resolved"}, headers=bob)
+        assert resolved.status_code == 200, resolved.text
+    again = http.post("/rollbacks", json=change | {"to_version": "4"}, headers=ana)
     assert again.status_code == 201, again.text
     assert again.json()["incident_id"] is None
+
+
+def test_with_two_people_and_the_commander_the_commander_is_one_of_the_two(
+    serve: Serve, people: People, tmp_path: Path
+) -> None:
+    http = serve()
+    ana, bob, carol = people("U0ANA", "change"), people("U0BOB", "change"), people("U0CAROL", "change")
+    opened = http.post(
+        "/incidents",
+        json={"title": "ranker slow", "model": "ranker", "environment": "ap", "commander": "U0ANA"},
+        headers=ana,
+    )
+    assert opened.status_code == 201, opened.text
+    change = {"model": "ranker", "environment": "ap", "to_version": "5"}
+    # Bob and Carol, neither of them commanding, cannot make the change between them.
+    first = http.post("/rollbacks", json=change, headers=bob).json()
+    refused = http.post(f"/rollbacks/{first['id']}/confirm", headers=carol)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["detail"].startswith("in ap only the incident commander <@U0ANA> may rollback")
+    # The commander confirming what Bob proposed is two people, one of them commanding.
+    confirmed = http.post(f"/rollbacks/{first['id']}/confirm", headers=ana)
+    assert (confirmed.status_code, confirmed.json()["state"]) == (200, "succeeded"), confirmed.text
+    # And so is the commander proposing and Bob confirming.
+    second = http.post("/rollbacks", json=change | {"to_version": "4"}, headers=ana).json()
+    confirmed = http.post(f"/rollbacks/{second['id']}/confirm", headers=bob)
+    assert (confirmed.status_code, confirmed.json()["approver"]) == (200, "U0BOB"), confirmed.text
+    assert changes(tmp_path) == ["5", "4"]
 
 
 def test_notes_and_action_items_carry_who_wrote_them(serve: Serve, people: People) -> None:
@@ -262,33 +317,43 @@ def test_notes_and_action_items_carry_who_wrote_them(serve: Serve, people: Peopl
 def test_an_admin_makes_lists_and_revokes_tokens_through_the_api(serve: Serve, people: People) -> None:
     http = serve()
     admin = people("U0ANA", "admin")
+    # Through the API one makes one's own tokens: an admin making Bob's could act as Bob.
+    for_bob = http.post("/tokens", json={"user": "U0BOB", "scope": "respond"}, headers=admin)
+    assert for_bob.status_code == 403, for_bob.text
+    assert for_bob.json()["detail"].startswith("user: through the API you make tokens for yourself (U0ANA)")
     made = http.post(
-        "/tokens", json={"user": "U0BOB", "scope": "respond", "name": "ci laptop"}, headers=admin
+        "/tokens", json={"user": "U0ANA", "scope": "respond", "name": "ci laptop"}, headers=admin
     )
     assert made.status_code == 201, made.text
     body = made.json()
     token = body.pop("token")
     assert re.fullmatch(r"sloguard_pat_[0-9A-Za-z]{38}", token)
     assert (body["user"], body["scope"], body["state"], body["created_by"]) == (
-        "U0BOB",
+        "U0ANA",
         "respond",
         "active",
         "U0ANA",
     )
     expires = datetime.fromisoformat(body["expires_at"]) - datetime.fromisoformat(body["created_at"])
     assert expires == timedelta(days=90)
-    assert http.get("/whoami", headers=bearer(token)).json()["actor"] == "U0BOB"
-    listed = http.get("/tokens", params={"user": "U0BOB"}, headers=admin)
-    assert [row["id"] for row in listed.json()] == [body["id"]]
+    assert http.get("/whoami", headers=bearer(token)).json() == {
+        "actor": "U0ANA",
+        "via": "token",
+        "token_id": body["id"],
+        "scope": "respond",
+    }
+    listed = http.get("/tokens", params={"user": "U0ANA"}, headers=admin)
+    assert [row["id"] for row in listed.json()] == [token_id(http, admin), body["id"]]
+    assert http.get("/tokens", params={"user": "U0BOB"}, headers=admin).json() == []
     assert token not in listed.text and "token_hash" not in listed.text
 
     for wrong, field in (
         ({"user": "alice", "scope": "read"}, "user"),
-        ({"user": "U0BOB", "scope": "root"}, "scope"),
-        ({"user": "U0BOB", "scope": "read", "expires": "soon"}, "expires"),
-        ({"user": "U0BOB", "scope": "read", "expires": "0d"}, "expires"),
-        ({"user": "U0BOB", "scope": "read", "name": "tab\there"}, "name"),
-        ({"user": "U0BOB", "scope": "read", "name": "\u202e" * 101}, "name"),
+        ({"user": "U0ANA", "scope": "root"}, "scope"),
+        ({"user": "U0ANA", "scope": "read", "expires": "soon"}, "expires"),
+        ({"user": "U0ANA", "scope": "read", "expires": "0d"}, "expires"),
+        ({"user": "U0ANA", "scope": "read", "name": "tab\there"}, "name"),
+        ({"user": "U0ANA", "scope": "read", "name": "\u202e" * 101}, "name"),
     ):
         refused = http.post("/tokens", json=wrong, headers=admin)
         assert refused.status_code == 422, (wrong, refused.text)

@@ -163,8 +163,10 @@ def test_an_expired_token_is_refused(tmp_path: Path, started: list[Replica]) -> 
     assert whoami(replica, lasting).status_code == 200
     # Asking the list (not the server) when it has expired keeps the refusals below the throttle.
     wait_until(lambda: listed(env)[1]["state"] == "expired", timeout=20, interval=0.5, what="token expiry")
-    expired = whoami(replica, brief)
-    assert (expired.status_code, expired.json()) == (401, {"detail": "this token has expired"})
+    # A stale script keeps presenting it: refused every time, never throttled (it is no guess).
+    for _ in range(15):
+        expired = whoami(replica, brief)
+        assert (expired.status_code, expired.json()) == (401, {"detail": "this token has expired"})
     assert [row["expires_at"] for row in listed(env)][0] is None
     assert whoami(replica, lasting).status_code == 200
 
@@ -222,12 +224,13 @@ def test_twenty_wrong_tokens_from_one_address_are_throttled_and_never_logged(
         assert throttled.json()["detail"].startswith(
             "too many failed token attempts from 127.0.0.1; retry in "
         )
-    # While throttled, this address is not heard, even with a good token, on either door.
+    # While throttled, this address is not heard on the API, even with a good token; the webhook door
+    # counts its own failures, so API guesses never cost Alertmanager its notifications.
     assert whoami(replica, good).status_code == 429
     hook = httpx.post(
         f"{replica.url}/webhooks/alertmanager", json={}, headers=bearer(WEBHOOK_TOKEN), timeout=10
     )
-    assert hook.status_code == 429
+    assert hook.status_code == 422, hook.text  # heard: the empty body is refused for what it is
     # Another address is.
     with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10) as elsewhere:
         me = elsewhere.get(f"{replica.url}/api/v1/whoami", headers=bearer(good))
@@ -236,7 +239,7 @@ def test_twenty_wrong_tokens_from_one_address_are_throttled_and_never_logged(
     metrics = httpx.get(f"{replica.url}/metrics", timeout=10).text
     assert 'sloguard_auth_failures_total{door="api",reason="unknown"} 10.0' in metrics
     assert 'sloguard_auth_throttled_total{door="api"} 11.0' in metrics
-    assert 'sloguard_auth_throttled_total{door="webhook"} 1.0' in metrics
+    assert 'sloguard_auth_throttled_total{door="webhook"}' not in metrics
     replica.stop()
     log = replica.log_path.read_text()
     refusals = [json.loads(line) for line in log.splitlines() if '"bearer token refused"' in line]

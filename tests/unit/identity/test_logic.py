@@ -5,9 +5,16 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
+from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import ValidationError
+from starlette.requests import Request
 
+from app.api import client_address
+from app.config import Settings, load_file_config
+from app.errors import ConfigError
 from app.identity import logic
 from app.identity.logic import Scope
 from app.identity.throttle import Throttle
@@ -98,3 +105,40 @@ def test_the_addresses_remembered_are_bounded_oldest_first() -> None:
         throttle.failed(address)
     assert throttle.retry_after("a") is None  # forgotten: the least recently failed of four
     assert all(throttle.retry_after(address) is not None for address in ("b", "c", "d"))
+
+
+@pytest.mark.parametrize(
+    ("automation", "says"),
+    [
+        ({"scope": "admin"}, "automation.scope"),  # one shared secret must not make tokens for anyone
+        ({"name": "sloguard"}, "names a part of sloguard"),
+        ({"name": "cli"}, "names a part of sloguard"),
+        ({"name": "U0ANA"}, "automation.name"),  # never mistaken for a person
+    ],
+)
+def test_the_automation_identity_cannot_be_admin_or_pass_for_sloguard_or_a_person(
+    tmp_path: Path, automation: dict[str, str], says: str
+) -> None:
+    (tmp_path / "sloguard.yaml").write_text(yaml.safe_dump({"automation": automation}))
+    with pytest.raises(ConfigError) as refused:
+        load_file_config(tmp_path / "sloguard.yaml")
+    assert says in str(refused.value)
+
+
+def test_trusted_proxies_are_read_as_uvicorn_reads_them() -> None:
+    assert Settings(trusted_proxies=" 10.1.2.3, 10.2.0.0/16 ").trusted_proxies == "10.1.2.3,10.2.0.0/16"
+    for wrong in ("10.1.2.3/8", "ingress", "10.0.0.0/33"):  # host bits set: uvicorn would ignore it
+        with pytest.raises(ValidationError):
+            Settings(trusted_proxies=wrong)
+
+
+def request_from(host: str | None) -> Request:
+    return Request({"type": "http", "client": (host, 1234) if host is not None else None, "headers": []})
+
+
+def test_failures_count_per_ipv4_address_per_ipv6_64_and_one_bucket_for_nonsense() -> None:
+    assert client_address(request_from("203.0.113.7")) == "203.0.113.7"
+    one = client_address(request_from("2001:db8:1:2:aaaa::1"))
+    assert one == client_address(request_from("2001:db8:1:2:ffff::9")) == "2001:db8:1:2::/64"
+    assert client_address(request_from("2001:db8:1:3::1")) != one
+    assert client_address(request_from("garbage")) == client_address(request_from(None)) == "invalid"
