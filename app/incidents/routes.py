@@ -156,12 +156,15 @@ def add_action_item(
 
 @router.patch("/{incident_id}/action-items/{item_id}", response_model=ActionItemRead, dependencies=RESPOND)
 def update_action_item(
-    engine: EngineDep, incident_id: IdPath, item_id: IdPath, body: ActionItemUpdate
+    engine: EngineDep, caller: CallerDep, incident_id: IdPath, item_id: IdPath, body: ActionItemUpdate
 ) -> ActionItemRead:
-    return ActionItemRead.model_validate(incidents.update_action_item(engine, incident_id, item_id, body))
+    item = incidents.update_action_item(engine, incident_id, item_id, body, caller.actor)
+    return ActionItemRead.model_validate(item)
 
 
 @router.delete("/{incident_id}/action-items/{item_id}", status_code=204, dependencies=RESPOND)
-def delete_action_item(engine: EngineDep, incident_id: IdPath, item_id: IdPath) -> Response:
-    incidents.delete_action_item(engine, incident_id, item_id)
+def delete_action_item(
+    engine: EngineDep, caller: CallerDep, incident_id: IdPath, item_id: IdPath
+) -> Response:
+    incidents.delete_action_item(engine, incident_id, item_id, caller.actor)
     return Response(status_code=204)

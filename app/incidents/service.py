@@ -414,25 +414,38 @@ def add_action_item(
     return write(engine, None, command)
 
 
-def update_action_item(engine: Engine, incident_id: int, item_id: int, data: ActionItemUpdate) -> ActionItem:
+def update_action_item(
+    engine: Engine, incident_id: int, item_id: int, data: ActionItemUpdate, actor: Actor | str | None = None
+) -> ActionItem:
     def command(session: Session, events: Events) -> ActionItem:
         item = session.get(ActionItem, item_id)
         if item is None or item.incident_id != incident_id:
             raise NotFound(f"action item {item_id} not found on incident {incident_id}")
+        changed = {}
         for field, value in data.model_dump(exclude_unset=True).items():
+            if getattr(item, field) != value:
+                changed[field] = value
             setattr(item, field, value)
         session.add(item)
+        if changed:  # who changed it, on the timeline (values as JSON: a due date is a string there)
+            text = f"action item {item_id} updated: {', '.join(changed)}"
+            data_ = {"item_id": item_id, **{k: str(v) if v is not None else None for k, v in changed.items()}}
+            note(session, get(session, incident_id), "action_item", text, actor=actor, data=data_)
         return item
 
     return write(engine, None, command)
 
 
-def delete_action_item(engine: Engine, incident_id: int, item_id: int) -> None:
+def delete_action_item(
+    engine: Engine, incident_id: int, item_id: int, actor: Actor | str | None = None
+) -> None:
     def command(session: Session, events: Events) -> None:
         item = session.get(ActionItem, item_id)
         if item is None or item.incident_id != incident_id:
             raise NotFound(f"action item {item_id} not found on incident {incident_id}")
         session.delete(item)
+        text = f"action item {item_id} removed: {item.text}"
+        note(session, get(session, incident_id), "action_item", text, actor=actor, data={"item_id": item_id})
 
     write(engine, None, command)
 

@@ -372,3 +372,25 @@ def test_an_admin_makes_lists_and_revokes_tokens_through_the_api(serve: Serve, p
     )
     assert http.get("/whoami", headers=bearer(token)).json() == {"detail": "this token was revoked"}
     assert http.delete("/tokens/999", headers=admin).json() == {"detail": "token 999 not found"}
+
+
+def test_changing_and_removing_an_action_item_is_on_the_timeline_with_who_did_it(
+    serve: Serve, people: People
+) -> None:
+    http = serve()
+    ana, bob = people("U0ANA", "respond"), people("U0BOB", "respond")
+    incident = http.post("/incidents", json={"title": "scores wrong"}, headers=ana).json()["id"]
+    item = http.post(
+        f"/incidents/{incident}/action-items", json={"text": "alert on drift"}, headers=ana
+    ).json()
+    changed = http.patch(f"/incidents/{incident}/action-items/{item['id']}", json={"done": True}, headers=bob)
+    assert changed.status_code == 200, changed.text
+    removed = http.delete(f"/incidents/{incident}/action-items/{item['id']}", headers=bob)
+    assert removed.status_code == 204, removed.text
+    timeline = http.get(f"/incidents/{incident}", headers=ana).json()["timeline"]
+    rows = [(e["actor"], e["token_id"], e["text"]) for e in timeline if e["kind"] == "action_item"]
+    assert rows == [
+        ("U0ANA", token_id(http, ana), "action item: alert on drift"),
+        ("U0BOB", token_id(http, bob), f"action item {item['id']} updated: done"),
+        ("U0BOB", token_id(http, bob), f"action item {item['id']} removed: alert on drift"),
+    ]
