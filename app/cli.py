@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import BaseModel
 
 from app.config import Settings, load_file_config, load_settings
 from app.errors import ConfigError, SpecError
@@ -30,6 +32,12 @@ db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 slo_cli = typer.Typer(help="SLO specs: lint, Prometheus rules, live status.", no_args_is_help=True)
 cli.add_typer(slo_cli, name="slo")
+
+
+def _json_lines(rows: Sequence[BaseModel]) -> None:
+    """`--json`: one JSON object per row, as the API answers it."""
+    for row in rows:
+        typer.echo(json.dumps(row.model_dump(mode="json"), ensure_ascii=False))
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -202,8 +210,7 @@ def outbox_list(
     finally:
         engine.dispose()
     if as_json:
-        for row in found:
-            typer.echo(json.dumps(row.model_dump(mode="json"), ensure_ascii=False))
+        _json_lines(found)
         return
     if not found:
         typer.echo("no dead rows" if dead else "the outbox is empty: everything was delivered")
@@ -303,8 +310,7 @@ def tokens_list(
     finally:
         engine.dispose()
     if as_json:
-        for item in found:
-            typer.echo(json.dumps(item.model_dump(mode="json"), ensure_ascii=False))
+        _json_lines(found)
         return
     if not found:
         typer.echo("no tokens: make one with `sloguard tokens create --user U… --scope read`")

@@ -100,4 +100,4 @@ def hint(token: str) -> str:
 def is_group(entry: str, groups: Mapping[str, Sequence[str]] | None = None) -> bool:
     """A permission entry naming a user group: one listed in sloguard.yaml `groups:`, or a Slack user group
     ID (S…) even when unlisted (then it has no members)."""
-    return entry in (groups or {}) or SLACK_GROUP.match(entry) is not None
+    return entry in (groups or {}) or SLACK_GROUP.fullmatch(entry) is not None

@@ -54,7 +54,7 @@ def lifetime(expires: str | None) -> timedelta | None:
 
 
 def check_request(user: str, scope: str, name: str) -> logic.Scope:
-    if logic.PERSON.match(user) is None:
+    if logic.PERSON.fullmatch(user) is None:
         raise InvalidToken(
             f"user: a Slack user ID such as U0ANA (got {fit(user, 40)!r}); the automation identity is "
             "SLOGUARD_API_TOKEN, named in sloguard.yaml `automation:`"

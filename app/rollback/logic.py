@@ -21,9 +21,9 @@ def members(allowed: Sequence[str], groups: Mapping[str, Sequence[str]]) -> set[
 
 def describe(allowed: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None) -> str:
     def one(entry: str) -> str:
-        if SLACK_GROUP.match(entry):
+        if SLACK_GROUP.fullmatch(entry):
             return f"<!subteam^{entry}>"
-        if is_group(entry, groups) or not PERSON.match(entry):
+        if is_group(entry, groups) or not PERSON.fullmatch(entry):
             return entry  # a group of sloguard.yaml's own, or the automation identity
         return f"<@{entry}>"
 

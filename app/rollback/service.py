@@ -182,7 +182,7 @@ def _incident_of(
     if incident_id is None:
         return governing, rule
     named = incidents.get(session, incident_id)
-    if named.model is not None and named.model != model or named.environment not in (None, environment):
+    if (named.model is not None and named.model != model) or named.environment not in (None, environment):
         raise Conflict(
             f"incident {incident_id} is about {named.model or 'no model'} in {named.environment or 'any'}"
             f" environment, not {model} in {environment}: name one of its incidents, or none"

@@ -144,6 +144,7 @@ def test_bad_token_requests_name_the_field_and_make_nothing(tmp_path: Path) -> N
     for args, says in (
         (["--user", "U0ANA", "--scope", "root"], "scope: one of read, respond, change, admin (got 'root')"),
         (["--user", "alice", "--scope", "read"], "user: a Slack user ID such as U0ANA (got 'alice')"),
+        (["--user", "U0ANA\n", "--scope", "read"], "user: a Slack user ID such as U0ANA (got 'U0ANA\\n')"),
         (["--user", "U0ANA", "--scope", "read", "--expires", "soon"], "expires: not a duration"),
         (["--user", "U0ANA", "--scope", "read", "--expires", "99999d"], "expires: at most 3660d"),
         (["--user", "U0ANA", "--scope", "read", "--name", "tab\there"], "name: no control characters"),
