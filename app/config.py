@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +40,7 @@ SECRET_FIELDS = (
     "webhook_token",
     "api_token",
     "elasticsearch_api_key",
+    "oidc_client_secret",
 )
 # Values people paste from examples; a service that accepts them is open to anyone who read the docs.
 PLACEHOLDER_SECRETS = frozenset(
@@ -316,6 +318,49 @@ class AutomationConfig(BaseModel):
         return value
 
 
+class OidcOptions(BaseModel):
+    """sloguard.yaml `console.oidc:`: sign-in through an OpenID Connect provider (the client secret is
+    SLOGUARD_OIDC_CLIENT_SECRET). The person is named by a claim: its value mapped to a Slack user ID in
+    `people`, or, with `people` empty, the claim's value itself when it is a Slack user ID. Someone the
+    mapping does not name may read, never act."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: AnyHttpUrl  # its /.well-known/openid-configuration is read at sign-in
+    client_id: str = Field(min_length=1, max_length=200)
+    label: str = Field(default="Sign in with single sign-on", min_length=1, max_length=80)
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    claim: str = Field(default="email", min_length=1, max_length=100)
+    people: dict[str, str] = Field(default_factory=dict)  # claim value -> Slack user ID
+    groups_claim: str = Field(default="groups", min_length=1, max_length=100)
+    group_scopes: dict[str, Scope] = Field(default_factory=dict)  # a group in the claim -> its scope
+    default_scope: Scope = Scope.read  # a mapped person in none of the listed groups
+
+    @field_validator("people")
+    @classmethod
+    def _slack_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        for claim, user in value.items():
+            if re.fullmatch(r"[UW][A-Z0-9]{1,30}", user) is None:
+                raise ValueError(f"{claim[:60]!r}: {user[:40]!r} is not a Slack user ID (such as U0ALICE)")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include openid")
+        return value
+
+
+class ConsoleOptions(BaseModel):
+    """sloguard.yaml `console:` (the web console at /)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)  # a sign-in lasts this long at most
+    oidc: OidcOptions | None = None
+
+
 class FileConfig(BaseModel):
     """What sloguard.yaml holds: everything that is not a secret and is more than one value."""
 
@@ -332,6 +377,7 @@ class FileConfig(BaseModel):
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     outbox: OutboxOptions = Field(default_factory=OutboxOptions)
     automation: AutomationConfig = Field(default_factory=AutomationConfig)
+    console: ConsoleOptions = Field(default_factory=ConsoleOptions)
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
@@ -385,6 +431,8 @@ class Settings(BaseSettings):
 
     webhook_token: SecretStr | None = None
     api_token: SecretStr | None = None
+    # The console's OpenID Connect client secret (sloguard.yaml `console.oidc` names the provider).
+    oidc_client_secret: SecretStr | None = None
     # Proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client: the address
     # failed token attempts are counted against. Unset: the connection's own address.
     trusted_proxies: str = ""

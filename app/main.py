@@ -32,6 +32,7 @@ from app.slo.jobs import evaluate_slos
 from app.slo.routes import router as slo_router
 from app.slo.spec import load_specs
 from app.telemetry import Metrics, MetricsMiddleware, RouteTemplates, setup_tracing
+from app.web import mount_console
 
 log = logging.getLogger(__name__)
 
@@ -143,4 +144,5 @@ def create_app(settings: Settings, *, own_processes: bool = False) -> FastAPI:
     api.include_router(rollback_router)
     api.include_router(identity_router)
     fastapi_app.include_router(api)
+    mount_console(fastapi_app)  # the web console at / (after the API: its error pages wrap their answers)
     return fastapi_app

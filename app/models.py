@@ -10,6 +10,7 @@ from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
 from app.outbox import OutboxRow
 from app.rollback.models import AuditEvent, RollbackAction
 from app.slo.models import SloStatus
+from app.web.models import OidcLogin, WebSession
 
 __all__ = [
     "ActionItem",
@@ -21,10 +22,12 @@ __all__ = [
     "Installation",
     "LogEvidence",
     "ModelVersionLink",
+    "OidcLogin",
     "OutboxRow",
     "RollbackAction",
     "SlackDelivery",
     "SlackUser",
     "SloStatus",
     "TimelineEvent",
+    "WebSession",
 ]

@@ -46,7 +46,7 @@ class Scope(StrEnum):
         return self.rank >= needed.rank
 
 
-Via = Literal["slack", "token", "automation", "cli", "sloguard"]
+Via = Literal["slack", "token", "automation", "cli", "sloguard", "console"]
 
 
 @dataclass(frozen=True)

@@ -80,28 +80,37 @@ def get(session: Session, incident_id: int) -> Incident:
 def list_incidents(
     session: Session,
     *,
+    limit: int = 100,
+    offset: int = 0,
+    **filters: Any,
+) -> Sequence[Incident]:
+    """Newest first, filtered as `filtered` says."""
+    query = filtered(select(Incident), **filters)
+    query = query.order_by(col(Incident.detected_at).desc(), col(Incident.id).desc())
+    found: Sequence[Incident] = session.exec(query.offset(offset).limit(limit)).all()
+    return found
+
+
+def count_incidents(session: Session, **filters: Any) -> int:
+    return int(session.exec(filtered(select(sa.func.count()).select_from(Incident), **filters)).one())
+
+
+def filtered(
+    query: Any,
+    *,
     status: IncidentStatus | None = None,
     service: str | None = None,
     model: str | None = None,
     severity: Severity | None = None,
+    slo_id: str | None = None,
     open_only: bool = False,
-    limit: int = 100,
-    offset: int = 0,
-) -> Sequence[Incident]:
-    """Newest first; `open_only` leaves out resolved and cancelled ones in the query itself (so a page of
-    newer closed incidents never hides an open one)."""
-    query = select(Incident).order_by(col(Incident.detected_at).desc(), col(Incident.id).desc())
-    if status is not None:
-        query = query.where(Incident.status == status)
+) -> Any:
+    """`open_only` leaves out resolved and cancelled incidents in the query itself (so a page of newer
+    closed incidents never hides an open one)."""
     if open_only:
         query = query.where(col(Incident.status).not_in(CLOSED_STATUSES))
-    if service is not None:
-        query = query.where(Incident.service == service)
-    if model is not None:
-        query = query.where(Incident.model == model)
-    if severity is not None:
-        query = query.where(Incident.severity == severity)
-    return session.exec(query.offset(offset).limit(limit)).all()
+    wanted = {"status": status, "service": service, "model": model, "severity": severity, "slo_id": slo_id}
+    return query.where(*[getattr(Incident, k) == v for k, v in wanted.items() if v is not None])
 
 
 def timeline(session: Session, incident_id: int) -> Sequence[TimelineEvent]:
@@ -635,10 +644,5 @@ def as_dict(incident: Incident) -> dict[str, Any]:
 
 def response_times(incident: Incident) -> dict[str, float | None]:
     """Detect, acknowledge, mitigate and resolve times (seconds) from the stored timestamps."""
-    return logic.response_times(
-        incident.started_at,
-        incident.detected_at,
-        incident.acknowledged_at,
-        incident.mitigated_at,
-        incident.resolved_at,
-    )
+    i = incident
+    return logic.response_times(i.started_at, i.detected_at, i.acknowledged_at, i.mitigated_at, i.resolved_at)

@@ -30,6 +30,7 @@ from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml import drift as drift_stats
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
+from app.ml.traffic import requests as _requests
 from app.ml.versions import VersionSeen, find_suspect, versions_from_range
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,6 @@ def model_for(incident: Incident, catalogue: dict[str, ModelConfig]) -> tuple[st
         ):
             return name, config
     return None
-
-
-def _requests(config: ModelConfig, *matchers: str) -> str:
-    """The model's request counter, selected by its selector and any more matchers."""
-    return promql_build.selector(config.request_metric, config.selector, *matchers)
 
 
 def _versions(incident: Incident, name: str, config: ModelConfig, sources: Sources, found: Findings) -> None:

@@ -93,14 +93,18 @@ def inline_images(body: str, folder: Path) -> str:
     return _IMG_SRC.sub(inline, body)
 
 
+def body(draft_markdown: str, folder: Path | None = None) -> str:
+    """The draft as sanitised HTML, its charts inlined from `folder` (the console shows it in its page)."""
+    rendered = sanitise(markdown.markdown(draft_markdown, extensions=["tables"], output_format="html"))
+    return inline_images(rendered, folder) if folder is not None else rendered
+
+
 def page(draft_markdown: str, title: str, folder: Path | None = None) -> str:
     """A complete HTML document for the draft, its charts inlined from `folder` (the draft's own).
     `title` is escaped here."""
-    body = sanitise(markdown.markdown(draft_markdown, extensions=["tables"], output_format="html"))
-    if folder is not None:
-        body = inline_images(body, folder)
+    body_html = body(draft_markdown, folder)
     heading = nh3.clean_text(title)
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>{heading}</title>"
-        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+        f"<style>{STYLE}</style></head><body>{body_html}</body></html>"
     )

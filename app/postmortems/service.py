@@ -194,7 +194,7 @@ def series_window(slo: Slo, start: datetime, end: datetime) -> str:
     return durations.format_prometheus(max(window, chart_step(start, end, window)))
 
 
-def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
+def error_ratio_series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
     """The error ratio over `series_window`, one point a step."""
     sli = _events_sli(slo)
     if sli is None:
@@ -203,7 +203,7 @@ def _series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points
     return _range_points(prometheus, sli.error_ratio(window), start, end, chart_window(slo).seconds)
 
 
-def _budget_series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
+def budget_series(prometheus: Any, slo: Slo, start: datetime, end: datetime) -> Points:
     """Error budget remaining over the SLO period ending at each point."""
     sli = _events_sli(slo)
     if sli is None:
@@ -479,8 +479,8 @@ def _draw_charts(
     start, end = charts.span(moments, incident.started_at, now, incident.resolved_at)
     impact = (incident.impact_started_at, incident.impact_ended_at) if incident.impact_started_at else None
     try:
-        points = _series(prometheus, slo, start, end)
-        remaining = _budget_series(prometheus, slo, start, end)
+        points = error_ratio_series(prometheus, slo, start, end)
+        remaining = budget_series(prometheus, slo, start, end)
     except SourceError as exc:
         log.warning("chart data unavailable", extra={"error": str(exc)})
         context["chart_problem"] = f"Prometheus did not answer ({exc})"

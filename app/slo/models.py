@@ -13,7 +13,11 @@ from app.db import UTCDateTime
 
 class SloStatus(SQLModel, table=True):
     __tablename__ = "slo_status"
-    __table_args__ = (sa.Index("ix_slo_status_slo_evaluated", "slo_id", "evaluated_at"),)
+    __table_args__ = (
+        sa.Index("ix_slo_status_slo_evaluated", "slo_id", "evaluated_at"),
+        # the newest cycle's rows (the console's overview) and the retention's delete
+        sa.Index("ix_slo_status_evaluated_at", "evaluated_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     slo_id: str = Field(max_length=200)
@@ -29,3 +33,5 @@ class SloStatus(SQLModel, table=True):
     # covers (app/slo/coverage.py); null when not known.
     budget_basis: str | None = Field(default=None, max_length=10)
     budget_coverage: float | None = None
+    # The page tier's burn rate over its long window: the overview's sparkline (one query for a page).
+    page_burn: float | None = None

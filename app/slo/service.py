@@ -8,6 +8,7 @@ breach/clear events, prune old rows.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -421,6 +422,23 @@ def transitions(results: Sequence[SloResult]) -> list[SloBreached | SloCleared]:
     return events
 
 
+def page_tier(slo: Slo) -> burn.Tier | None:
+    """The fastest page tier (the console's sparkline follows it), or the first tier when none pages."""
+    pages = [tier for tier in slo.tiers if tier.severity == burn.State.page] or list(slo.tiers[:1])
+    return min(pages, key=lambda tier: tier.long.seconds) if pages else None
+
+
+def page_burn(slo: Slo, windows: dict[str, dict[str, float | None]]) -> float | None:
+    """The page tier's burn: the lower of its two windows' burn rates, so that it is above the tier's
+    factor exactly when the tier fires (both windows must be); None while either window has no data."""
+    tier = page_tier(slo)
+    if tier is None:
+        return None
+    rates = [(windows.get(w.name) or {}).get("burn_rate") for w in (tier.short, tier.long)]
+    known = [rate for rate in rates if rate is not None and math.isfinite(rate)]
+    return min(known) if len(known) == 2 else None
+
+
 def store(session: Session, results: Sequence[SloResult], retention_seconds: float) -> None:
     for result in results:
         evaluation = result.evaluation
@@ -436,6 +454,7 @@ def store(session: Session, results: Sequence[SloResult], retention_seconds: flo
                 detail=result.detail,
                 budget_basis=result.coverage.basis if result.coverage else None,
                 budget_coverage=result.coverage.seconds if result.coverage else None,
+                page_burn=page_burn(result.slo, result.windows()),
             )
         )
     if results:
