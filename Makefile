@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # librsvg2-bin: rsvg-convert renders the review drafts' SVG charts to PNG in the tests (an independent renderer).
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager librsvg2-bin
+# chromium: the console's browser tests drive Debian's Chromium through Playwright (no browser is downloaded).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager librsvg2-bin chromium
 # MLflow's real server for the registry tests, in its own environment (it is large and pins a lot).
 MLFLOW_VENV := .venv-mlflow
 
@@ -36,7 +37,7 @@ demo: install
 	$(BIN)/sloguard demo
 
 debian-packages:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null || ! command -v rsvg-convert >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null || ! command -v rsvg-convert >/dev/null || ! command -v chromium >/dev/null; then \
 		echo "installing $(DEBIAN_PACKAGES) from Debian's packages"; \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(DEBIAN_PACKAGES); \

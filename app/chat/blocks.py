@@ -84,12 +84,13 @@ def incident_blocks(
     evidence: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     slo: Mapping[str, Any] | None = None,
     runbook: str | None = None,
-    api_url: str | None = None,
+    console_url: str | None = None,
     change: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The one message that follows an incident: summary fields, evidence, and buttons."""
+    """The one message that follows an incident: summary fields, evidence, and buttons. With the
+    console's address (SLOGUARD_PUBLIC_URL), it links to the incident's page and its review draft."""
     number, status, severity = incident["id"], incident["status"], incident["severity"]
-    link = f"{api_url}/api/v1/incidents/{number}" if api_url else None
+    link = f"{console_url}/incidents/{number}" if console_url else None
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
@@ -217,7 +218,7 @@ def _used(previous: Mapping[str, Any], change: Mapping[str, Any] | None, version
 
 
 def context_line(incident: Mapping[str, Any], link: str | None) -> str:
-    """`Opened 15:44 UTC · open for 4 min · review draft`."""
+    """`Opened 15:44 UTC · open for 4 min · in sloguard · review draft` (the links on the console)."""
     started, detected = incident.get("started_at"), incident.get("detected_at")
     parts = [f"Opened {when(detected)}"]
     if isinstance(started, datetime):
@@ -227,7 +228,8 @@ def context_line(incident: Mapping[str, Any], link: str | None) -> str:
             + spoken((end - started).total_seconds())
         )
     if link:
-        parts.append(f"<{link}/postmortem?format=html|review draft>")
+        parts.append(f"<{link}|in sloguard>")
+        parts.append(f"<{link}/draft|review draft>")
     return " · ".join(parts)
 
 

@@ -233,13 +233,13 @@ class SlackEffects:
         engine: Engine,
         config: FileConfig,
         default_channel: str | None,
-        api_url: str | None = None,
+        console_url: str | None = None,
         slo_engine: Any = None,
     ) -> None:
         self.client, self.engine, self.config = client, engine, config
         self.slo_engine = slo_engine  # its SLOs, looked up at each render (they may be reloaded)
         self.default_channel = default_channel
-        self.api_url = api_url
+        self.console_url = console_url
         self.installation = db.installation_id(engine) or ""
 
     def handlers(self) -> dict[str, outbox.Handler]:
@@ -286,7 +286,7 @@ class SlackEffects:
                 evidence,
                 slo=slo,
                 runbook=spec.runbook if spec is not None else None,
-                api_url=self.api_url,
+                console_url=self.console_url,
                 change=change,
             ),
             blocks.fallback_text(data),

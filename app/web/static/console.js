@@ -1,6 +1,7 @@
 // sloguard's console: the only script it runs (no third-party code). An element with data-poll="URL"
 // is refreshed from that URL every data-every seconds while the page is visible, so a change made
-// anywhere (Slack, the API, another replica) shows without a reload. A form being typed in is left alone.
+// anywhere (Slack, the API, another replica) shows without a reload. While focus is inside the element
+// (a keyboard user on a button, someone typing) it is left alone, so focus is never lost.
 (function () {
   "use strict";
   function poll(element) {
@@ -9,7 +10,7 @@
     var last = null;
     function tick() {
       if (document.hidden) { return; }
-      if (element.contains(document.activeElement) && document.activeElement.tagName !== "BUTTON") { return; }
+      if (element.contains(document.activeElement)) { return; }
       fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" }, redirect: "manual" })
         .then(function (answer) {
           if (answer.type === "opaqueredirect" || answer.status === 303) { window.location.reload(); return null; }

@@ -72,9 +72,9 @@ def test_incident_message_shows_hostile_fields_as_text() -> None:
 
 
 def test_cut_links_to_the_full_text() -> None:
-    cut = blocks.cut("y" * 5000, 100, "http://sloguard/api/v1/incidents/1")
+    cut = blocks.cut("y" * 5000, 100, "http://sloguard/incidents/1")
     assert len(cut) <= 100
-    assert cut.endswith("… (<http://sloguard/api/v1/incidents/1|full text>)")
+    assert cut.endswith("… (<http://sloguard/incidents/1|full text>)")
     assert blocks.cut("short", 100) == "short"
 
 
@@ -160,3 +160,13 @@ def test_incident_message_carries_evidence_and_buttons() -> None:
         ("incident_rollback", "7:3"),
         ("incident_postmortem", "7"),
     ]
+
+
+def test_incident_message_links_to_the_console_page_and_draft() -> None:
+    incident = {"id": 7, "title": "t", "status": "resolved", "severity": "SEV2"}
+    content = blocks.incident_blocks(incident, console_url="https://sloguard.example")
+    context = next(b for b in content if b["type"] == "context")["elements"][0]["text"]
+    assert "<https://sloguard.example/incidents/7|in sloguard>" in context
+    assert "<https://sloguard.example/incidents/7/draft|review draft>" in context
+    plain = blocks.incident_blocks(incident)  # no public address: no link to a console nobody can reach
+    assert "in sloguard" not in str(plain) and "review draft>" not in str(plain)
