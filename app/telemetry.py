@@ -246,7 +246,7 @@ class Metrics:
 
         self.auth_failures = Counter(
             "sloguard_auth_failures",
-            "Refused bearer tokens, by door (api, webhook) and reason (unknown, revoked, expired).",
+            "Refused credentials by door (api, webhook, console) and reason (unknown, revoked, oidc, …).",
             ["door", "reason"],
             registry=self.registry,
         )

@@ -4,7 +4,8 @@ of a confidential client, with PKCE (S256) and a nonce.
 1. `POST /signin/oidc` (the sign-in page's second button; its CSRF is checked as the token form's is)
    reads the provider's discovery document (kept a few minutes), makes a state, a nonce and a PKCE
    verifier, keeps them in the database (`sessions.begin_login`: the return may reach another replica),
-   binds the state to this browser with a cookie, and sends the browser to the authorization endpoint.
+   binds the state to this browser with a cookie, and sends the browser to the authorization endpoint
+   (by a page that moves on at once: see `on_to_provider`).
 2. `GET /signin/oidc/callback?code=&state=` takes that sign-in back (once: a replay finds nothing; and
    only in the browser that began it, so nobody can sign someone else in as themselves), trades the code
    and the verifier for tokens, checks the ID token (signed by a key of the provider's JWKS with an
@@ -29,6 +30,7 @@ from base64 import b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -38,7 +40,8 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # type: ignore[
 from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 from authlib.oidc.core import CodeIDToken  # type: ignore[import-untyped]
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Template
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -49,6 +52,7 @@ from app.config import OidcOptions, Settings
 from app.identity.logic import PERSON, Scope
 from app.web import sessions
 from app.web.auth import PAGE_HEADERS, safe_next, secure_cookies, set_session_cookie
+from app.web.render import environment
 from app.web.signin import SIGNIN_COOKIE, signin_page
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,16 @@ CLOCK_LEEWAY = 60  # seconds of clock skew allowed on exp and iat
 # Signatures made with the provider's published keys only: never `none`, never a shared secret.
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 UNMAPPED_PREFIX = "oidc:"
+ON_TO_PROVIDER = """{% extends "base.html" %}
+{% block title %}Signing in{% endblock %}
+{% block head %}<meta http-equiv="refresh" content="0; url={{ url }}">{% endblock %}
+{% block main %}
+<section class="card narrow">
+  <h1>Signing in</h1>
+  <p>On to the sign-in provider… <a id="continue" href="{{ url }}">Continue</a> if nothing happens.</p>
+</section>
+{% endblock %}
+"""
 
 
 class SignInFailed(Exception):
@@ -159,7 +173,7 @@ def begin_oidc_signin(
         code_challenge=create_s256_code_challenge(verifier),
         code_challenge_method="S256",
     )
-    response = RedirectResponse(str(url), status_code=303, headers=PAGE_HEADERS)
+    response = on_to_provider(request, str(url))
     response.set_cookie(
         FLOW_COOKIE,
         state,
@@ -238,6 +252,19 @@ def finish_oidc_signin(
     response.delete_cookie(SIGNIN_COOKIE, path="/signin")
     # The flow cookie stays until it expires: its state is spent, and a replay is then told exactly that.
     return response
+
+
+def on_to_provider(request: Request, url: str) -> Response:
+    """A page that moves on to the provider at once, rather than a redirect: the sign-in page's CSP
+    (`form-action 'self'`) covers the redirects after its form is sent too, so browsers would stop a 303
+    to the provider; a refresh of a page of our own is a new navigation, which that policy leaves alone."""
+    page = _on_to_provider_template().render({"request": request, "url": url})
+    return HTMLResponse(page, headers=PAGE_HEADERS)
+
+
+@lru_cache(maxsize=1)
+def _on_to_provider_template() -> Template:
+    return environment().from_string(ON_TO_PROVIDER)
 
 
 def not_set_up(request: Request, next_path: str) -> Response:
@@ -450,7 +477,7 @@ def id_token_claims(
     """The ID token's claims, once its signature, issuer, audience, times and nonce hold."""
     document = fetch_json(client, "GET", provider.jwks_uri, "jwks")
     try:
-        keys = KeySet.import_key_set(document)  # type: ignore[arg-type]  # checked by joserfc itself
+        keys = KeySet.import_key_set(document)  # type: ignore[arg-type]  # any JSON object: joserfc checks it
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise ProviderTrouble(
             "The provider's signing keys cannot be read; try again later.", f"jwks: {type(exc).__name__}"
@@ -472,7 +499,7 @@ def id_token_claims(
             {"nonce": nonce, "client_id": options.client_id, "access_token": tokens["access_token"]},
         )
         claims.validate(now=int(now.timestamp()), leeway=CLOCK_LEEWAY)
-    except (JoseError, ValueError) as exc:
+    except (JoseError, ValueError, TypeError) as exc:
         error = getattr(exc, "error", type(exc).__name__)
         description = getattr(exc, "description", "") or ""
         raise SignInFailed(

@@ -37,3 +37,7 @@ def test_the_wheel_carries_the_migrations_and_templates(tmp_path: Path) -> None:
     assert revisions and {f"app/migrations/versions/{name}" for name in revisions} <= names
     assert {"app/migrations/env.py", "app/migrations/script.py.mako", "app/py.typed"} <= names
     assert "app/postmortems/templates/postmortem.md.j2" in names
+    web = REPO / "app" / "web"
+    console = [p.relative_to(REPO).as_posix() for d in ("templates", "static") for p in (web / d).iterdir()]
+    assert any(name.endswith(".html") for name in console) and "app/web/static/console.js" in console
+    assert set(console) <= names, set(console) - names
