@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,8 @@ from app.slo import rules
 from app.slo.model import Slo
 from app.slo.spec import load_specs
 from app.telemetry import configure_logging
+
+log = logging.getLogger(__name__)
 
 cli = typer.Typer(
     name="sloguard",
@@ -72,7 +75,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
-    """Run the service: API, webhooks, Slack and the scheduler."""
+    """Run the service: the web console, API, webhooks, Slack and the scheduler."""
     import uvicorn
 
     from app.main import create_app
@@ -88,6 +91,11 @@ def serve(
         fail_spec(exc)
         return
     proxies = settings.trusted_proxies
+    shown = str(settings.public_url).rstrip("/") if settings.public_url else f"http://{host}:{port}"
+    log.info(
+        "web console at %s/ (sign in with a token: sloguard tokens create --user U… --scope respond)",
+        shown,
+    )
     uvicorn.run(
         application,
         host=host,
