@@ -364,11 +364,19 @@ def version_rows(
             row["first"], row["last"], row["ratio"] = seen.first_seen, seen.last_seen, seen.error_ratio
             row["from_table"] = True
     # Still serving: it had traffic in the last step read (the range's points are a step apart, the
-    # last one within a step of `until`).
+    # last one within a step of `until`); after a change sloguard made, only the version it moved to
+    # (traffic steps cannot yet see a switch made seconds before the draft), and the one it moved
+    # from served last at the change.
     recent = until - timedelta(seconds=ml.STEP)
+    changes = [c for c in links if c.role in ml.CHANGE_ROLES and c.first_seen and c.first_seen <= until]
+    change = max(changes, key=lambda c: c.first_seen, default=None)
     out = []
     for row in sorted(rows.values(), key=lambda r: (r["first"] or until, r["version"])):
+        if change is not None and row["version"] != change.version and row["last"] is not None:
+            row["last"] = min(row["last"], change.first_seen)
         still = bool(row.get("from_table")) and row["last"] is not None and row["last"] > recent
+        if change is not None:
+            still = row["version"] == change.version and row["model"] == change.model
         out.append(
             {
                 "model": row["model"],

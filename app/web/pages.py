@@ -309,7 +309,13 @@ def _incident_context(services: Any, incident_id: int) -> dict[str, Any]:
     suspect = next((v for v in versions if v.role == "suspect"), None)
     previous = next((v for v in versions if v.role == "previous_good"), None)
     rollback_to = previous.version if previous is not None else None
+    # Once a change has gone through, the form is offered again only while the suspect serves anew.
+    changed = [a for a in actions if a.state in ("succeeded", "verified", "not_recovered")]
+    serving_now = changed[-1].to_version if changed else None
+    pending = any(a.state in ("proposed", "confirmed", "executing") for a in actions)
     return {
+        "offer_rollback": not pending
+        and (serving_now is None or (suspect is not None and serving_now == suspect.version)),
         "incident": incident,
         "timeline": timeline,
         "versions": versions,

@@ -164,10 +164,12 @@ def sparkline_points(row: SloRow, width: float = 120, height: float = 28) -> dic
 
     points = " ".join(f"{round(t / span * width, 1)},{y(v)}" for t, v in row.spark)
     latest = row.spark[-1][1] if row.spark else None
+    last_x = round(row.spark[-1][0] / span * width, 1) if row.spark else None
     highest = max((v for _, v in row.spark), default=None)
     return {
         "points": points,
         "threshold_y": y(row.page_factor) if row.page_factor else None,
+        "last": (last_x, y(latest)) if latest is not None else None,
         "latest": latest,
         "highest": highest,
         "width": width,

@@ -62,3 +62,15 @@ def test_the_traffic_read_at_writing_gives_the_times_and_the_ratio_over_the_impa
     assert (one["first_seen"], one["last_seen"]) == ("2026-12-01 10:00:00", "still serving")
     assert (two["last_seen"], two["error_ratio"]) == ("2026-12-02 12:03:00", "3.21%")
     assert rows[0]["error_ratio"] is None
+
+
+def test_a_draft_written_seconds_after_a_rollback_shows_the_switch_the_traffic_cannot_see_yet() -> None:
+    change = T + 3 * MIN
+    until = change + timedelta(seconds=8)  # resolved at once: the last traffic step still shows version 2
+    table = [
+        VersionSeen("1", T - 26 * 60 * MIN, T - 5 * MIN, error_ratio=0.0005),
+        VersionSeen("2", T - 5 * MIN, until, error_ratio=0.0321),
+    ]
+    rows = {r["version"]: r for r in version_rows(LINKS, table, until, "fraud")}
+    assert rows["1"]["last_seen"] == "still serving"  # sloguard moved the model back to it
+    assert rows["2"]["last_seen"] == "2026-12-02 12:03:00"  # it stopped serving at the change
