@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # librsvg2-bin: rsvg-convert renders the review drafts' SVG charts to PNG in the tests (an independent renderer).
 # chromium: the console's browser tests drive Debian's Chromium through Playwright (no browser is downloaded).
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager librsvg2-bin chromium
+# npm: installs axe-core for the console's accessibility test (only when the machine has no npm).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager librsvg2-bin chromium $(if $(shell command -v npm),,npm)
+# axe-core (npm, pinned in tests/a11y/package-lock.json) checks every console page in Chromium.
+AXE := tests/a11y/node_modules/axe-core/axe.min.js
 # MLflow's real server for the registry tests, in its own environment (it is large and pins a lot).
 MLFLOW_VENV := .venv-mlflow
 
@@ -37,7 +40,7 @@ demo: install
 	$(BIN)/sloguard demo
 
 debian-packages:
-	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null || ! command -v rsvg-convert >/dev/null || ! command -v chromium >/dev/null; then \
+	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null || ! command -v rsvg-convert >/dev/null || ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then \
 		echo "installing $(DEBIAN_PACKAGES) from Debian's packages"; \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(DEBIAN_PACKAGES); \
@@ -69,10 +72,14 @@ $(MLFLOW_VENV)/bin/mlflow:
 # than cores pays. `--dist loadfile` keeps a file on one worker, so a module's servers (MLflow,
 # Prometheus) start once. Latency is measured by bench/, never asserted by a test.
 PYTEST_WORKERS ?= 4
-pytest: install-test debian-packages postgres $(MLFLOW_VENV)/bin/mlflow
+$(AXE): tests/a11y/package.json tests/a11y/package-lock.json | debian-packages
+	npm ci --prefix tests/a11y --no-audit --no-fund
+	touch $@
+
+pytest: install-test debian-packages postgres $(MLFLOW_VENV)/bin/mlflow $(AXE)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) .mypy_cache .pytest_cache .ruff_cache sloguard.db sloguard.db-wal sloguard.db-shm
+	rm -rf $(VENV) $(MLFLOW_VENV) tests/a11y/node_modules .mypy_cache .pytest_cache .ruff_cache sloguard.db sloguard.db-wal sloguard.db-shm

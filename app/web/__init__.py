@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from starlette.exceptions import HTTPException
 
 from app.errors import ServiceError, SourceError
 from app.web.auth import PAGE_HEADERS, SignInRequired, current_viewer, sign_in_url
@@ -39,7 +40,7 @@ def mount_console(app: FastAPI) -> None:
                     request_validation_exception_handler,
                 )
 
-                if isinstance(exc, HTTPException):
+                if isinstance(exc, HTTPException):  # Starlette's own (an unknown path) and FastAPI's
                     return await http_exception_handler(request, exc)
                 return await request_validation_exception_handler(request, exc)
             handler = json_answers[kind]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse, Response
@@ -30,9 +29,8 @@ Short = Annotated[str, Form(max_length=200)]
 
 
 def back(incident_id: int, done: str) -> Response:
-    return RedirectResponse(
-        f"/incidents/{incident_id}?done={quote(done)}", status_code=303, headers=PAGE_HEADERS
-    )
+    """Back to the incident's page, announcing `done` (a code of app/web/pages.DONE)."""
+    return RedirectResponse(f"/incidents/{incident_id}?done={done}", status_code=303, headers=PAGE_HEADERS)
 
 
 def _status(services: ServicesDep, who: FormViewerDep, incident_id: int, status: IncidentStatus) -> None:
@@ -50,13 +48,13 @@ def _status(services: ServicesDep, who: FormViewerDep, incident_id: int, status:
 @router.post("/incidents/{incident_id}/acknowledge")
 def acknowledge(services: ServicesDep, who: FormViewerDep, incident_id: IdPath) -> Response:
     _status(services, who, incident_id, IncidentStatus.acknowledged)
-    return back(incident_id, "Acknowledged.")
+    return back(incident_id, "acknowledged")
 
 
 @router.post("/incidents/{incident_id}/resolve")
 def resolve(services: ServicesDep, who: FormViewerDep, incident_id: IdPath) -> Response:
     _status(services, who, incident_id, IncidentStatus.resolved)
-    return back(incident_id, "Resolved. The review draft is being written.")
+    return back(incident_id, "resolved")
 
 
 @router.post("/incidents/{incident_id}/notes")
@@ -65,7 +63,7 @@ def add_note(services: ServicesDep, who: FormViewerDep, incident_id: IdPath, tex
     incidents.add_note(
         services.engine, incident_id, text, who.actor, datetime.now(UTC), "note", services.events
     )
-    return back(incident_id, "Note added.")
+    return back(incident_id, "noted")
 
 
 @router.post("/incidents/{incident_id}/rollback")
@@ -92,10 +90,8 @@ def propose_rollback(
 
         first = exc.errors()[0]
         raise HTTPException(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
-    action = rollbacks.propose(services.engine, services.config, services.sources.mlflow, request, who.actor)
-    return back(
-        incident_id, f"Rollback {action.id} to version {action.to_version} proposed; awaiting confirmation."
-    )
+    rollbacks.propose(services.engine, services.config, services.sources.mlflow, request, who.actor)
+    return back(incident_id, "proposed")
 
 
 @router.post("/rollbacks/{action_id}/confirm")
@@ -107,4 +103,4 @@ def confirm_rollback(services: ServicesDep, who: FormViewerDep, action_id: IdPat
     action = confirmation.action
     if action.incident_id is None:
         return RedirectResponse("/incidents", status_code=303, headers=PAGE_HEADERS)
-    return back(action.incident_id, f"Rollback {action.id}: {action.state}.")
+    return back(action.incident_id, "confirmed")

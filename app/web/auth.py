@@ -48,7 +48,7 @@ def safe_next(path: str | None) -> str:
     if not path or len(path) > 500 or not path.startswith("/") or path.startswith("//") or "\\" in path:
         return "/"
     parts = urlsplit(path)
-    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in path):
+    if parts.scheme or parts.netloc or not path.isascii() or any(ord(c) < 32 or ord(c) == 127 for c in path):
         return "/"
     return path
 
@@ -66,7 +66,9 @@ def viewer(request: Request) -> Viewer:
     """The signed-in viewer, or a redirect to sign in (nothing of the page is rendered)."""
     found = current_viewer(request)
     if found is None:
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":  # after signing in, back to the page the form was on, not the form
+            raise SignInRequired(urlsplit(request.headers.get("referer", "/")).path or "/")
+        path = quote(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(path)
     return found
 
@@ -75,12 +77,14 @@ ViewerDep = Annotated[Viewer, Depends(viewer)]
 
 
 def same_origin(request: Request) -> bool:
-    """A browser's POST names where its page came from (Origin, else Referer): it must be this host."""
+    """A browser's POST names where its page came from (Origin, else Referer): it must be this host, or
+    the host people reach sloguard at (SLOGUARD_PUBLIC_URL: a proxy may rewrite Host)."""
     source = request.headers.get("origin") or request.headers.get("referer")
     if source is None:
         return True  # not a browser's cross-site form (those always send Origin); the CSRF field decides
-    parts = urlsplit(source)
-    return parts.netloc == request.headers.get("host", "")
+    public = services_of(request).settings.public_url
+    hosts = {request.headers.get("host", "")} | ({urlsplit(str(public)).netloc} if public else set())
+    return urlsplit(source).netloc in hosts
 
 
 def checked_form(request: Request, who: ViewerDep, csrf: Annotated[str, Form(max_length=100)] = "") -> Viewer:

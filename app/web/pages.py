@@ -43,14 +43,24 @@ Text = Annotated[str | None, Query(max_length=200)]
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 
 
+# What a form's redirect may announce (`?done=CODE`): fixed texts, so a link cannot put words on the page.
+DONE = {
+    "acknowledged": "Acknowledged.",
+    "resolved": "Resolved. The review draft is being written.",
+    "noted": "Note added.",
+    "proposed": "Rollback proposed. It runs once confirmed (by a second person where two_person is set).",
+    "confirmed": "Rollback confirmed. Its state and verification follow below.",
+}
+
+
 def common(request: Request, who: Viewer, nav: str) -> dict[str, Any]:
-    done = request.query_params.get("done")
+    done = DONE.get(request.query_params.get("done") or "")
     return {
         "viewer": who,
         "nav": nav,
         "may_respond": who.may(Scope.respond),
         "may_change": who.may(Scope.change),
-        "flashes": [done[:200]] if done else [],
+        "flashes": [done] if done else [],
     }
 
 

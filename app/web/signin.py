@@ -20,7 +20,14 @@ from app.api import client_address, services_of
 from app.identity import service as identity
 from app.identity.logic import Scope
 from app.web import sessions
-from app.web.auth import PAGE_HEADERS, current_viewer, safe_next, secure_cookies, set_session_cookie
+from app.web.auth import (
+    PAGE_HEADERS,
+    current_viewer,
+    safe_next,
+    same_origin,
+    secure_cookies,
+    set_session_cookie,
+)
 from app.web.render import render
 from app.web.sessions import COOKIE
 
@@ -77,9 +84,12 @@ def signin_with_token(
     wait = services.throttle.retry_after(f"console {address}")
     if wait is not None:
         services.metrics.auth_throttled.labels("console").inc()
-        return signin_page(
-            request, next, f"Too many failed attempts; try again in {max(1, math.ceil(wait))}s.", status=429
+        seconds = max(1, math.ceil(wait))
+        refused = signin_page(
+            request, next, f"Too many failed attempts; try again in {seconds}s.", status=429
         )
+        refused.headers["Retry-After"] = str(seconds)
+        return refused
     now = datetime.now(UTC)
     found = identity.recognise(services.engine, token.strip(), now)
     if found.token is None or found.refusal is not None:
@@ -117,10 +127,14 @@ def signin_with_token(
 
 @router.post("/signout")
 def signout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+    """End the session (here and on every replica). A sign-out that is not this session's own form
+    (no secret, another origin) ends nothing and leaves the cookie, so no other site can sign you out."""
     services = services_of(request)
     who = current_viewer(request)
-    if who is not None and sessions.same_secret(csrf, who.csrf):
-        sessions.end(services.engine, request.cookies.get(COOKIE))
     response = RedirectResponse("/signin", status_code=303, headers=PAGE_HEADERS)
+    if who is not None:
+        if not same_origin(request) or not sessions.same_secret(csrf, who.csrf):
+            return RedirectResponse("/", status_code=303, headers=PAGE_HEADERS)
+        sessions.end(services.engine, request.cookies.get(COOKIE))
     response.delete_cookie(COOKIE, path="/")
     return response
