@@ -59,7 +59,7 @@ LAUNCH_ARGS = [
     "--disable-quic",
 ]
 # Read when the module is imported: the suite's autouse fixture removes SLOGUARD_* from each test's env.
-SCREENSHOTS = os.environ.get("SLOGUARD_SCREENSHOTS")
+SCREENSHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 DAY = 86_400
