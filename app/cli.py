@@ -121,6 +121,15 @@ def db_upgrade() -> None:
     typer.echo("database is at the latest revision")
 
 
+def _gate_command() -> None:
+    from app.gates.cli import gate
+
+    cli.command("gate")(gate)
+
+
+_gate_command()
+
+
 @cli.command("check-config")
 def check_config() -> None:
     """Validate settings and sloguard.yaml without starting anything."""

@@ -17,6 +17,7 @@ from app.chat.door import mount_slack
 from app.config import FileConfig, Settings, load_file_config
 from app.errors import ConfigError
 from app.events import Dispatcher
+from app.gates.routes import router as gates_router
 from app.health import Readiness
 from app.health import router as health_router
 from app.identity.routes import router as identity_router
@@ -143,6 +144,7 @@ def create_app(settings: Settings, *, own_processes: bool = False) -> FastAPI:
     api.include_router(slo_router)
     api.include_router(rollback_router)
     api.include_router(identity_router)
+    api.include_router(gates_router)
     fastapi_app.include_router(api)
     mount_console(fastapi_app)  # the web console at / (after the API: its error pages wrap their answers)
     return fastapi_app

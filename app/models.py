@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.chat.models import SlackDelivery, SlackUser
 from app.db import Installation
+from app.gates.models import GateException
 from app.identity.models import ApiToken
 from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
@@ -18,6 +19,7 @@ __all__ = [
     "AuditEvent",
     "AlertLink",
     "DriftSignal",
+    "GateException",
     "Incident",
     "Installation",
     "LogEvidence",

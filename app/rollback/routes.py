@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.api import CallerDep, EngineDep, IdPath, ServicesDep, needs
+from app.gates import service as gates
 from app.identity.logic import Actor, Scope
 from app.rollback import service as rollbacks
 from app.rollback.models import ConfirmRequest, RollbackAction, RollbackRead, RollbackRequest
@@ -42,7 +43,13 @@ def _confirm(services: Services, action_id: int, actor: Actor) -> RollbackAction
     """The action after confirming. Its verification was recorded (an outbox row) with its success;
     confirming an action that is no longer proposed answers it as it is, 200, and starts nothing."""
     confirmation = rollbacks.confirm_change(
-        services.engine, services.config, services.sources.mlflow, services.events, action_id, actor
+        services.engine,
+        services.config,
+        services.sources.mlflow,
+        services.events,
+        action_id,
+        actor,
+        gates.guard(services),
     )
     return confirmation.action
 
@@ -51,7 +58,9 @@ def _confirm(services: Services, action_id: int, actor: Actor) -> RollbackAction
 def propose(services: ServicesDep, caller: CallerDep, body: RollbackRequest) -> dict[str, Any]:
     """Propose a rollback or promotion as the caller (and confirm it at once with `confirm`)."""
     actor = caller.acting(body.actor)
-    action = rollbacks.propose(services.engine, services.config, services.sources.mlflow, body, actor)
+    action = rollbacks.propose(
+        services.engine, services.config, services.sources.mlflow, body, actor, gates.guard(services)
+    )
     if body.confirm and not body.dry_run and action.id is not None:
         action = _confirm(services, action.id, actor)
     return read(services.engine, action)

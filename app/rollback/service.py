@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -146,6 +146,19 @@ def _last_change(session: Session, model: str, environment: str) -> RollbackActi
     ).first()
 
 
+def served_versions(session: Session, model: str, environment: str) -> tuple[set[str], str | None]:
+    """The versions sloguard's own changes moved `model` in `environment` from or to, and the one its
+    newest finished change left serving (None when it made none)."""
+    done = session.exec(
+        select(RollbackAction)
+        .where(RollbackAction.model == model, RollbackAction.environment == environment)
+        .where(col(RollbackAction.state).in_(("succeeded", "verified", "not_recovered")))
+        .order_by(col(RollbackAction.id))
+    ).all()
+    versions = {v for action in done for v in (action.from_version, action.to_version) if v}
+    return versions, (done[-1].to_version if done else None)
+
+
 def _incident_version(session: Session, incident_id: int | None, role: str) -> str | None:
     if incident_id is None:
         return None
@@ -157,15 +170,28 @@ def _incident_version(session: Session, incident_id: int | None, role: str) -> s
     return link.version if link else None
 
 
+Gate = Callable[[str, str, str], str | None]  # (model, version, environment) -> why not, or None
+
+
+class GateClosed(Conflict):
+    """The environment's release gate does not allow this move (app/gates)."""
+
+
 def propose(
-    engine: Engine, config: FileConfig, registry: Any, request: RollbackRequest, actor: Actor | str
+    engine: Engine,
+    config: FileConfig,
+    registry: Any,
+    request: RollbackRequest,
+    actor: Actor | str,
+    gate: Gate | None = None,
 ) -> RollbackAction:
     """Propose `request` as `actor` (authenticated by the door). A rollback named without an incident
-    belongs to the model's open incident, if it has one: its commander, evidence and timeline apply."""
+    belongs to the model's open incident, if it has one: its commander, evidence and timeline apply.
+    With `gate`, a move the environment's release gate does not allow is refused (GateClosed)."""
     model_config, env = environment_of(config, request.model, request.environment)
     target = build_target(request.model, model_config, request.environment, env, registry)
     try:
-        return _propose(engine, config, env, target, request, Actor.of(actor))
+        return _propose(engine, config, env, target, request, Actor.of(actor), gate)
     finally:
         _close(target)
 
@@ -203,6 +229,7 @@ def _propose(
     target: RollbackTarget,
     request: RollbackRequest,
     actor: Actor,
+    gate: Gate | None = None,
 ) -> RollbackAction:
     with Session(engine) as session:
         incident, rule = _incident_of(session, request.model, request.environment, request.incident_id)
@@ -231,6 +258,9 @@ def _propose(
         )
     if to == current:
         raise Conflict(f"{request.model} in {request.environment} already serves version {to}")
+    refused = gate(request.model, to, request.environment) if gate is not None else None
+    if refused is not None:
+        raise GateClosed(refused)
     key = logic.idempotency_key(
         request.kind, request.model, request.environment, current, to, request.incident_id
     )
@@ -306,10 +336,12 @@ def confirm_change(
     dispatcher: Dispatcher | None,
     action_id: int,
     actor: Actor | str,
+    gate: Gate | None = None,
 ) -> Confirmation:
     """Confirm and execute once. A confirm of an action that is no longer `proposed` (a second click, a
     retried API call, two people at once) changes nothing and returns it as it is, `executed=False`: the
-    caller must not announce the change or watch its burn again."""
+    caller must not announce the change or watch its burn again. The release gate is asked again (the
+    budget may have fallen since the proposal)."""
     actor = Actor.of(actor)
     with Session(engine) as session:
         action = get(session, action_id)
@@ -326,6 +358,9 @@ def confirm_change(
         raise Forbidden(
             f"{action.environment} needs a second person: someone other than <@{actor.name}> must confirm"
         )
+    refused = gate(action.model, action.to_version, action.environment) if gate is not None else None
+    if refused is not None:
+        raise GateClosed(refused)
     target = build_target(action.model, model_config, action.environment, env, registry)
     now = utcnow()
     with engine.begin() as connection:  # compare-and-set: only one confirm moves proposed -> confirmed

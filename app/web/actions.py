@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from app.api import IdPath, ServicesDep
+from app.gates import service as gates
 from app.identity.logic import Scope
 from app.incidents import service as incidents
 from app.incidents.models import IncidentStatus, IncidentUpdate
@@ -90,7 +91,9 @@ def propose_rollback(
 
         first = exc.errors()[0]
         raise HTTPException(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
-    rollbacks.propose(services.engine, services.config, services.sources.mlflow, request, who.actor)
+    rollbacks.propose(
+        services.engine, services.config, services.sources.mlflow, request, who.actor, gates.guard(services)
+    )
     return back(incident_id, "proposed")
 
 
@@ -98,7 +101,13 @@ def propose_rollback(
 def confirm_rollback(services: ServicesDep, who: FormViewerDep, action_id: IdPath) -> Response:
     require(who, Scope.change)
     confirmation = rollbacks.confirm_change(
-        services.engine, services.config, services.sources.mlflow, services.events, action_id, who.actor
+        services.engine,
+        services.config,
+        services.sources.mlflow,
+        services.events,
+        action_id,
+        who.actor,
+        gates.guard(services),
     )
     action = confirmation.action
     if action.incident_id is None:

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from app.chat import blocks
 from app.chat.listeners.actions import clicked_value
 from app.chat.replies import Reply, UsageError, answer, number, slack_user
+from app.gates import service as gates
 from app.identity.logic import Actor
 from app.incidents import service as incidents
 from app.ml.models import ModelVersionLink
@@ -121,7 +122,7 @@ def proposal_blocks(services: Services, action: RollbackAction) -> list[dict[str
 def propose(services: Services, request: RollbackRequest, user: str) -> Reply:
     """Propose as the Slack user who asked (a rollback without an incident joins the model's open one)."""
     action = rollbacks.propose(
-        services.engine, services.config, services.sources.mlflow, request, Actor(user)
+        services.engine, services.config, services.sources.mlflow, request, Actor(user), gates.guard(services)
     )
     content = proposal_blocks(services, action)
     _, env = rollbacks.environment_of(services.config, action.model, action.environment)
@@ -132,7 +133,13 @@ def propose(services: Services, request: RollbackRequest, user: str) -> Reply:
 def confirm(services: Services, action_id: int, user: str) -> Reply:
     """Execute once: only the click that ran the change announces it and watches its burn."""
     confirmation = rollbacks.confirm_change(
-        services.engine, services.config, services.sources.mlflow, services.events, action_id, Actor(user)
+        services.engine,
+        services.config,
+        services.sources.mlflow,
+        services.events,
+        action_id,
+        Actor(user),
+        gates.guard(services),
     )
     action = confirmation.action
     if not confirmation.executed:
