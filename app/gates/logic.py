@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from app.config import GatePolicy
+from app.gates.policy import GatePolicy
 
 
 class Verdict(StrEnum):

@@ -26,10 +26,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from app import db, durations, promql_build
-from app.config import FileConfig, GatePolicy, ModelConfig, ModelEnvironment
+from app.config import FileConfig, ModelConfig, ModelEnvironment
 from app.errors import Forbidden, NotFound, SourceError
 from app.gates import logic
 from app.gates.models import GateException
+from app.gates.policy import GatePolicy
 from app.identity.logic import Actor
 from app.incidents import service as incidents
 from app.incidents.models import Severity
