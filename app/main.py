@@ -17,6 +17,7 @@ from app.chat.door import mount_slack
 from app.config import FileConfig, Settings, load_file_config
 from app.errors import ConfigError
 from app.events import Dispatcher
+from app.gates import jobs as gate_jobs
 from app.gates.routes import router as gates_router
 from app.health import Readiness
 from app.health import router as health_router
@@ -46,6 +47,7 @@ def build_jobs(services: Services, leadership: Leadership) -> list[Job]:
     return [
         Job("slo-evaluation", lead(lambda: evaluate_slos(services)), interval, run_at_start=True),
         Job("incident-escalation", lead(lambda: incident_jobs.escalate(services, options)), 60),
+        Job("release-freeze-watch", lead(lambda: gate_jobs.watch_freezes(services)), interval),
         Job("incident-auto-resolve", lead(lambda: incident_jobs.auto_resolve(services, options)), 300),
     ]
 

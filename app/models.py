@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.chat.models import SlackDelivery, SlackUser
 from app.db import Installation
-from app.gates.models import GateException
+from app.gates.models import GateException, GateFreeze
 from app.identity.models import ApiToken
 from app.incidents.models import ActionItem, AlertLink, Incident, TimelineEvent
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
@@ -20,6 +20,7 @@ __all__ = [
     "AlertLink",
     "DriftSignal",
     "GateException",
+    "GateFreeze",
     "Incident",
     "Installation",
     "LogEvidence",

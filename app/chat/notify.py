@@ -47,13 +47,15 @@ from app.slo import service as slo_service
 
 log = logging.getLogger(__name__)
 
-POST, UPDATE, THREAD, REMIND, CHANNEL = (
+POST, UPDATE, THREAD, REMIND, CHANNEL, ANNOUNCE = (
     "slack.post",
     "slack.update",
     "slack.thread",
     "slack.remind",
     "slack.channel",
+    "slack.announce",  # a message of its own in a model's channel (a release freeze begins or ends)
 )
+ANNOUNCE_EVENT = "sloguard_announcement"
 MESSAGE_EVENT = "sloguard_incident"  # metadata event_type of an incident's message (and its copy)
 REPLY_EVENT = "sloguard_reply"  # metadata event_type of a thread reply
 HISTORY_PAGES = 10  # how far back (x 200 messages) an unknown outcome is looked for
@@ -249,6 +251,7 @@ class SlackEffects:
             THREAD: self.thread,
             REMIND: self.remind,
             CHANNEL: self.channel,
+            ANNOUNCE: self.announce,
         }
 
     def channel_for(self, incident: Incident) -> str | None:
@@ -312,7 +315,9 @@ class SlackEffects:
             and payload.get(key) == (effect.incident_id if key == "incident_id" else effect.id)
         )
 
-    def _find_in_history(self, channel: str, effect: Effect, event_type: str) -> str | None:
+    def _find_in_history(
+        self, channel: str, effect: Effect, event_type: str, key: str = "incident_id"
+    ) -> str | None:
         """The ts of the message an earlier attempt of `effect` posted to `channel`, if it did."""
         oldest = (effect.created_at - timedelta(minutes=5)).timestamp()
         cursor = None
@@ -327,7 +332,7 @@ class SlackEffects:
                 arguments["cursor"] = cursor
             page = call("conversations.history", self.client.conversations_history, **arguments)
             for message in page.get("messages") or []:
-                if self._ours(message, event_type, effect, "incident_id"):
+                if self._ours(message, event_type, effect, key):
                     return str(message["ts"])
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not page.get("has_more") or not cursor:
@@ -460,6 +465,27 @@ class SlackEffects:
             f"acknowledged after {minutes:.0f} min"
         )
         self._reply(effect, incident.slack_channel, incident.slack_ts, text)
+        return None
+
+    def announce(self, effect: Effect) -> None:
+        """Post `payload.text` in the channel of `payload.model` (sloguard.yaml `channels:`), once: a retry
+        whose first attempt may have posted looks for it first."""
+        model = str(effect.payload.get("model", ""))
+        channel = (
+            self.config.channels.get(model) or self.config.channels.get("default") or self.default_channel
+        )
+        if channel is None:
+            log.info("announcement not posted: no channel", extra={"model": model})
+            return None
+        if effect.uncertain and self._find_in_history(channel, effect, ANNOUNCE_EVENT, key="outbox_id"):
+            return None
+        call(
+            "chat.postMessage",
+            self.client.chat_postMessage,
+            channel=channel,
+            text=blocks.escape(str(effect.payload["text"])),
+            metadata=self._metadata(ANNOUNCE_EVENT, effect),
+        )
         return None
 
     def _find_channel(self, name: str) -> str | None:

@@ -37,3 +37,17 @@ class GateCheck(SQLModel):
 class ExceptionCreate(GateCheck):
     reason: str = Field(min_length=1, max_length=2000)
     expires: str = Field(default="24h", max_length=5, schema_extra={"pattern": r"^[1-9][0-9]{0,2}[smhd]$"})
+
+
+class GateFreeze(SQLModel, table=True):
+    """Whether promotions into one environment of a model are frozen, as last judged (hysteresis)."""
+
+    __tablename__ = "gate_freeze"
+    __table_args__ = (sa.UniqueConstraint("model", "environment", name="uq_gate_freeze_model_environment"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(max_length=200)
+    environment: str = Field(max_length=50)
+    frozen: bool = False
+    changed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    lowest: float | None = None  # the lowest budget left when it changed

@@ -29,7 +29,7 @@ from app import db, durations, promql_build
 from app.config import FileConfig, ModelConfig, ModelEnvironment
 from app.errors import Forbidden, NotFound, SourceError
 from app.gates import logic
-from app.gates.models import GateException
+from app.gates.models import GateException, GateFreeze
 from app.gates.policy import GatePolicy
 from app.identity.logic import Actor
 from app.incidents import service as incidents
@@ -203,6 +203,14 @@ def _quality_ratio(prometheus: Any, slo: Slo, seconds: float, now: datetime) -> 
     return values[0] if values and math.isfinite(values[0]) else None
 
 
+def frozen_now(session: Session, model: str, environment: str) -> bool | None:
+    """The freeze state the watch last stored (app/gates/jobs.py), None before its first look."""
+    row = session.exec(
+        select(GateFreeze).where(GateFreeze.model == model, GateFreeze.environment == environment)
+    ).first()
+    return row.frozen if row is not None else None
+
+
 def active_exception(
     session: Session, model: str, version: str, environment: str, now: datetime
 ) -> tuple[str, str] | None:
@@ -240,6 +248,7 @@ def check(
         served, current = rollbacks.served_versions(session, model, environment)
         exception = active_exception(session, model, version, environment, now)
         paging = page_incidents(session, [s.id for s in mine], page_severity)
+        frozen = frozen_now(session, model, environment)
     served_before = version in served and version != current
     if not served_before and prometheus is not None and version != current:
         try:
@@ -271,6 +280,7 @@ def check(
         page_incidents=paging,
         soak=soak,
         exception=exception,
+        frozen=frozen,
     )
     return logic.decide(facts, policy)
 

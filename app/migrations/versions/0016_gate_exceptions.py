@@ -1,7 +1,8 @@
 """gate exceptions
 
 Release gates (app/gates): an exception a named person granted for one blocked release, kept as its audit
-record.
+record; and whether each model environment's promotions are frozen, as last judged (so a freeze is
+announced once, with hysteresis).
 
 Revision ID: 0016_gate_exceptions
 Revises: 0015_console
@@ -40,8 +41,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_gate_exception_model", "gate_exception", ["model"])
+    op.create_table(
+        "gate_freeze",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("model", text(length=200), nullable=False),
+        sa.Column("environment", text(length=50), nullable=False),
+        sa.Column("frozen", sa.Boolean(), nullable=False),
+        sa.Column("changed_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("lowest", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("model", "environment", name="uq_gate_freeze_model_environment"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("gate_freeze")
     op.drop_index("ix_gate_exception_model", table_name="gate_exception")
     op.drop_table("gate_exception")
