@@ -112,9 +112,10 @@ def client_address(request: Request) -> str:
     return str(address)
 
 
-def _presented(request: Request, services: Services, door: str) -> str:
-    """The bearer token, unless it is missing (401) or the address has failed too often (429)."""
-    presented = _bearer(request)
+def _presented(request: Request, services: Services, door: str, fallback: str | None = None) -> str:
+    """The bearer token (or `fallback`, a token from a body), unless it is missing (401) or the address
+    has failed too often (429)."""
+    presented = _bearer(request) or (fallback.strip() if fallback and fallback.strip() else None)
     if presented is None:
         raise HTTPException(401, "missing bearer token: send Authorization: Bearer <token>", CHALLENGE)
     address = client_address(request)
@@ -155,7 +156,17 @@ def authenticate(request: Request) -> Caller:
     """The caller of an API route: a personal token's owner, or the automation identity (the
     SLOGUARD_API_TOKEN, named and scoped in sloguard.yaml `automation:`)."""
     services = services_of(request)
-    presented = _presented(request, services, "api")
+    return caller_of(request, services, _presented(request, services, "api"))
+
+
+def authenticate_with(request: Request, token: str | None) -> Caller:
+    """As `authenticate`, for a sender that cannot set a header (Flagger's webhooks carry only a body)."""
+    services = services_of(request)
+    return caller_of(request, services, _presented(request, services, "api", token))
+
+
+def caller_of(request: Request, services: Services, presented: str) -> Caller:
+    """Who `presented` (a token, from a header or a body that cannot carry one: Flagger's) acts as."""
     automation = services.settings.api_token
     if automation is not None and _same(presented, automation):
         named = services.config.automation

@@ -18,6 +18,7 @@ from app.config import FileConfig, Settings, load_file_config
 from app.errors import ConfigError
 from app.events import Dispatcher
 from app.gates import jobs as gate_jobs
+from app.gates.routes import flagger_router
 from app.gates.routes import router as gates_router
 from app.health import Readiness
 from app.health import router as health_router
@@ -148,5 +149,6 @@ def create_app(settings: Settings, *, own_processes: bool = False) -> FastAPI:
     api.include_router(identity_router)
     api.include_router(gates_router)
     fastapi_app.include_router(api)
+    fastapi_app.include_router(flagger_router)
     mount_console(fastapi_app)  # the web console at / (after the API: its error pages wrap their answers)
     return fastapi_app

@@ -9,18 +9,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from app.api import CallerDep, IdPath, ServicesDep, needs
+from app.api import API_PROBLEMS, CallerDep, IdPath, ServicesDep, authenticate_with, needs
 from app.durations import parse_setting
 from app.gates import service as gates
 from app.gates.models import ExceptionCreate, GateCheck, GateException
 from app.identity.logic import Scope
 
 router = APIRouter(prefix="/gates", tags=["gates"])
+# Flagger's webhooks send no headers of their own: its route authenticates the token in its metadata too.
+flagger_router = APIRouter(prefix="/api/v1/gates", tags=["gates"], responses=API_PROBLEMS)
 CHANGE = [needs(Scope.change)]
 Name = Query(min_length=1, max_length=200)
 
@@ -50,7 +52,8 @@ def argo(
 
 
 class FlaggerHook(BaseModel):
-    """Flagger's webhook payload; `metadata` names the model, the version and the environment."""
+    """Flagger's webhook payload; `metadata` names the model, the version and the environment, and
+    carries the token (`token`), since Flagger sends no headers of its own."""
 
     name: str = Field(default="", max_length=253)
     namespace: str = Field(default="", max_length=253)
@@ -58,12 +61,13 @@ class FlaggerHook(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
-@router.post(
+@flagger_router.post(
     "/flagger", responses={403: {"description": "Blocked or undecided: Flagger waits and asks again"}}
 )
-def flagger(services: ServicesDep, body: FlaggerHook) -> JSONResponse:
+def flagger(request: Request, services: ServicesDep, body: FlaggerHook) -> JSONResponse:
     """A Flagger `confirm-promotion` webhook: 200 lets the canary be promoted, 403 holds it (Flagger asks
-    again at its next interval). Metadata: model, version, to."""
+    again at its next interval). Metadata: model, version, to, and token (or a bearer header)."""
+    authenticate_with(request, body.metadata.get("token"))
     meta = body.metadata
     missing = [key for key in ("model", "version", "to") if not meta.get(key)]
     if missing:
