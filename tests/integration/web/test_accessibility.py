@@ -34,6 +34,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from app.main import create_app
+from tests.browser import CHROMIUM, LAUNCH_ARGS
 from tests.conftest import REPO, bearer, make_settings, personal_token
 from tests.prometheus import PrometheusServer, Series, aligned_now, backfill, write_openmetrics
 from tests.servers import UvicornThread, wait_until
@@ -42,16 +43,6 @@ pytestmark = pytest.mark.integration
 
 AXE = REPO / "tests" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
 AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 STEP = 15  # sample spacing: sloguard reads versions from increase() over 60 s steps

@@ -43,21 +43,12 @@ from app.demo import stack
 from app.demo.run import SLO_FILE, sloguard_yaml
 from app.demo.story import RPS, FraudModel, ModelServer, Phase
 from app.main import create_app
+from tests.browser import CHROMIUM, LAUNCH_ARGS
 from tests.conftest import API_TOKEN, bearer, make_settings, personal_token, pg_schema_url
 from tests.servers import UvicornThread, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 # Read when the module is imported: the suite's autouse fixture removes SLOGUARD_* from each test's env.
 SCREENSHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
 DESKTOP = {"width": 1280, "height": 900}

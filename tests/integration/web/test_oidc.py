@@ -31,6 +31,7 @@ from app.main import create_app
 from app.web import sessions
 from app.web.oidc import FLOW_COOKIE
 from app.web.sessions import COOKIE, Viewer
+from tests.browser import CHROMIUM, LAUNCH_ARGS
 from tests.conftest import bearer, make_settings, personal_token
 from tests.oidc_provider import FORGERIES, OpenIdProvider, User, s256
 from tests.servers import TcpProxy, UvicornThread, free_port
@@ -677,18 +678,15 @@ def test_the_test_provider_refuses_what_a_real_one_refuses(provider: OpenIdProvi
 # ---------------------------------------------------------------- in a real browser
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-
 @SQLITE_ONLY
 def test_in_a_browser_the_button_goes_to_the_provider_and_back(
     console: Console, provider: OpenIdProvider, tmp_path: Path
 ) -> None:
     """Chromium enforces the sign-in page's `form-action 'self'` on every redirect after the form is
     sent: a 303 to the provider would be stopped there. The page that moves on must get through."""
-    assert CHROMIUM.exists(), "chromium is installed by `make test` (Debian's chromium)"
+    assert Path(CHROMIUM).exists(), "chromium is installed by `make test` (Debian's chromium)"
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
             page = chromium.new_page()
             blocked: list[str] = []
