@@ -45,6 +45,13 @@ def _ask_server(url: str, token: str | None, body: dict[str, str]) -> dict[str, 
     return found
 
 
+def _github(value: str, *, prop: bool = False) -> str:
+    """GitHub's workflow-command escaping: a message's %, CR and LF (an exception's reason may span lines),
+    and a property's `:` and `,` too; the runner turns them back."""
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return value.replace(":", "%3A").replace(",", "%2C") if prop else value
+
+
 def _undecided(body: dict[str, str], why: str) -> dict[str, Any]:
     reason = {"check": "data", "verdict": "undecided", "text": why, "figures": {}}
     return {**body, "decision": "undecided", "exit_code": 2, "reasons": [reason]}
@@ -110,7 +117,8 @@ def gate(
     elif output == "github":
         for reason in answer.get("reasons", []):
             level = GITHUB_LEVEL.get(reason["verdict"], "warning")
-            typer.echo(f"::{level} title=sloguard gate {model} {version} → {to}::{reason['text']}")
+            title = _github(f"sloguard gate {model} {version} → {to}", prop=True)
+            typer.echo(f"::{level} title={title}::{_github(reason['text'])}")
         typer.echo(f"{decision}: {model} {version} → {to}")
     else:
         typer.echo(f"{decision}: {model} {version} → {to}")

@@ -133,11 +133,16 @@ def _sum(prometheus: Any, query: str, at: datetime) -> float:
 def served_there(
     prometheus: Any, config: ModelConfig, env: ModelEnvironment, version: str, now: datetime
 ) -> bool:
-    """Whether `version` had traffic in the environment over the last SERVED_LOOKBACK."""
-    only = promql_build.match(config.version_label, version)
-    series = traffic.requests(config, env.selector, only)
-    span = durations.format_prometheus(SERVED_LOOKBACK)
-    return _sum(prometheus, f"sum(count_over_time({series}[{span}]))", now) > 0
+    """Whether `version` served in the environment before, over the last SERVED_LOOKBACK: it had traffic
+    there, and another version arrived after it. The newest arrival is a promotion still under way (a
+    canary taking part of the traffic), not a version to go back to. One range query, a point every 5
+    minutes (30 days: 8,640 points, under Prometheus' 11,000)."""
+    label = config.version_label
+    series = traffic.requests(config, env.selector, promql_build.match(label, "", "!="))
+    start = now - timedelta(seconds=SERVED_LOOKBACK)
+    steps = prometheus.query_range(promql_build.aggregate("count", series, by=(label,)), start, now, 300)
+    first = {s["metric"].get(label): float(s["values"][0][0]) for s in steps if s["values"]}
+    return version in first and any(t > first[version] for v, t in first.items() if v != version)
 
 
 def read_soak(
@@ -167,6 +172,11 @@ def read_soak(
     label = config.version_label
     everything = traffic.requests(config, below.selector)
     labelled = traffic.requests(config, below.selector, promql_build.match(label, "", "!="))
+    # Series over the whole soak, not only those an instant selector sees (a sample in the last 5
+    # minutes): the environment below may have gone quiet since (scaled down after the soak, a scrape gap).
+    span = durations.format_prometheus(int(soak.duration))
+    everything = promql_build.over_time("last_over_time", everything, span)
+    labelled = promql_build.over_time("last_over_time", labelled, span)
     try:
         seen = _sum(prometheus, f"count({everything})", now)
         if seen > 0 and _sum(prometheus, f"count({labelled})", now) == 0:
@@ -262,12 +272,13 @@ def check(
         allowed = policy.soak.max_error_ratio
         if allowed is None and mine:
             allowed = min(slo.budget for slo in mine)
-        quality = (
-            next((s for s in slos if s.id == policy.soak.quality_slo), None)
-            if policy.soak.quality_slo
-            else None
-        )
-        soak = read_soak(prometheus, model_config, below, policy, version, allowed, quality, now)
+        named = policy.soak.quality_slo
+        quality = next((s for s in slos if s.id == named), None) if named else None
+        if named and quality is None:  # a quality SLO that is not there must not pass unjudged
+            problem = f"its quality_slo {named!r} is not an SLO sloguard has loaded"
+            soak = logic.Soak(below_name, None, None, None, allowed or 0.0, problem=problem)
+        else:
+            soak = read_soak(prometheus, model_config, below, policy, version, allowed, quality, now)
     facts = logic.Facts(
         model=model,
         version=version,

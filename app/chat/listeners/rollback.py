@@ -106,7 +106,8 @@ def proposal_blocks(services: Services, action: RollbackAction) -> list[dict[str
                         "text": {
                             "type": "mrkdwn",
                             "text": f"{blocks.escape(action.environment)}: "
-                            f"{blocks.escape(action.from_version)} → {blocks.escape(action.to_version)}",
+                            f"{blocks.escape(action.from_version or '?')} → "
+                            f"{blocks.escape(action.to_version)}",
                         },
                         "confirm": {"type": "plain_text", "text": "Do it"},
                         "deny": {"type": "plain_text", "text": "Cancel"},
@@ -148,7 +149,7 @@ def confirm(services: Services, action_id: int, user: str) -> Reply:
     if action.state == "succeeded":
         return Reply(
             f"Your {action.kind}: {model} in {environment} now serves "
-            f"{blocks.escape(action.to_version)} (was {blocks.escape(action.from_version)}); "
+            f"{blocks.escape(action.to_version)} (was {blocks.escape(action.from_version or '?')}); "
             "watching the burn"
         )
     return Reply(f"{action.kind} of {model} {action.state}: {blocks.escape(action.output[-500:] or '')}")
