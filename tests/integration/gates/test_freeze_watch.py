@@ -17,6 +17,8 @@ from app.services import build_services
 from app.slo.models import SloStatus
 from app.slo.spec import load_specs
 from tests.conftest import make_settings
+from tests.fakes.slack import FakeSlack
+from tests.servers import wait_until
 
 SPEC = """version: "prometheus/v1"
 service: "ranker"
@@ -42,11 +44,17 @@ def test_a_freeze_is_announced_once_each_way_and_never_flaps(tmp_path: Path, dat
     (tmp_path / "slo").mkdir()
     (tmp_path / "slo" / "ranker.yaml").write_text(SPEC, encoding="utf-8")
     (tmp_path / "sloguard.yaml").write_text(CONFIG, encoding="utf-8")
-    slack = {"slack_bot_token": "xoxb-1-2-freeze", "slack_signing_secret": "freeze-signing"}  # posts queue up
+    fake = FakeSlack().__enter__()
+    slack = {
+        "slack_bot_token": "xoxb-1-2-freeze",
+        "slack_signing_secret": "freeze-signing",
+        "slack_api_url": fake.api_url(),
+    }
     settings = make_settings(tmp_path, database_url=database_url, **slack)
     services = build_services(
         settings, load_file_config(settings.config_file), load_specs([settings.slo_dir])
     )
+    services.start_worker("test")
     start = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
     # budget left at each cycle, and whether promotions are frozen after it (worked out from the marks)
     story = [(0.40, False), (0.26, False), (0.24, True), (0.27, True), (0.29, True), (0.22, True),
@@ -77,6 +85,11 @@ def test_a_freeze_is_announced_once_each_way_and_never_flaps(tmp_path: Path, dat
         )
         assert said[1].startswith("Release freeze over") and "31.0%" in said[1]
         assert "20.0%" in said[2]
+        # Delivered through the Slack Web API, each once, in order: the third is the marker that the
+        # hovering between them was judged and posted nothing.
+        wait_until(lambda: len(fake.messages("C0RANKER")) >= 3, timeout=30, what="three announcements")
+        posted = [m["text"] for m in fake.messages("C0RANKER")]
+        assert len(posted) == 3 and [p[:20] for p in posted] == [t[:20] for t in said], posted
         # A budget nobody knows (a source down) changes nothing.
         at = start + timedelta(minutes=len(story))
         with Session(services.engine) as session:
@@ -91,3 +104,4 @@ def test_a_freeze_is_announced_once_each_way_and_never_flaps(tmp_path: Path, dat
             assert gates.frozen_now(session, "ranker", "prod") is True
     finally:
         services.close()
+        fake.__exit__(None, None, None)
