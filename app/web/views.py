@@ -56,21 +56,44 @@ class Overview:
     models: list[str]
 
 
-def newest_rows(session: Session, lookback: float) -> dict[str, SloStatus]:
+@dataclass(frozen=True)
+class Latest:
+    """The columns of an SLO's newest evaluation the overview shows (not its windows' JSON)."""
+
+    slo_id: str
+    evaluated_at: datetime
+    state: str
+    budget_remaining: float | None
+    tier: str | None
+    detail: str | None
+    id: int
+
+
+def newest_rows(session: Session, lookback: float) -> dict[str, Latest]:
     """Each SLO's newest row among those of the last cycle or two (`lookback` seconds before the newest
-    evaluation): one index range read, however long the history is."""
+    evaluation): one index range read, however long the history is, of the columns shown only."""
     newest = session.exec(select(sa.func.max(SloStatus.evaluated_at))).one()
     if newest is None:
         return {}
     if newest.tzinfo is None:
         newest = newest.replace(tzinfo=UTC)
-    rows = session.exec(
-        select(SloStatus).where(col(SloStatus.evaluated_at) >= newest - timedelta(seconds=lookback))
+    columns = (
+        col(SloStatus.slo_id),
+        col(SloStatus.evaluated_at),
+        col(SloStatus.state),
+        col(SloStatus.budget_remaining),
+        col(SloStatus.tier),
+        col(SloStatus.detail),
+        col(SloStatus.id),
+    )
+    rows = session.execute(
+        sa.select(*columns).where(col(SloStatus.evaluated_at) >= newest - timedelta(seconds=lookback))
     ).all()
-    found: dict[str, SloStatus] = {}
-    for row in rows:
+    found: dict[str, Latest] = {}
+    for values in rows:
+        row = Latest(*values)
         kept = found.get(row.slo_id)
-        if kept is None or (row.evaluated_at, row.id or 0) > (kept.evaluated_at, kept.id or 0):
+        if kept is None or (row.evaluated_at, row.id) > (kept.evaluated_at, kept.id):
             found[row.slo_id] = row
     return found
 
