@@ -80,6 +80,8 @@ def needed_scope(path: str) -> Scope:
     for prefix, scope in [
         ("/api/v1/tokens", Scope.admin),
         ("/api/v1/rollbacks", Scope.change),
+        ("/api/v1/gates/exceptions", Scope.change),
+        ("/api/v1/gates", Scope.read),  # a decision asked for: it changes nothing
         ("/api/v1/incidents", Scope.respond),
     ]:
         if path.startswith(prefix):
@@ -367,6 +369,8 @@ def test_the_same_requests_with_the_right_token_do_change_things(api: Api) -> No
     """The control: each request above would have had an effect, so its refusal is what kept it out."""
     operations = sorted(mutating_operations(api.app), key=lambda op: op[0] == "delete")  # deletes last
     for method, path, operation in operations:
+        if path.startswith("/api/v1/gates"):
+            continue  # a decision asked for changes nothing; exceptions are stored in tests/integration/gates
         before = snapshot(api.database_url)
         token = WEBHOOK_TOKEN if path.startswith("/webhooks/") else api.tokens["admin"]
         response = api.request(method, path, operation, bearer(token))
