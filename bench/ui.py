@@ -286,7 +286,17 @@ def seed_status(
         for _, ddl in secondary:
             connection.execute(sa.text(ddl))
         connection.commit()
-    run("ANALYZE slo_status")
+    with engine.begin() as connection:
+        # What each cycle's store keeps beside its rows where the schema has it: a sparkline rollup.
+        if sa.inspect(connection).has_table("slo_spark"):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO slo_spark (slo_id, bucket, burn) SELECT slo_id, "
+                    "CAST(floor(date_part('epoch', evaluated_at) / 900) AS BIGINT), max(page_burn) "
+                    "FROM slo_status WHERE page_burn IS NOT NULL GROUP BY slo_id, 2"
+                )
+            )
+    run("ANALYZE")
     with engine.connect() as connection:
         pages, visible = connection.execute(
             sa.text("SELECT relpages, relallvisible FROM pg_class WHERE relname = 'slo_status'")
