@@ -6,12 +6,13 @@ All answer any token (`read` reaches them: a deploy pipeline only asks); grantin
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
 
 from app.api import API_PROBLEMS, CallerDep, IdPath, ServicesDep, authenticate_with, needs
@@ -51,6 +52,17 @@ def argo(
     return _answer(services, model, version, to)
 
 
+class FlaggerMetadata(BaseModel):
+    """What the Canary's webhook `metadata` says: the move, and the token (Flagger sends no headers)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=100)
+    to: str = Field(min_length=1, max_length=50)
+    token: str | None = Field(default=None, max_length=200)
+
+
 class FlaggerHook(BaseModel):
     """Flagger's webhook payload; `metadata` names the model, the version and the environment, and
     carries the token (`token`), since Flagger sends no headers of its own."""
@@ -58,21 +70,64 @@ class FlaggerHook(BaseModel):
     name: str = Field(default="", max_length=253)
     namespace: str = Field(default="", max_length=253)
     phase: str = Field(default="", max_length=40)
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: FlaggerMetadata
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its `$defs` written in place (an operation's own schema has no room
+    for them)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return dict(walk(schema))
+
+
+async def _payload(request: Request) -> Any:
+    """The body as JSON, unvalidated (None when it is not JSON): the route authenticates first."""
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
+
+
+Payload = Annotated[Any, Depends(_payload)]
 
 
 @flagger_router.post(
-    "/flagger", responses={403: {"description": "Blocked or undecided: Flagger waits and asks again"}}
+    "/flagger",
+    responses={403: {"description": "Blocked or undecided: Flagger waits and asks again"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inlined(FlaggerHook.model_json_schema())}},
+        }
+    },
 )
-def flagger(request: Request, services: ServicesDep, body: FlaggerHook) -> JSONResponse:
+def flagger(request: Request, services: ServicesDep, payload: Payload) -> JSONResponse:
     """A Flagger `confirm-promotion` webhook: 200 lets the canary be promoted, 403 holds it (Flagger asks
-    again at its next interval). Metadata: model, version, to, and token (or a bearer header)."""
-    authenticate_with(request, body.metadata.get("token"))
+    again at its next interval). Metadata: model, version, to, and token (or a bearer header). The token
+    is checked before the payload, so a caller without one learns nothing else."""
+    metadata = payload.get("metadata") if isinstance(payload, dict) else None
+    token = metadata.get("token") if isinstance(metadata, dict) else None
+    authenticate_with(request, token if isinstance(token, str) else None)
+    try:
+        body = FlaggerHook.model_validate(payload)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}"
+            for problem in error.errors(include_url=False, include_input=False)
+        )
+        return JSONResponse({"detail": problems}, status_code=422)
     meta = body.metadata
-    missing = [key for key in ("model", "version", "to") if not meta.get(key)]
-    if missing:
-        return JSONResponse({"detail": f"metadata: needs {', '.join(missing)}"}, status_code=422)
-    answer = _answer(services, meta["model"][:200], meta["version"][:100], meta["to"][:50])
+    answer = _answer(services, meta.model, meta.version, meta.to)
     return JSONResponse(answer, status_code=200 if answer["decision"] == "allowed" else 403)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ from app.incidents.models import Severity
 from app.ml import traffic
 from app.rollback import logic as rollback_logic
 from app.rollback import service as rollbacks
+from app.rollback.models import RollbackAction, RollbackRequest
 from app.slo.model import RawSli, Slo
 
 if TYPE_CHECKING:
@@ -424,7 +425,7 @@ def guard(services: Services) -> Guard:
         if env is None or environment not in env.environments or env.environments[environment].gate is None:
             return None
         decision = decide_now(
-            services, model=model, version=version, environment=environment, now=datetime_now()
+            services, model=model, version=version, environment=environment, now=datetime.now(UTC)
         )
         if decision.verdict == logic.Verdict.allowed:
             return None
@@ -433,7 +434,21 @@ def guard(services: Services) -> Guard:
     return ask
 
 
-def datetime_now() -> datetime:
-    from datetime import UTC
+def propose(services: Services, request: RollbackRequest, actor: Actor) -> RollbackAction:
+    """Every door's proposal (Slack, the API, the console): the rollback service's, through the gate."""
+    return rollbacks.propose(
+        services.engine, services.config, services.sources.mlflow, request, actor, guard(services)
+    )
 
-    return datetime.now(UTC)
+
+def confirm(services: Services, action_id: int, actor: Actor) -> rollbacks.Confirmation:
+    """Every door's confirmation, the gate asked again (the budget may have fallen since the proposal)."""
+    return rollbacks.confirm_change(
+        services.engine,
+        services.config,
+        services.sources.mlflow,
+        services.events,
+        action_id,
+        actor,
+        guard(services),
+    )

@@ -42,15 +42,7 @@ def read(engine: Engine, action: RollbackAction) -> dict[str, Any]:
 def _confirm(services: Services, action_id: int, actor: Actor) -> RollbackAction:
     """The action after confirming. Its verification was recorded (an outbox row) with its success;
     confirming an action that is no longer proposed answers it as it is, 200, and starts nothing."""
-    confirmation = rollbacks.confirm_change(
-        services.engine,
-        services.config,
-        services.sources.mlflow,
-        services.events,
-        action_id,
-        actor,
-        gates.guard(services),
-    )
+    confirmation = gates.confirm(services, action_id, actor)
     return confirmation.action
 
 
@@ -58,9 +50,7 @@ def _confirm(services: Services, action_id: int, actor: Actor) -> RollbackAction
 def propose(services: ServicesDep, caller: CallerDep, body: RollbackRequest) -> dict[str, Any]:
     """Propose a rollback or promotion as the caller (and confirm it at once with `confirm`)."""
     actor = caller.acting(body.actor)
-    action = rollbacks.propose(
-        services.engine, services.config, services.sources.mlflow, body, actor, gates.guard(services)
-    )
+    action = gates.propose(services, body, actor)
     if body.confirm and not body.dry_run and action.id is not None:
         action = _confirm(services, action.id, actor)
     return read(services.engine, action)

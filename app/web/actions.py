@@ -20,7 +20,6 @@ from app.gates import service as gates
 from app.identity.logic import Scope
 from app.incidents import service as incidents
 from app.incidents.models import IncidentStatus, IncidentUpdate
-from app.rollback import service as rollbacks
 from app.rollback.models import RollbackRequest
 from app.web.auth import PAGE_HEADERS, FormViewerDep, require
 
@@ -91,24 +90,14 @@ def propose_rollback(
 
         first = exc.errors()[0]
         raise HTTPException(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
-    rollbacks.propose(
-        services.engine, services.config, services.sources.mlflow, request, who.actor, gates.guard(services)
-    )
+    gates.propose(services, request, who.actor)
     return back(incident_id, "proposed")
 
 
 @router.post("/rollbacks/{action_id}/confirm")
 def confirm_rollback(services: ServicesDep, who: FormViewerDep, action_id: IdPath) -> Response:
     require(who, Scope.change)
-    confirmation = rollbacks.confirm_change(
-        services.engine,
-        services.config,
-        services.sources.mlflow,
-        services.events,
-        action_id,
-        who.actor,
-        gates.guard(services),
-    )
+    confirmation = gates.confirm(services, action_id, who.actor)
     action = confirmation.action
     if action.incident_id is None:
         return RedirectResponse("/incidents", status_code=303, headers=PAGE_HEADERS)

@@ -59,6 +59,7 @@ KNOWN_VALUES = {
     "incident_id": 1,
     "user": "U1",  # through the API, one's own token
     "scope": "read",
+    "token": None,  # Flagger's metadata may carry the token; each case here says where its token is
 }
 MISSING = "missing bearer token: send Authorization: Bearer <token>"
 INVALID = "invalid bearer token"

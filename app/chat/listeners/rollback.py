@@ -122,9 +122,7 @@ def proposal_blocks(services: Services, action: RollbackAction) -> list[dict[str
 
 def propose(services: Services, request: RollbackRequest, user: str) -> Reply:
     """Propose as the Slack user who asked (a rollback without an incident joins the model's open one)."""
-    action = rollbacks.propose(
-        services.engine, services.config, services.sources.mlflow, request, Actor(user), gates.guard(services)
-    )
+    action = gates.propose(services, request, Actor(user))
     content = proposal_blocks(services, action)
     _, env = rollbacks.environment_of(services.config, action.model, action.environment)
     # With the two-person rule the second person must see the Confirm button: post it in the channel.
@@ -133,15 +131,7 @@ def propose(services: Services, request: RollbackRequest, user: str) -> Reply:
 
 def confirm(services: Services, action_id: int, user: str) -> Reply:
     """Execute once: only the click that ran the change announces it and watches its burn."""
-    confirmation = rollbacks.confirm_change(
-        services.engine,
-        services.config,
-        services.sources.mlflow,
-        services.events,
-        action_id,
-        Actor(user),
-        gates.guard(services),
-    )
+    confirmation = gates.confirm(services, action_id, Actor(user))
     action = confirmation.action
     if not confirmation.executed:
         return Reply(already(action))

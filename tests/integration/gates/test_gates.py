@@ -861,7 +861,11 @@ def test_flagger_confirm_promotion_answers_200_or_403(world: Gates) -> None:
     assert confirm_promotion(world, "recommender", "2", "sloguard_pat_" + "y" * 38).status_code == 401
     with world.http(world.read) as http:  # a bearer header also does, for a caller that can send one
         incomplete = http.post("/api/v1/gates/flagger", json={"name": "x", "metadata": {"model": "ranker"}})
-    assert incomplete.status_code == 422 and "version, to" in incomplete.json()["detail"]
+    detail = incomplete.json()["detail"]
+    assert incomplete.status_code == 422 and "metadata.version" in detail and "metadata.to" in detail
+    with httpx.Client(base_url=world.url, timeout=60) as http:  # no token: a bad payload says only that
+        anonymous = http.post("/api/v1/gates/flagger", content=b"\xff not json")
+    assert anonymous.status_code == 401, anonymous.text
 
 
 def test_check_answers_a_read_token_and_exceptions_need_change(world: Gates) -> None:
