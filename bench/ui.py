@@ -560,7 +560,7 @@ def breakdown(database_url: str, specs: list[Slo], runs: int) -> None:
     def overview(page: int) -> Callable[[], None]:
         def run() -> None:
             with Session(engine) as session:
-                found = views.overview(session, specs, eval_interval=60.0, now=datetime.now(UTC), page=page)
+                found = views.overview(session, specs, now=datetime.now(UTC), page=page)
                 views.open_incidents(session)
             for row in found.rows:
                 views.sparkline_points(row)

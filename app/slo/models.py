@@ -35,3 +35,18 @@ class SloStatus(SQLModel, table=True):
     budget_coverage: float | None = None
     # The page tier's burn rate over its long window: the overview's sparkline (one query for a page).
     page_burn: float | None = None
+
+
+SPARK_BUCKET = 900  # seconds: the console's sparklines show the highest page burn of each quarter hour
+
+
+class SloSpark(SQLModel, table=True):
+    """The highest page-tier burn of each SLO in each SPARK_BUCKET (bucket = epoch seconds // SPARK_BUCKET):
+    a rollup kept by every cycle's store, for the console's sparklines, pruned with SloStatus."""
+
+    __tablename__ = "slo_spark"
+    __table_args__ = (sa.Index("ix_slo_spark_bucket", "bucket"),)
+
+    slo_id: str = Field(primary_key=True, max_length=200)
+    bucket: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    burn: float

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -27,7 +28,7 @@ from app.events import Dispatcher, SloBreached, SloCleared
 from app.slo import burn, coverage, queries
 from app.slo.burn import Coverage, State
 from app.slo.model import ElasticsearchSli, LatencySli, Slo
-from app.slo.models import SloStatus
+from app.slo.models import SPARK_BUCKET, SloSpark, SloStatus
 from app.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -440,8 +441,13 @@ def page_burn(slo: Slo, windows: dict[str, dict[str, float | None]]) -> float | 
 
 
 def store(session: Session, results: Sequence[SloResult], retention_seconds: float) -> None:
+    sparks: dict[tuple[str, int], float] = {}
     for result in results:
         evaluation = result.evaluation
+        burn_now = page_burn(result.slo, result.windows())
+        if burn_now is not None:
+            key = (result.slo.id, int(result.evaluated_at.timestamp()) // SPARK_BUCKET)
+            sparks[key] = max(burn_now, sparks.get(key, burn_now))
         session.add(
             SloStatus(
                 slo_id=result.slo.id,
@@ -454,12 +460,32 @@ def store(session: Session, results: Sequence[SloResult], retention_seconds: flo
                 detail=result.detail,
                 budget_basis=result.coverage.basis if result.coverage else None,
                 budget_coverage=result.coverage.seconds if result.coverage else None,
-                page_burn=page_burn(result.slo, result.windows()),
+                page_burn=burn_now,
             )
         )
+    _store_sparks(session, sparks)
     if results:
         cutoff = results[0].evaluated_at - timedelta(seconds=retention_seconds)
         session.execute(sa.delete(SloStatus).where(col(SloStatus.evaluated_at) < cutoff))
+        first_kept = int(cutoff.timestamp()) // SPARK_BUCKET
+        session.execute(sa.delete(SloSpark).where(col(SloSpark.bucket) < first_kept))
+
+
+def _store_sparks(session: Session, sparks: dict[tuple[str, int], float]) -> None:
+    """Raise each SLO's quarter-hour rollup to this cycle's page burn where it is higher (one upsert)."""
+    if not sparks:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(SloSpark)
+    higher = sa.func.greatest if dialect == "postgresql" else sa.func.max
+    rows = [{"slo_id": slo_id, "bucket": bucket, "burn": value} for (slo_id, bucket), value in sparks.items()]
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["slo_id", "bucket"],
+            set_={"burn": higher(SloSpark.__table__.c.burn, insert.excluded.burn)},  # type: ignore[attr-defined]
+        ),
+        rows,
+    )
 
 
 def update_gauges(metrics: Metrics, results: Sequence[SloResult]) -> None:

@@ -95,7 +95,6 @@ def overview(
         found = views.overview(
             session,
             services.slo_engine.slos,
-            eval_interval=services.settings.eval_interval,
             now=now,
             page=page,
             service=chosen["service"],

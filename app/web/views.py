@@ -1,8 +1,9 @@
 """What the console's pages show, read in as few queries as a page allows. No writes here.
 
 The overview reads the newest evaluation of every SLO from the last cycle's rows (an index on the
-evaluation time), sorts by budget left, and reads the sparklines of one page of SLOs in one grouped query:
-the page tier's burn (app/slo/service.page_burn) at most once per SPARK_BUCKET over the last day.
+evaluation time), sorts by budget left, and reads the sparklines of one page of SLOs from the rollup each
+cycle keeps (SloSpark): the page tier's highest burn (app/slo/service.page_burn) in each quarter hour of
+the last day.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,10 +22,9 @@ from app.incidents.models import Incident
 from app.slo import service as slos
 from app.slo.burn import State
 from app.slo.model import Slo
-from app.slo.models import SloStatus
+from app.slo.models import SPARK_BUCKET, SloSpark, SloStatus
 
 SPARK_SPAN = timedelta(days=1)
-SPARK_BUCKET = 900  # seconds: 96 points over the day
 PER_PAGE = 100
 STATES = tuple(state.value for state in State)
 
@@ -69,26 +69,47 @@ class Latest:
     id: int
 
 
-def newest_rows(session: Session, lookback: float) -> dict[str, Latest]:
-    """Each SLO's newest row among those of the last cycle or two (`lookback` seconds before the newest
-    evaluation): one index range read, however long the history is, of the columns shown only."""
+LATEST_COLUMNS = (
+    col(SloStatus.slo_id),
+    col(SloStatus.evaluated_at),
+    col(SloStatus.state),
+    col(SloStatus.budget_remaining),
+    col(SloStatus.tier),
+    col(SloStatus.detail),
+    col(SloStatus.id),
+)
+
+
+def newest_rows(session: Session, slo_ids: Sequence[str]) -> dict[str, Latest]:
+    """Each SLO's newest row, of the columns shown only. A cycle stores every SLO at one evaluation
+    time, so the newest cycle's rows are one index equality read however long the history is; an SLO
+    that cycle left out (added since, or a replica's older list) is looked up on its own index."""
     newest = session.exec(select(sa.func.max(SloStatus.evaluated_at))).one()
     if newest is None:
         return {}
-    if newest.tzinfo is None:
-        newest = newest.replace(tzinfo=UTC)
-    columns = (
-        col(SloStatus.slo_id),
-        col(SloStatus.evaluated_at),
-        col(SloStatus.state),
-        col(SloStatus.budget_remaining),
-        col(SloStatus.tier),
-        col(SloStatus.detail),
-        col(SloStatus.id),
+    found = _keep_newest(
+        session.execute(sa.select(*LATEST_COLUMNS).where(col(SloStatus.evaluated_at) == newest)).all()
     )
-    rows = session.execute(
-        sa.select(*columns).where(col(SloStatus.evaluated_at) >= newest - timedelta(seconds=lookback))
-    ).all()
+    missing = [slo_id for slo_id in slo_ids if slo_id not in found]
+    for chunk in range(0, len(missing), 500):
+        ids = missing[chunk : chunk + 500]
+        latest = (
+            sa.select(col(SloStatus.slo_id), sa.func.max(SloStatus.evaluated_at).label("at"))
+            .where(col(SloStatus.slo_id).in_(ids))
+            .group_by(col(SloStatus.slo_id))
+            .subquery()
+        )
+        rows = session.execute(
+            sa.select(*LATEST_COLUMNS).join(
+                latest,
+                sa.and_(col(SloStatus.slo_id) == latest.c.slo_id, col(SloStatus.evaluated_at) == latest.c.at),
+            )
+        ).all()
+        found.update(_keep_newest(rows))
+    return found
+
+
+def _keep_newest(rows: Sequence[Any]) -> dict[str, Latest]:
     found: dict[str, Latest] = {}
     for values in rows:
         row = Latest(*values)
@@ -98,17 +119,17 @@ def newest_rows(session: Session, lookback: float) -> dict[str, Latest]:
     return found
 
 
-def _budget_key(row: SloRow) -> tuple[int, float, str]:
-    value = row.budget_remaining
+def _budget_key(pair: tuple[Slo, Latest | None]) -> tuple[int, float, str]:
+    spec, row = pair
+    value = row.budget_remaining if row else None
     known = value is not None and math.isfinite(value)
-    return (0 if known else 1, value if known and value is not None else 0.0, row.slo.id)
+    return (0 if known else 1, value if known and value is not None else 0.0, spec.id)
 
 
 def overview(
     session: Session,
     specs: Sequence[Slo],
     *,
-    eval_interval: float,
     now: datetime,
     service: str | None = None,
     model: str | None = None,
@@ -116,34 +137,24 @@ def overview(
     page: int = 1,
     per_page: int = PER_PAGE,
 ) -> Overview:
-    stored = newest_rows(session, lookback=max(2 * eval_interval, 300.0))
-    rows = []
-    for spec in specs:
-        if (service and spec.service != service) or (model and spec.model != model):
-            continue
-        row = stored.get(spec.id)
-        tier = slos.page_tier(spec)
-        found = SloRow(
-            slo=spec,
-            state=row.state if row else State.no_data.value,
-            budget_remaining=row.budget_remaining if row else None,
-            tier=row.tier if row else None,
-            evaluated_at=row.evaluated_at if row else None,
-            detail=row.detail if row else "not evaluated yet",
-            page_factor=tier.factor if tier else None,
-        )
-        if state and found.state != state:
-            continue
-        rows.append(found)
-    rows.sort(key=_budget_key)  # least budget left first; not yet known last
-    pages = max(1, math.ceil(len(rows) / per_page))
+    wanted = [
+        spec
+        for spec in specs
+        if not (service and spec.service != service) and not (model and spec.model != model)
+    ]
+    stored = newest_rows(session, [spec.id for spec in wanted])
+    pairs = [(spec, stored.get(spec.id)) for spec in wanted]
+    if state:
+        pairs = [(spec, row) for spec, row in pairs if (row.state if row else State.no_data.value) == state]
+    pairs.sort(key=_budget_key)  # least budget left first; not yet known last
+    pages = max(1, math.ceil(len(pairs) / per_page))
     page = min(max(page, 1), pages)
-    shown = rows[(page - 1) * per_page : page * per_page]
+    shown = [_slo_row(spec, row) for spec, row in pairs[(page - 1) * per_page : page * per_page]]
     _sparklines(session, shown, now)
     last = max((r.evaluated_at for r in stored.values()), default=None)
     return Overview(
         rows=shown,
-        total=len(rows),
+        total=len(pairs),
         page=page,
         pages=pages,
         last_evaluation=last,
@@ -152,19 +163,28 @@ def overview(
     )
 
 
+def _slo_row(spec: Slo, row: Latest | None) -> SloRow:
+    tier = slos.page_tier(spec)
+    return SloRow(
+        slo=spec,
+        state=row.state if row else State.no_data.value,
+        budget_remaining=row.budget_remaining if row else None,
+        tier=row.tier if row else None,
+        evaluated_at=row.evaluated_at if row else None,
+        detail=row.detail if row else "not evaluated yet",
+        page_factor=tier.factor if tier else None,
+    )
+
+
 def _sparklines(session: Session, rows: list[SloRow], now: datetime) -> None:
-    """One grouped query for the page: the highest page-tier burn in each bucket of the last day."""
+    """The page's sparklines from the quarter-hour rollup each cycle keeps (SloSpark): one indexed read."""
     if not rows:
         return
     since = now - SPARK_SPAN
-    seconds = sa.func.extract("epoch", col(SloStatus.evaluated_at))
-    bucket = sa.func.floor(seconds / SPARK_BUCKET).label("bucket")
     query = (
-        sa.select(col(SloStatus.slo_id), bucket, sa.func.max(col(SloStatus.page_burn)))
-        .where(col(SloStatus.slo_id).in_([r.slo.id for r in rows]))
-        .where(col(SloStatus.evaluated_at) >= since)
-        .where(col(SloStatus.page_burn).is_not(None))
-        .group_by(col(SloStatus.slo_id), bucket)
+        sa.select(col(SloSpark.slo_id), col(SloSpark.bucket), col(SloSpark.burn))
+        .where(col(SloSpark.slo_id).in_([r.slo.id for r in rows]))
+        .where(col(SloSpark.bucket) >= int(since.timestamp()) // SPARK_BUCKET)
     )
     by_id = {r.slo.id: r for r in rows}
     start = since.timestamp()
