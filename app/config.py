@@ -42,6 +42,7 @@ SECRET_FIELDS = (
     "api_token",
     "elasticsearch_api_key",
     "oidc_client_secret",
+    "mlflow_webhook_secret",
 )
 # Values people paste from examples; a service that accepts them is open to anyone who read the docs.
 PLACEHOLDER_SECRETS = frozenset(
@@ -436,6 +437,8 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl | None = None
 
     webhook_token: SecretStr | None = None
+    # The secret MLflow's registry webhook signs its deliveries with (POST /webhooks/mlflow).
+    mlflow_webhook_secret: SecretStr | None = None
     api_token: SecretStr | None = None
     # The console's OpenID Connect client secret (sloguard.yaml `console.oidc` names the provider).
     oidc_client_secret: SecretStr | None = None

@@ -94,6 +94,24 @@ class IncidentEscalated:
     unacknowledged_seconds: float
 
 
+@dataclass(frozen=True)
+class ModelChanged:
+    """The model registry announced a change (its webhook): an alias moved or was removed, a version was
+    registered. `action_id` is set when the change was sloguard's own rollback or promote."""
+
+    change_id: int
+    kind: str  # alias_set, alias_deleted, version_created
+    registered_model: str
+    model: str
+    text: str
+    at: datetime
+    environment: str | None = None
+    alias: str | None = None
+    version: str | None = None
+    from_version: str | None = None
+    action_id: int | None = None
+
+
 Event = Any
 E = TypeVar("E")
 

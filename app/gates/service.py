@@ -186,11 +186,14 @@ def read_soak(
         series = traffic.requests(config, below.selector, only)
         step = max(60, math.ceil(soak.duration / 250 / 60) * 60)
         start = now - timedelta(seconds=soak.duration + step)
-        steps = prometheus.query_range(
-            promql_build.total(promql_build.increase(series, f"{step}s")), start, now, step
+        serving = traffic.served(
+            prometheus,
+            lambda window: promql_build.total(promql_build.increase(series, window)),
+            start,
+            now,
+            step,
         )
-        served_from = [float(t) for s in steps for t, v in s["values"] if float(v) > 0]
-        served = (now.timestamp() - (min(served_from) - step)) if served_from else 0.0
+        served = (now - serving[0]).total_seconds() if serving is not None else 0.0
         window = durations.format_prometheus(max(60, int(min(max(served, 60), soak.duration))))
         failing = traffic.requests(config, below.selector, only, config.error_selector)
         bad = _sum(prometheus, promql_build.total(promql_build.increase(failing, window)), now)

@@ -1,9 +1,12 @@
-"""A model's traffic as Prometheus sees it: its request counter, and errors per serving version."""
+"""A model's traffic as Prometheus sees it: its request counter, errors per serving version, and when a
+version served (the release gates' soak and the budget per version read it the same way)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app import durations, promql_build
@@ -45,6 +48,45 @@ def by_version(prometheus: Any, config: ModelConfig, span_seconds: int, at: date
         if s["metric"].get(label) is not None and float(s["value"][1]) > 0
     ]
     return sorted(found, key=lambda v: (-v.requests, v.version))
+
+
+def served(
+    prometheus: Any,
+    traffic_over: Callable[[str], str],
+    start: datetime,
+    end: datetime,
+    step: int,
+    fine: int | None = None,
+) -> tuple[datetime, datetime] | None:
+    """When there was traffic between `start` and `end`: (first, last), or None when there was none.
+
+    `traffic_over(window)` is the traffic in a window (an increase or a rate of version-filtered counters),
+    read by a range query a point every `step` seconds: first is the start of the first step that saw
+    any, last the end of the last one. With `fine` (shorter than `step`), both edges are read again a
+    `fine` step at a time, so a 30-day span (a point every 5 minutes, under Prometheus' 11,000 points)
+    still tells when a version began to the minute."""
+    found = _edges(prometheus, traffic_over, start, end, step)
+    if found is None or fine is None or fine >= step:
+        return found
+    first, last = found
+    early = _edges(
+        prometheus, traffic_over, first + timedelta(seconds=fine), first + timedelta(seconds=step), fine
+    )
+    late = _edges(prometheus, traffic_over, last - timedelta(seconds=step - fine), last, fine)
+    return (early[0] if early else first, late[1] if late else last)
+
+
+def _edges(
+    prometheus: Any, traffic_over: Callable[[str], str], start: datetime, end: datetime, step: int
+) -> tuple[datetime, datetime] | None:
+    window = durations.format_prometheus(step)
+    result = prometheus.query_range(traffic_over(window), start, end, step)
+    times = [
+        float(t) for series in result for t, v in series["values"] if math.isfinite(float(v)) and float(v) > 0
+    ]
+    if not times:
+        return None
+    return datetime.fromtimestamp(min(times) - step, UTC), datetime.fromtimestamp(max(times), UTC)
 
 
 def model_of_slo(

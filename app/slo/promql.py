@@ -294,3 +294,48 @@ def selector(metric: str, matchers: str) -> tuple[str, str]:
 
 def _operator(op: Any) -> str:
     return next(text for member, text in _MATCH_OPS if member == op)
+
+
+def selectors(expression: str) -> list[str]:
+    """Each series selector of `expression` as its own text (metric name and matchers, escaped; any offset
+    or @ left off), e.g. to ask which series it reads over a span."""
+    found = []
+    for node in _nodes(parse(expression)):
+        if isinstance(node, promql_parser.VectorSelector):
+            parts = [promql_build.match(m.name, m.value, _operator(m.op)) for m in node.matchers.matchers]
+            text = promql_build.selector(node.name or "", *parts)
+            if text not in found:
+                found.append(text)
+    return found
+
+
+def narrowed(expression: str, label: str, value: str, operator: str = "=") -> str:
+    """`expression` with one more matcher in every selector's braces: the same query over only the series
+    whose `label` matches `value` (a version's share of an SLI's bad or total events). Braces in PromQL
+    outside strings are always a selector's, so the matcher goes after each `{`; the result is parsed to
+    prove that every selector got it (a bare `metric` with no braces would not, and is refused)."""
+    matcher = promql_build.match(label, value, operator)
+    out: list[str] = []
+    i, n = 0, len(expression)
+    while i < n:
+        char = expression[i]
+        if char in "\"'`":
+            end = i + 1
+            while end < n and expression[end] != char:
+                end += 2 if char != "`" and expression[end] == "\\" else 1
+            out.append(expression[i : end + 1])
+            i = end + 1
+            continue
+        out.append(char)
+        if char == "{":
+            rest = expression[i + 1 :].lstrip()
+            out.append(matcher if rest.startswith("}") else matcher + ",")
+        i += 1
+    text = "".join(out)
+    for node in _nodes(parse(text)):
+        if isinstance(node, promql_parser.VectorSelector) and not any(
+            m.name == label and m.value == value and _operator(m.op) == operator
+            for m in node.matchers.matchers
+        ):
+            raise PromqlError(f"a selector without braces ({node.name}) cannot be narrowed to one {label}")
+    return text

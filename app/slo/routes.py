@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
 
 from app.api import ServicesDep, SessionDep
+from app.ml import budget
 from app.slo import service as slos
 
 router = APIRouter(prefix="/slos", tags=["slos"])
@@ -20,4 +22,10 @@ def list_slos(services: ServicesDep, session: SessionDep) -> list[dict[str, Any]
 
 @router.get("/{slo_id}")
 def get_slo(services: ServicesDep, session: SessionDep, slo_id: str) -> dict[str, Any]:
-    return slos.latest_status(session, services.slo_engine.slos, slo_id)[0]
+    """The SLO's latest stored evaluation, and the budget of its period spent by each model version
+    (`budget_by_version`, read from Prometheus now; `available: false` with a `reason` when it cannot be)."""
+    item = slos.latest_status(session, services.slo_engine.slos, slo_id)[0]
+    engine = services.slo_engine
+    spec = engine.by_id[item["id"]]
+    found = budget.for_slo(engine.prometheus, spec, services.config.models, datetime.now(UTC))
+    return {**item, "budget_by_version": found.as_dict()}
