@@ -14,6 +14,8 @@ import app as package
 from app.alerts.routes import ALERTMANAGER_PATH
 from app.alerts.routes import router as webhook_router
 from app.api import API_PROBLEMS, authenticate, install_error_handlers
+from app.changes.routes import router as changes_router
+from app.changes.routes import webhook_router as mlflow_webhook_router
 from app.chat.door import mount_slack
 from app.config import FileConfig, Settings, load_file_config
 from app.errors import ConfigError
@@ -62,7 +64,7 @@ def follow_leadership(services: Services, leadership: Leadership) -> None:
     def changed(leading: bool) -> None:
         if leading:
             with Session(services.engine) as session:
-                services.slo_engine.reload(slos.latest_states(session))
+                services.slo_engine.reload(slos.latest_states(session, list(services.slo_engine.by_id)))
         gauge.set(1 if leading else 0)
 
     leadership.on_change(changed)
@@ -147,6 +149,7 @@ def create_app(settings: Settings, *, own_processes: bool = False) -> FastAPI:
 
     fastapi_app.include_router(health_router)
     fastapi_app.include_router(webhook_router)
+    fastapi_app.include_router(mlflow_webhook_router)
     bolt = mount_slack(fastapi_app, settings, ref) if settings.slack_enabled else None
     # Every /api/v1 route authenticates its caller; each mutating one names the scope it needs.
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(authenticate)], responses=API_PROBLEMS)
@@ -155,6 +158,7 @@ def create_app(settings: Settings, *, own_processes: bool = False) -> FastAPI:
     api.include_router(rollback_router)
     api.include_router(identity_router)
     api.include_router(gates_router)
+    api.include_router(changes_router)
     fastapi_app.include_router(api)
     fastapi_app.include_router(flagger_router)
     mount_console(fastapi_app)  # the web console at / (after the API: its error pages wrap their answers)

@@ -180,7 +180,7 @@ def build_services(
         sources = Sources.from_settings(settings)
         slo_engine = slo_engine_for(settings, config, specs, sources)
         with Session(engine) as session:
-            slo_engine.restore(slos.latest_states(session))
+            slo_engine.restore(slos.latest_states(session, list(slo_engine.by_id)))
     except BaseException:
         engine.dispose()
         raise
@@ -227,7 +227,9 @@ def wire_effects(services: Services) -> None:
     postmortems.subscribe(events)
     rollbacks.subscribe(events, config)
     handlers: dict[str, outbox.Handler] = {}
-    handlers |= ml.Enricher(services.engine, config, services.sources.for_evidence()).handlers()
+    handlers |= ml.Enricher(
+        services.engine, config, services.sources.for_evidence(), services.slo_engine
+    ).handlers()
     handlers |= record.Measurer(services.engine, services.slo_engine, config.slo).handlers()
     handlers |= postmortems.Writer(services).handlers()
     handlers |= rollbacks.Verifier(services.engine, services.slo_engine).handlers()

@@ -528,30 +528,62 @@ def run_cycle(
     return results
 
 
-def _latest_rows(
-    session: Session, slo_ids: Sequence[str] | None = None, states: Sequence[str] | None = None
-) -> dict[str, SloStatus]:
-    """The newest SloStatus row of each SLO (one query), optionally among rows in `states`."""
-    latest = select(SloStatus.slo_id, sa.func.max(SloStatus.evaluated_at).label("at"))
-    if slo_ids is not None:
-        latest = latest.where(col(SloStatus.slo_id).in_(slo_ids))
-    if states is not None:
-        latest = latest.where(col(SloStatus.state).in_(states))
-    newest = latest.group_by(col(SloStatus.slo_id)).subquery()
-    rows = session.exec(
-        select(SloStatus).join(
-            newest,
-            sa.and_(col(SloStatus.slo_id) == newest.c.slo_id, col(SloStatus.evaluated_at) == newest.c.at),
+def newest_per_slo(
+    session: Session,
+    slo_ids: Sequence[str],
+    columns: Sequence[Any],
+    states: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The newest row of each SLO in `slo_ids` (optionally among rows in `states`), as `columns` (the
+    first must be `slo_id`; with the whole entity, SloStatus rows), in a time independent of the history:
+    a cycle stores every SLO at one evaluation time, so the newest cycle's rows are one index equality
+    read; each SLO it does not answer for (added since, or its newest row not in `states`) is then one
+    probe of the (slo_id, evaluated_at) index, newest first."""
+    wanted = set(slo_ids)
+    if not wanted:
+        return {}
+    newest = session.exec(select(sa.func.max(SloStatus.evaluated_at))).one()
+    if newest is None:
+        return {}
+    entity = len(columns) == 1 and columns[0] is SloStatus
+
+    def chosen(query: Any) -> Any:
+        return query.where(col(SloStatus.state).in_(states)) if states is not None else query
+
+    query = chosen(sa.select(*columns).where(col(SloStatus.evaluated_at) == newest))
+    found: dict[str, Any] = {}
+    for row in session.execute(query).all():
+        value = row[0] if entity else row
+        slo_id = value.slo_id
+        kept = found.get(slo_id)
+        if slo_id in wanted and (kept is None or value.id > kept.id):
+            found[slo_id] = value
+    for slo_id in sorted(wanted - found.keys()):
+        probe = chosen(
+            sa.select(*columns)
+            .where(col(SloStatus.slo_id) == slo_id)
+            .order_by(col(SloStatus.evaluated_at).desc(), col(SloStatus.id).desc())
+            .limit(1)
         )
-    ).all()
-    return {row.slo_id: row for row in rows}
+        last = session.execute(probe).first()
+        if last is not None:
+            found[slo_id] = last[0] if entity else last
+    return found
 
 
-def latest_states(session: Session) -> dict[str, tuple[str, str | None]]:
+def _latest_rows(
+    session: Session, slo_ids: Sequence[str], states: Sequence[str] | None = None
+) -> dict[str, SloStatus]:
+    """The newest SloStatus row of each SLO, optionally among rows in `states`."""
+    return newest_per_slo(session, slo_ids, [SloStatus], states)
+
+
+def latest_states(session: Session, slo_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
     """The last judged state of each SLO: rows that only say a source failed or data was missing are
     looked past, since they never changed what was firing."""
     judged = (State.ok.value, State.ticket.value, State.page.value)
-    return {slo_id: (row.state, row.tier) for slo_id, row in _latest_rows(session, states=judged).items()}
+    rows = _latest_rows(session, slo_ids, states=judged)
+    return {slo_id: (row.state, row.tier) for slo_id, row in rows.items()}
 
 
 def latest_status(session: Session, slos: Sequence[Slo], slo_id: str | None = None) -> list[dict[str, Any]]:

@@ -81,42 +81,9 @@ LATEST_COLUMNS = (
 
 
 def newest_rows(session: Session, slo_ids: Sequence[str]) -> dict[str, Latest]:
-    """Each SLO's newest row, of the columns shown only. A cycle stores every SLO at one evaluation
-    time, so the newest cycle's rows are one index equality read however long the history is; an SLO
-    that cycle left out (added since, or a replica's older list) is looked up on its own index."""
-    newest = session.exec(select(sa.func.max(SloStatus.evaluated_at))).one()
-    if newest is None:
-        return {}
-    found = _keep_newest(
-        session.execute(sa.select(*LATEST_COLUMNS).where(col(SloStatus.evaluated_at) == newest)).all()
-    )
-    missing = [slo_id for slo_id in slo_ids if slo_id not in found]
-    for chunk in range(0, len(missing), 500):
-        ids = missing[chunk : chunk + 500]
-        latest = (
-            sa.select(col(SloStatus.slo_id), sa.func.max(SloStatus.evaluated_at).label("at"))
-            .where(col(SloStatus.slo_id).in_(ids))
-            .group_by(col(SloStatus.slo_id))
-            .subquery()
-        )
-        rows = session.execute(
-            sa.select(*LATEST_COLUMNS).join(
-                latest,
-                sa.and_(col(SloStatus.slo_id) == latest.c.slo_id, col(SloStatus.evaluated_at) == latest.c.at),
-            )
-        ).all()
-        found.update(_keep_newest(rows))
-    return found
-
-
-def _keep_newest(rows: Sequence[Any]) -> dict[str, Latest]:
-    found: dict[str, Latest] = {}
-    for values in rows:
-        row = Latest(*values)
-        kept = found.get(row.slo_id)
-        if kept is None or (row.evaluated_at, row.id) > (kept.evaluated_at, kept.id):
-            found[row.slo_id] = row
-    return found
+    """Each SLO's newest row, of the columns shown only (app/slo/service.newest_per_slo)."""
+    rows = slos.newest_per_slo(session, slo_ids, LATEST_COLUMNS)
+    return {slo_id: Latest(*values) for slo_id, values in rows.items()}
 
 
 def _budget_key(pair: tuple[Slo, Latest | None]) -> tuple[int, float, str]:

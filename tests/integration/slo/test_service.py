@@ -164,7 +164,7 @@ def test_a_restart_remembers_a_page_across_source_errors(
     run_cycle(down, engine, Metrics(), Dispatcher(), at + timedelta(minutes=1))  # source_error rows
     restarted = SloEngine(load_specs([scenario_slo_dir]), PrometheusSource(history_prometheus.url), None)
     with Session(engine) as session:
-        restarted.restore(slos.latest_states(session))
+        restarted.restore(slos.latest_states(session, list(restarted.by_id)))
     assert restarted.memory["fraud-model-availability"].state == "page"
     assert restarted.memory["fraud-model-availability"].tier == "page-fast"
     engine.dispose()
