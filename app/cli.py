@@ -130,6 +130,15 @@ def _gate_command() -> None:
 _gate_command()
 
 
+def _changes_command() -> None:
+    from app.changes.cli import changes
+
+    cli.command("changes")(changes)
+
+
+_changes_command()
+
+
 @cli.command("check-config")
 def check_config() -> None:
     """Validate settings and sloguard.yaml without starting anything."""
@@ -545,6 +554,15 @@ def demo(
     except KeyboardInterrupt:
         typer.echo("sloguard demo: stopped; everything it started is stopped", err=True)
         raise typer.Exit(130) from None
+
+
+def _planned_command() -> None:
+    from app.planned.cli import planned
+
+    cli.command("planned")(planned)
+
+
+_planned_command()
 
 
 def main() -> None:

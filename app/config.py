@@ -32,6 +32,7 @@ from app import durations
 from app.errors import ConfigError
 from app.gates.policy import GatePolicy
 from app.identity.logic import Scope
+from app.planned.windows import PlannedWindow
 
 ENV_PREFIX = "SLOGUARD_"
 SECRET_FIELDS = (
@@ -385,6 +386,16 @@ class FileConfig(BaseModel):
     outbox: OutboxOptions = Field(default_factory=OutboxOptions)
     automation: AutomationConfig = Field(default_factory=AutomationConfig)
     console: ConsoleOptions = Field(default_factory=ConsoleOptions)
+    # Maintenance announced ahead (app/planned): the SLOs it covers neither page nor spend budget.
+    planned_windows: list[PlannedWindow] = Field(default_factory=list, max_length=500)
+
+    @field_validator("planned_windows")
+    @classmethod
+    def _unique_windows(cls, value: list[PlannedWindow]) -> list[PlannedWindow]:
+        names = [window.name for window in value]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"two windows are named {', '.join(twice)}: each name is one window")
+        return value
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
@@ -439,6 +450,8 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = None
     # The secret MLflow's registry webhook signs its deliveries with (POST /webhooks/mlflow).
     mlflow_webhook_secret: SecretStr | None = None
+    # Alertmanager's API (v2): sloguard silences the SLOs a planned window covers before it starts.
+    alertmanager_url: AnyHttpUrl | None = None
     api_token: SecretStr | None = None
     # The console's OpenID Connect client secret (sloguard.yaml `console.oidc` names the provider).
     oidc_client_secret: SecretStr | None = None

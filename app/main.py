@@ -29,6 +29,7 @@ from app.identity.routes import router as identity_router
 from app.incidents import jobs as incident_jobs
 from app.incidents.routes import router as incidents_router
 from app.leader import Leadership, leadership_for
+from app.planned import silences as planned_silences
 from app.request_guard import REQUEST_MAX_BYTES, RequestGuard
 from app.rollback.routes import router as rollback_router
 from app.scheduler import Job, build_scheduler
@@ -52,6 +53,7 @@ def build_jobs(services: Services, leadership: Leadership) -> list[Job]:
         Job("slo-evaluation", lead(lambda: evaluate_slos(services)), interval, run_at_start=True),
         Job("incident-escalation", lead(lambda: incident_jobs.escalate(services, options)), 60),
         Job("release-freeze-watch", lead(lambda: gate_jobs.watch_freezes(services)), interval),
+        Job("planned-window-silences", lead(lambda: planned_silences.watch(services)), interval),
         Job("incident-auto-resolve", lead(lambda: incident_jobs.auto_resolve(services, options)), 300),
     ]
 

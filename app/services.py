@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
@@ -160,7 +161,7 @@ class Services:
 
 
 def slo_engine_for(settings: Settings, config: FileConfig, specs: list[Slo], sources: Sources) -> SloEngine:
-    return SloEngine(specs, sources.prometheus, sources.elasticsearch, config.slo)
+    return SloEngine(specs, sources.prometheus, sources.elasticsearch, config.slo, config.planned_windows)
 
 
 def build_services(
@@ -194,6 +195,7 @@ def build_services(
         metrics=metrics or Metrics(),
     )
     wire_effects(services)
+    services.metrics.planned.source = lambda: slo_engine.planned_states(datetime.now(UTC))
     return services
 
 
@@ -233,6 +235,11 @@ def wire_effects(services: Services) -> None:
     handlers |= record.Measurer(services.engine, services.slo_engine, config.slo).handlers()
     handlers |= postmortems.Writer(services).handlers()
     handlers |= rollbacks.Verifier(services.engine, services.slo_engine).handlers()
+    if services.settings.alertmanager_url is not None:
+        from app.planned.silences import Silencer
+
+        silencer = Silencer(services.engine, str(services.settings.alertmanager_url))
+        handlers |= silencer.handlers()
     client = slack_client(services.settings)
     if client is not None:
         notify.subscribe(events, config)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -82,6 +83,26 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # elastic_transport logs each retry of a node with its traceback; the SLO's status names the failure
     # (`source_error (elasticsearch at URL: connection failed)`) and the cycle logs it once.
     logging.getLogger("elastic_transport").setLevel(logging.ERROR)
+
+
+class PlannedGauge:
+    """sloguard_planned_window_active{slo}: 1 while a planned window is on for the SLO, 0 otherwise, for
+    each SLO a planned window names (worked out at scrape time, so a window opens on the minute it is
+    planned for, not at the next evaluation). The generated alert rules hold their pages on it."""
+
+    NAME = ("sloguard_planned_window_active", "1 while a planned window (sloguard.yaml) is on for the SLO.")
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[tuple[str, bool]]] | None = None
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(*self.NAME)]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = GaugeMetricFamily(*self.NAME, labels=["slo"])
+        for slo_id, active in self.source() if self.source is not None else ():
+            family.add_metric([slo_id], 1.0 if active else 0.0)
+        return [family]
 
 
 class SloGauges:
@@ -199,6 +220,8 @@ class Metrics:
         self.build_info.info({"version": app.__version__, "python": sys.version.split()[0]})
         self.slos = SloGauges()
         self.registry.register(self.slos)
+        self.planned = PlannedGauge()
+        self.registry.register(self.planned)
         self.webhook_notifications = Counter(
             "sloguard_webhook_notifications",
             "Alertmanager notifications, by outcome (accepted, duplicate, ignored, rejected).",

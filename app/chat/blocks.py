@@ -86,6 +86,7 @@ def incident_blocks(
     runbook: str | None = None,
     console_url: str | None = None,
     change: Mapping[str, Any] | None = None,
+    budget_by_version: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The one message that follows an incident: summary fields, evidence, and buttons. With the
     console's address (SLOGUARD_PUBLIC_URL), it links to the incident's page and its review draft."""
@@ -131,6 +132,8 @@ def incident_blocks(
         lines.append(
             f"*SLO* `{escape(slo['id'])}`: {escape(slo.get('state'))}; burn {burns or 'n/a'}{budget}"
         )
+    if budget_by_version:
+        lines.append(budget_line(budget_by_version))
     versions = list((evidence or {}).get("model_versions", []))
     # Versions are metric label values and registry entries: as untrusted as any other text.
     serving = sorted({str(v["version"]) for v in versions if v["role"] == "serving"})
@@ -188,6 +191,18 @@ CHANGE_STATES = {
     "not_recovered": "not recovered",
     "failed": "failed",
 }
+
+
+def budget_line(figure: Mapping[str, Any]) -> str:
+    """`*Budget per version* (30d): version 4 spent 31.2 % of the 30d budget in 40 min; …`."""
+    if not figure.get("available"):
+        return f"*Budget per version*: not available: {escape(figure.get('reason') or 'unknown')}"
+    versions = list(figure.get("versions") or [])
+    if not versions:
+        return f"*Budget per version* ({escape(figure.get('period'))}): no version spent any"
+    shown = "; ".join(escape(v.get("text", "")) for v in versions[:3])
+    more = f"; {len(versions) - 3} more" if len(versions) > 3 else ""
+    return f"*Budget per version* ({escape(figure.get('period'))}): {shown}{more}"
 
 
 def _ratio(version: Mapping[str, Any]) -> str:

@@ -270,6 +270,7 @@ class SlackEffects:
             evidence = {
                 k: [row.model_dump() for row in rows] for k, rows in ml.evidence(session, incident_id).items()
             }
+            spent = ml.budget_of(session, incident) if incident.slo_id else None
             known = self.slo_engine.by_id if self.slo_engine is not None else {}
             spec = known.get(incident.slo_id) if incident.slo_id else None
             if spec is not None:
@@ -291,6 +292,7 @@ class SlackEffects:
                 runbook=spec.runbook if spec is not None else None,
                 console_url=self.console_url,
                 change=change,
+                budget_by_version=spent,
             ),
             blocks.fallback_text(data),
         )

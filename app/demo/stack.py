@@ -322,10 +322,11 @@ def mlflow_binary(repo: Path | None = None) -> Path | None:
 class MlflowServer:
     """A real MLflow tracking server with its model registry, on a SQLite store in `folder`."""
 
-    def __init__(self, folder: Path, executable: Path) -> None:
+    def __init__(self, folder: Path, executable: Path, env: dict[str, str] | None = None) -> None:
         if not executable.exists():
             raise MissingBinary(f"{executable} not found: `make test` installs MLflow into .venv-mlflow")
         self.folder, self.executable = folder, executable
+        self.env = env or {}  # more environment for the server (its webhooks' settings, say)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -333,7 +334,7 @@ class MlflowServer:
 
     def start(self) -> MlflowServer:
         self.log = (self.folder / "mlflow.log").open("wb")
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
         self.process = subprocess.Popen(
             [
                 str(self.executable),

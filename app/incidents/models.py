@@ -282,3 +282,6 @@ class IncidentDetail(IncidentRead):
     model_versions: list[dict[str, Any]] = []
     drift_signals: list[dict[str, Any]] = []
     log_evidence: list[dict[str, Any]] = []
+    # The budget of the SLO's period spent by each model version, measured with the evidence
+    # (app/ml/budget.py): `available`, and its `reason` when false.
+    budget_by_version: dict[str, Any] | None = None

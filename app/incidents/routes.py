@@ -64,6 +64,7 @@ def detail(engine: Engine, incident_id: int) -> IncidentDetail:
                     key: [item.model_dump() for item in rows]
                     for key, rows in ml.evidence(session, incident_id).items()
                 },
+                "budget_by_version": ml.budget_of(session, incident),
             }
         )
 
@@ -110,7 +111,15 @@ def update(
 def enrich(services: ServicesDep, incident_id: IdPath) -> IncidentDetail:
     """Gather the ML evidence again now (it also runs when the incident opens)."""
     sources = services.sources.for_evidence()
-    ml.enrich(services.engine, services.config, sources, incident_id, datetime.now(UTC), services.events)
+    ml.enrich(
+        services.engine,
+        services.config,
+        sources,
+        incident_id,
+        datetime.now(UTC),
+        services.events,
+        services.slo_engine.by_id,
+    )
     return detail(services.engine, incident_id)
 
 

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,10 +28,13 @@ from app.errors import NotFound, SourceError
 from app.events import Dispatcher, IncidentOpened, IncidentStatusChanged
 from app.incidents import service as incidents
 from app.incidents.models import Incident
+from app.ml import budget as version_budget
+from app.ml import changes as registry_changes
 from app.ml import drift as drift_stats
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
 from app.ml.traffic import requests as _requests
 from app.ml.versions import VersionSeen, find_suspect, versions_from_range
+from app.slo.model import Slo
 
 log = logging.getLogger(__name__)
 STEP = 60  # resolution of "first seen" / "last seen"
@@ -54,6 +57,7 @@ class Findings:
     missing: list[str] = field(default_factory=list)
 
 
+budget_of = version_budget.stored  # the incident's budget per version, as enrichment last measured it
 # The version roles enrichment finds (and replaces on every run), and the ones record_change keeps.
 EVIDENCE_ROLES = ("serving", "suspect", "previous_good")
 CHANGE_ROLES = ("rolled_back_to", "promoted_to")
@@ -448,6 +452,10 @@ def _millis(value: Any) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(float(value) / 1000, UTC)
 
 
+def _budget(slo: Slo, config: FileConfig, sources: Sources, found: Findings, now: datetime) -> None:
+    found.notes.append(version_budget.note(sources.prometheus, slo, config.models, now))
+
+
 @dataclass(frozen=True)
 class EvidenceStored:
     """An incident's evidence was gathered and stored (its Slack message shows it)."""
@@ -462,10 +470,11 @@ def enrich(
     incident_id: int,
     now: datetime,
     reactor: db.Reactor | None = None,
+    slos: Mapping[str, Slo] | None = None,
 ) -> Findings:
     """Gather and store every piece of evidence that can be had within the time limit (by hand: the API's
     re-enrich); `reactor` redraws the incident's Slack message from the stored evidence."""
-    found = gather(engine, config, sources, incident_id, now)
+    found = gather(engine, config, sources, incident_id, now, slos)
     if found is not None:
         db.unit_of_work(
             engine, reactor, lambda session, events: store(session, events, incident_id, found, now)
@@ -474,7 +483,12 @@ def enrich(
 
 
 def gather(
-    engine: Engine, config: FileConfig, sources: Sources, incident_id: int, now: datetime
+    engine: Engine,
+    config: FileConfig,
+    sources: Sources,
+    incident_id: int,
+    now: datetime,
+    slos: Mapping[str, Slo] | None = None,
 ) -> Findings | None:
     """Every piece of evidence that can be had within the time limit, read from the sources (nothing is
     stored); None when no ML catalogue is configured (nothing to look for, nothing to say)."""
@@ -492,9 +506,13 @@ def gather(
     steps: list[tuple[str, Callable[[], None]]] = [
         ("serving versions", lambda: _versions(incident, name, model, sources, found)),
         ("registry versions", lambda: _registry(incident, name, model, sources, found)),
+        ("registry changes", lambda: registry_changes.registry_suspect(engine, incident, name, model, found)),
         ("drift", lambda: _drift(incident, name, model, sources, found, now)),
         ("log evidence", lambda: _logs(incident, model, sources, found, now)),
     ]
+    spec = slos.get(incident.slo_id) if slos is not None and incident.slo_id else None
+    if spec is not None:
+        steps.insert(1, ("budget per version", lambda: _budget(spec, config, sources, found, now)))
     for what, step in steps:
         if time.monotonic() > deadline:
             found.missing.append(f"{what} (time limit of {config.enrich_timeout:g}s reached)")
@@ -548,7 +566,7 @@ def store(session: Session, events: db.Events, incident_id: int, found: Findings
     for row in [*found.versions, *found.drift, *found.logs]:
         row.incident_id = incident_id
         session.add(row)
-    incidents.clear_notes(session, incident_id, ("deploy",))
+    incidents.clear_notes(session, incident_id, ("deploy", version_budget.NOTE))
     for kind, text, data in found.notes:
         at = datetime.fromisoformat(data["at"]) if kind == "deploy" else now
         incidents.note(session, incident, kind, text, actor="sloguard", at=at, data=data)
@@ -595,6 +613,7 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
             return
         outbox.enqueue(session, ENRICH, f"evidence:incident:{incident_id}", incident_id=incident_id)
 
+    registry_changes.subscribe(dispatcher, config)  # a registry change on the model's open incidents
     dispatcher.subscribe(IncidentOpened, lambda session, events, event: put(session, event.incident_id))
     dispatcher.subscribe(
         IncidentStatusChanged,
@@ -608,8 +627,9 @@ class Enricher:
     """The outbox handler of `evidence.enrich`: reads the sources, then stores the findings in the
     transaction that marks the row delivered (so they are stored once however often it was tried)."""
 
-    def __init__(self, engine: Engine, config: FileConfig, sources: Sources) -> None:
+    def __init__(self, engine: Engine, config: FileConfig, sources: Sources, slo_engine: Any = None) -> None:
         self.engine, self.config, self.sources = engine, config, sources
+        self.slo_engine = slo_engine  # its SLOs, looked up at each delivery (they may be reloaded)
 
     def handlers(self) -> dict[str, outbox.Handler]:
         return {ENRICH: self.deliver}
@@ -618,7 +638,8 @@ class Enricher:
         assert effect.incident_id is not None
         incident_id = effect.incident_id
         now = effect.created_at  # when the incident opened (or reopened), however late this runs
-        found = gather(self.engine, self.config, self.sources, incident_id, now)
+        slos = self.slo_engine.by_id if self.slo_engine is not None else None
+        found = gather(self.engine, self.config, self.sources, incident_id, now, slos)
         if found is None:
             return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import threading
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ MARKER_COLOURS = {
 }
 LINE = "#1f77b4"
 IMPACT = "#fdd0d0"
+PLANNED = "#8c8c8c"
 LABEL_SIZE = 8.0  # points
 # DOCTYPE (a DTD address) and RDF metadata (namespace addresses) are all matplotlib writes that names
 # anything outside the file; neither is needed to show it.
@@ -123,6 +125,22 @@ def csv_text(column: str, points: Points, impact: tuple[datetime, datetime | Non
     return out.getvalue()
 
 
+def chart_step(start: datetime, end: datetime, window: int = 300) -> int:
+    """About 60 points, on whole multiples of the window so each point's window lines up with the next."""
+    span = (end - start).total_seconds()
+    return max(window, math.ceil(span / 60 / window) * window)
+
+
+def spans_csv(spans: Sequence[tuple[datetime, datetime]]) -> str:
+    """The planned windows shaded on the charts, one row each."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["planned_window_start_utc", "planned_window_end_utc"])
+    for began, ended in spans:
+        writer.writerow([_iso(began), _iso(ended)])
+    return out.getvalue()
+
+
 def markers_csv(moments: Sequence[Marker]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -142,11 +160,13 @@ def error_ratio_chart(
     moments: Sequence[Marker],
     impact: tuple[datetime, datetime | None] | None,
     bounds: tuple[datetime, datetime],
+    planned: Sequence[tuple[datetime, datetime]] = (),
 ) -> str:
     """The SLI's error ratio over `window` in percent, with the allowed ratio and each page threshold."""
     with _DRAWING, _matplotlib().rc_context(STYLE):
         figure, axes = _figure()
         _shade(axes, impact, bounds)
+        _shade_planned(axes, planned)
         times, values = _split(points)
         axes.plot(times, values, color=LINE, linewidth=1.8, label=f"error ratio over {window}")
         axes.axhline(
@@ -175,12 +195,14 @@ def budget_chart(
     moments: Sequence[Marker],
     impact: tuple[datetime, datetime | None] | None,
     bounds: tuple[datetime, datetime],
+    planned: Sequence[tuple[datetime, datetime]] = (),
 ) -> str:
     """The error budget remaining over the SLO's period ending at each point, in percent of the budget,
     on a 0-100 % axis (lower when it was overspent)."""
     with _DRAWING, _matplotlib().rc_context(STYLE):
         figure, axes = _figure()
         _shade(axes, impact, bounds)
+        _shade_planned(axes, planned)
         times, values = _split(points)
         axes.plot(times, values, color=LINE, linewidth=1.8, label=f"budget remaining ({period} period)")
         known = [v for v in values if v is not None]
@@ -221,6 +243,20 @@ def _shade(
         return
     began, ended = impact
     axes.axvspan(began, ended or bounds[1], color=IMPACT, alpha=0.6, linewidth=0, label="impact window")
+
+
+def _shade_planned(axes: Any, planned: Sequence[tuple[datetime, datetime]]) -> None:
+    """Planned windows (app/planned), hatched: their events are left out of sloguard's own figures."""
+    for number, (began, ended) in enumerate(planned):
+        axes.axvspan(
+            began,
+            ended,
+            facecolor="none",
+            edgecolor=PLANNED,
+            hatch="//",
+            linewidth=0,
+            label="planned window" if number == 0 else None,
+        )
 
 
 def _rows(moments: Sequence[Marker], bounds: tuple[datetime, datetime], width: float) -> list[int]:

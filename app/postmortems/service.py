@@ -31,9 +31,12 @@ from app.events import Dispatcher, IncidentStatusChanged
 from app.incidents import record
 from app.incidents import service as incidents
 from app.incidents.models import Incident
+from app.ml import budget as version_budget
 from app.ml import service as ml
 from app.ml.versions import VersionSeen
+from app.planned import windows as planned_windows
 from app.postmortems import charts
+from app.postmortems.charts import chart_step
 from app.rollback.models import RollbackAction
 from app.slo import burn
 from app.slo.model import EventsSli, Slo
@@ -149,12 +152,6 @@ def chart_window(slo: Slo) -> burn.Window:
     """The window each chart point's error ratio covers: the fast page's short window (5m for 30 days)."""
     page = next((t for t in slo.tiers if t.name == "page-fast"), slo.tiers[0])
     return page.short
-
-
-def chart_step(start: datetime, end: datetime, window: int = 300) -> int:
-    """About 60 points, on whole multiples of the window so each point's window lines up with the next."""
-    span = (end - start).total_seconds()
-    return max(window, math.ceil(span / 60 / window) * window)
 
 
 Points = list[tuple[datetime, float | None]]
@@ -289,6 +286,7 @@ def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetim
         "runbook_link": runbook_link(runbook),
         "alert_links": sorted({a.generator_url for a in alerts if a.generator_url}),
         "charts": [],
+        "budget_by_version": None,
         "chart_problem": None,
         "_slo": slo,
     }
@@ -390,6 +388,34 @@ def version_rows(
     return out
 
 
+def budget_rows(figure: dict[str, Any]) -> dict[str, Any]:
+    """The budget per version (app/ml/budget.py) as the draft's table shows it: figures as text."""
+
+    def percent(value: object) -> str:
+        return f"{value:.2%}".replace("%", " %") if isinstance(value, int | float) else "n/a"
+
+    return {
+        "available": bool(figure.get("available")),
+        "reason": figure.get("reason") or "",
+        "period": figure.get("period") or "",
+        "at": figure.get("at") or "",
+        "consumed": percent(figure.get("budget_consumed")),
+        "unattributed": percent(figure.get("unattributed")) if figure.get("unattributed") else "",
+        "rows": [
+            {
+                "version": v["version"],
+                "spent": percent(v["spent"]),
+                "bad": f"{v['bad_events']:.0f}",
+                "total": f"{v['total_events']:.0f}",
+                "first": v.get("first_served") or "",
+                "last": v.get("last_served") or "",
+                "served": duration(v["served_seconds"]) if v.get("served_seconds") is not None else "",
+            }
+            for v in figure.get("versions") or []
+        ],
+    }
+
+
 def runbook_link(runbook: str | None) -> str | None:
     """Drafts live in postmortems/, runbooks are named from the repository root: `../runbooks/x.md`."""
     if not runbook:
@@ -486,6 +512,9 @@ def _draw_charts(
     moments = charts.markers(incident, timeline, actions)
     start, end = charts.span(moments, incident.started_at, now, incident.resolved_at)
     impact = (incident.impact_started_at, incident.impact_ended_at) if incident.impact_started_at else None
+    planned = planned_windows.overlaps(
+        planned_windows.for_slo(services.config.planned_windows, slo.id, slo.service, slo.model), start, end
+    )
     try:
         points = error_ratio_series(prometheus, slo, start, end)
         remaining = budget_series(prometheus, slo, start, end)
@@ -498,6 +527,8 @@ def _draw_charts(
     assets = path.parent / f"{path.stem}-assets"
     assets.mkdir(exist_ok=True)
     (assets / "markers.csv").write_text(charts.markers_csv(moments), encoding="utf-8")
+    if planned:
+        (assets / "planned.csv").write_text(charts.spans_csv(planned), encoding="utf-8")
     window = series_window(slo, start, end)
     drawn = []
     if points:
@@ -514,6 +545,7 @@ def _draw_charts(
             moments=moments,
             impact=impact,
             bounds=(start, end),
+            planned=planned,
         )
         drawn.append(
             ("error-ratio", f"{slo.id} error ratio over {window}", svg, f"error_ratio_{window}", points)
@@ -527,6 +559,7 @@ def _draw_charts(
             moments=moments,
             impact=impact,
             bounds=(start, end),
+            planned=planned,
         )
         drawn.append(("budget", f"{slo.id} error budget remaining", svg, "budget_remaining", remaining))
     for name, title, svg, column, series in drawn:
@@ -551,6 +584,10 @@ def write(services: Services, incident_id: int, now: datetime, output: Path | No
     if slo is not None and slo_engine.prometheus is not None:
         start, end = _draw_charts(services, context, incident, slo, path, now)
         _serving_table(services, context, incident, start, end)
+    if slo is not None:
+        at = min(incident.resolved_at or now, now)
+        spent = version_budget.for_slo(slo_engine.prometheus, slo, services.config.models, at)
+        context["budget_by_version"] = budget_rows(spent.as_dict())
     template_dir = settings.postmortem_dir / "templates"
     try:
         text = render(context, template_dir)

@@ -511,7 +511,7 @@ def judge(engine: Engine, slo_engine: Any, action_id: int, at: datetime) -> tupl
     from app.slo.service import SloEngine
 
     (result,) = SloEngine(
-        [slo], slo_engine.prometheus, slo_engine.elasticsearch, slo_engine.options
+        [slo], slo_engine.prometheus, slo_engine.elasticsearch, slo_engine.options, slo_engine.planned
     ).evaluate(at, remember=False)
     if result.evaluation is None:
         return "not_recovered", f"cannot tell: {result.detail}", {}
@@ -638,36 +638,3 @@ class Verifier:
             record_verification(session, events, action_id, state, text, figures)
 
         return record
-
-
-def alias_of(config: FileConfig, model: str, environment: str) -> tuple[str, str] | None:
-    """The MLflow registered model and alias an `mlflow_alias` target of `model` in `environment` moves
-    (as build_target resolves them), or None for another kind of target."""
-    model_config = config.models.get(model)
-    env = model_config.environments.get(environment) if model_config else None
-    if model_config is None or env is None or env.target is None or env.target.kind != "mlflow_alias":
-        return None
-    registry = model_config.registry
-    alias = env.target.alias or (registry.aliases.get(environment) if registry else None)
-    return (registry.name if registry else model), alias or ""
-
-
-def own_alias_moves(
-    session: Session,
-    config: FileConfig,
-    registered_model: str,
-    alias: str,
-    version: str,
-    since: datetime,
-) -> list[RollbackAction]:
-    """sloguard's changes through an MLflow alias target that moved `alias` of `registered_model` to
-    `version`, confirmed since `since`, newest first: executing ones too (MLflow's webhook for the move
-    can arrive before sloguard has recorded that the target answered)."""
-    found = session.exec(
-        select(RollbackAction)
-        .where(RollbackAction.target == "mlflow_alias", RollbackAction.to_version == version)
-        .where(col(RollbackAction.state).in_(("executing", "succeeded", "verified", "not_recovered")))
-        .where(col(RollbackAction.confirmed_at) >= since)
-        .order_by(col(RollbackAction.confirmed_at).desc(), col(RollbackAction.id).desc())
-    ).all()
-    return [a for a in found if alias_of(config, a.model, a.environment) == (registered_model, alias)]

@@ -10,7 +10,7 @@ sub-aggregation for the bad events.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,6 +79,10 @@ class _Parts:
 
 
 def parse_direct(slo: Slo, at: datetime, result: list[dict[str, Any]]) -> burn.Measurement:
+    return _measurement(slo, at, parse_parts(slo, result))
+
+
+def parse_parts(slo: Slo, result: list[dict[str, Any]]) -> _Parts:
     parts = _Parts()
     for sample in result:
         labels = sample.get("metric", {})
@@ -89,7 +93,67 @@ def parse_direct(slo: Slo, at: datetime, result: list[dict[str, Any]]) -> burn.M
         if window in target:
             raise MeasurementError(f"{slo.id}: the query returned several series for window {window}")
         target[window] = _value(sample)
-    return _measurement(slo, at, parts)
+    return parts
+
+
+PLANNED = "planned"
+
+
+def planned_query(slo: Slo, seconds: int) -> str:
+    """What an SLI measured over `seconds`, asked at the end of a planned window's stretch: an event
+    SLI's bad and total rates (rate × seconds are the events inside it), a raw SLI's ratio."""
+    sli = slo.prometheus_sli
+    window = durations.format_prometheus(seconds)
+    if isinstance(sli, RawSli):
+        return _tag(promql_build.group(sli.ratio_for(window)), PLANNED, "ratio")
+    assert isinstance(sli, EventsSli)
+    return promql_build.either(
+        [_tag(sli.bad_rate(window), PLANNED, "bad"), _tag(sli.total_rate(window), PLANNED, "total")]
+    )
+
+
+def parse_planned(result: list[dict[str, Any]], seconds: int) -> tuple[float, float]:
+    """(bad, total) inside the stretch; a series Prometheus has no samples for is 0. An event SLI's are
+    events; a raw SLI has no counts, so its are time: (ratio × seconds, seconds), its ratio taken to hold
+    evenly over the stretch (and nothing is taken out where it had no samples)."""
+    counts = {"bad": 0.0, "total": 0.0}
+    for sample in result:
+        part = sample.get("metric", {}).get(PART_LABEL)
+        value = _value(sample)
+        if not math.isfinite(value):
+            continue
+        if part == "ratio":
+            counts["bad"], counts["total"] = min(max(value, 0.0), 1.0) * seconds, float(seconds)
+        elif part in counts:
+            counts[part] = value * seconds
+    return counts["bad"], counts["total"]
+
+
+def measurement_excluding(
+    slo: Slo, at: datetime, parts: _Parts, excluded: dict[str, tuple[float, float]]
+) -> burn.Measurement:
+    """The measurement with the planned windows' share (bad, total per window key) taken out of each
+    window: what is left is the events outside them (for a raw SLI, the time-weighted ratio outside
+    them). A window left with nothing has no data."""
+    kept = _Parts()
+    for key, seconds in measured_windows(slo, at):
+        bad_out, total_out = excluded.get(key, (0.0, 0.0))
+        if isinstance(slo.prometheus_sli, RawSli):
+            ratio = parts.ratio.get(key)
+            rest = seconds - total_out
+            if ratio is not None and math.isfinite(ratio) and rest >= 1:
+                kept.ratio[key] = min(max((ratio * seconds - bad_out) / rest, 0.0), 1.0)
+            continue
+        total_rate = parts.total.get(key)
+        if total_rate is None:
+            continue
+        bad_rate = parts.bad.get(key, 0.0)
+        total = max(total_rate * seconds - total_out, 0.0)
+        bad = min(max(bad_rate * seconds - bad_out, 0.0), total)
+        if total > 0:
+            kept.total[key] = total / seconds
+            kept.bad[key] = bad / seconds
+    return _measurement(slo, at, kept)
 
 
 def _measurement(slo: Slo, at: datetime, parts: _Parts) -> burn.Measurement:
@@ -178,20 +242,32 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _span(start: datetime, end: datetime) -> dict[str, str]:
+    return {"gte": iso(start), "lt": iso(end), "format": "strict_date_optional_time"}
+
+
 def ranges_search(
-    sli: ElasticsearchSli, name: str, start: datetime, end: datetime, ranges: list[dict[str, str]]
+    sli: ElasticsearchSli,
+    name: str,
+    start: datetime,
+    end: datetime,
+    ranges: list[dict[str, str]],
+    excluded: Sequence[tuple[datetime, datetime]] = (),
 ) -> dict[str, Any]:
     """A search body counting the SLI's events in each date range (aggregation `name`, keyed), with a
-    `part` sub-aggregation of the bad (or good) ones; only events in [start, end) are read."""
-    window = {"gte": iso(start), "lt": iso(end), "format": "strict_date_optional_time"}
-    filters: list[dict[str, Any]] = [{"range": {sli.timestamp_field: window}}]
+    `part` sub-aggregation of the bad (or good) ones; only events in [start, end) are read, and none
+    inside an `excluded` span (a planned window's)."""
+    filters: list[dict[str, Any]] = [{"range": {sli.timestamp_field: _span(start, end)}}]
     if sli.total_query:
         filters.insert(0, {"query_string": {"query": sli.total_query}})
     part_query = sli.bad_query if sli.bad_query is not None else sli.good_query
+    query: dict[str, Any] = {"filter": filters}
+    if excluded:
+        query["must_not"] = [{"range": {sli.timestamp_field: _span(a, b)}} for a, b in excluded]
     return {
         "size": 0,
         "track_total_hits": False,
-        "query": {"bool": {"filter": filters}},
+        "query": {"bool": query},
         "aggs": {
             name: {
                 "date_range": {"field": sli.timestamp_field, "keyed": True, "ranges": ranges},
@@ -201,8 +277,11 @@ def ranges_search(
     }
 
 
-def es_search(slo: Slo, at: datetime, ingest_delay: float) -> tuple[str, dict[str, Any]]:
-    """(index, body) of the one search that measures every window of a log-based SLO."""
+def es_search(
+    slo: Slo, at: datetime, ingest_delay: float, excluded: Sequence[tuple[datetime, datetime]] = ()
+) -> tuple[str, dict[str, Any]]:
+    """(index, body) of the one search that measures every window of a log-based SLO, leaving out the
+    events inside `excluded` (planned windows)."""
     sli = slo.sli
     if not isinstance(sli, ElasticsearchSli):
         raise TypeError(f"{slo.id} is not a log-based SLI")
@@ -213,7 +292,8 @@ def es_search(slo: Slo, at: datetime, ingest_delay: float) -> tuple[str, dict[st
         {"key": key, "from": iso(end - timedelta(seconds=seconds)), "to": iso(end)}
         for key, seconds in windows
     ]
-    return sli.index, ranges_search(sli, "windows", end - timedelta(seconds=longest), end, ranges)
+    start = end - timedelta(seconds=longest)
+    return sli.index, ranges_search(sli, "windows", start, end, ranges, excluded)
 
 
 def parse_es(slo: Slo, at: datetime, response: dict[str, Any]) -> burn.Measurement:

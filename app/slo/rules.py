@@ -29,6 +29,7 @@ from app.slo.model import EventsSli, LatencySli, RawSli, Slo
 from app.slo.problems import Location, Problem
 
 SHORT_RECORDING_WINDOW = burn.Window(300)
+PLANNED_METRIC = "sloguard_planned_window_active"  # app/telemetry.PlannedGauge
 
 
 def _labels(slo: Slo, **extra: str) -> dict[str, str]:
@@ -219,7 +220,12 @@ def _tier_expression(slo: Slo, tiers: list[burn.Tier]) -> str:
             _above(slo, tier.short, threshold), "and", _above(slo, tier.long, threshold), separator="\n    "
         )
         parts.append(f"(\n    {both}\n)")
-    return promql_build.either(parts)
+    # Held while sloguard says a planned window is on for the SLO (absent, as when sloguard is down: not).
+    planned = promql_build.selector(PLANNED_METRIC, promql_build.match("slo", slo.id))
+    held = promql_build.group(promql_build.binary(planned, "==", "1"))
+    return promql_build.binary(
+        promql_build.group(promql_build.either(parts)), "unless on()", held, separator="\n"
+    )
 
 
 def _alert_rules(slo: Slo) -> list[dict[str, Any]]:

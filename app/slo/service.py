@@ -25,7 +25,8 @@ from app import db
 from app.config import SloOptions
 from app.errors import NotFound, SourceError
 from app.events import Dispatcher, SloBreached, SloCleared
-from app.slo import burn, coverage, queries
+from app.planned.windows import PlannedWindow
+from app.slo import burn, coverage, planned, queries
 from app.slo.burn import Coverage, State
 from app.slo.model import ElasticsearchSli, LatencySli, Slo
 from app.slo.models import SPARK_BUCKET, SloSpark, SloStatus
@@ -108,8 +109,11 @@ class SloEngine:
         prometheus: PrometheusLike | None,
         elasticsearch: ElasticsearchLike | None,
         options: SloOptions | None = None,
+        planned: Sequence[PlannedWindow] = (),
     ) -> None:
         self.slos = list(slos)
+        # Maintenance announced ahead (app/planned): the events inside it are left out of each window.
+        self.planned = list(planned)
         self.by_id = {slo.id: slo for slo in self.slos}
         self.prometheus = prometheus
         self.elasticsearch = elasticsearch
@@ -155,14 +159,31 @@ class SloEngine:
             if problem is not None:
                 return problem
             stats.count("direct")
+            spans = self.planned_spans(slo, at)
+            if spans:
+                return self._direct_excluding(stats, slo, at, spans)
             return queries.parse_direct(slo, at, self._query(stats, queries.direct_query(slo, at), at))
         except (SourceError, queries.MeasurementError) as exc:
             return str(exc)
 
+    def planned_spans(self, slo: Slo, at: datetime) -> planned.Spans:
+        return planned.spans(self.planned, slo, at)
+
+    def planned_states(self, at: datetime) -> list[tuple[str, bool]]:
+        return planned.states(self.planned, self.slos, at)
+
+    def _direct_excluding(
+        self, stats: CycleStats, slo: Slo, at: datetime, spans: planned.Spans
+    ) -> burn.Measurement:
+        """Measured directly, less what the planned spans held (app/slo/planned.py)."""
+        parts = queries.parse_parts(slo, self._query(stats, queries.direct_query(slo, at), at))
+        inside = planned.excluded(slo, at, spans, lambda promql, moment: self._query(stats, promql, moment))
+        return queries.measurement_excluding(slo, at, parts, inside)
+
     def _search(self, stats: CycleStats, slo: Slo, at: datetime) -> burn.Measurement | str:
         if self.elasticsearch is None:
             return "SLOGUARD_ELASTICSEARCH_URL is not set"
-        index, body = queries.es_search(slo, at, self.options.ingest_delay)
+        index, body = queries.es_search(slo, at, self.options.ingest_delay, self.planned_spans(slo, at))
         try:
             stats.count("searches")
             return queries.parse_es(slo, at, self.elasticsearch.search(index, body))
@@ -192,12 +213,14 @@ class SloEngine:
         prometheus_slos = [slo for slo in self.slos if slo.is_prometheus]
         log_slos = [slo for slo in self.slos if isinstance(slo.sli, ElasticsearchSli)]
         with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
-            if prometheus_slos and self.options.batch:
+            # The recording rules cannot leave a planned window's events out: those SLOs are asked directly.
+            batched = [slo for slo in prometheus_slos if not self.planned_spans(slo, at)]
+            if batched and self.options.batch:
                 try:
-                    results.update(self._batch(stats, prometheus_slos, at, pool))
+                    results.update(self._batch(stats, batched, at, pool))
                 except SourceError as exc:
                     # Prometheus is down: asking it again per SLO would only multiply the timeouts.
-                    results.update({slo.id: str(exc) for slo in prometheus_slos})
+                    results.update({slo.id: str(exc) for slo in batched})
             rest = [slo for slo in prometheus_slos if slo.id not in results]
             for slo, outcome in zip(rest, pool.map(lambda s: self._direct(stats, s, at), rest), strict=True):
                 results[slo.id] = outcome

@@ -20,8 +20,8 @@ from app.errors import NotFound, SourceError
 from app.identity.logic import Scope
 from app.incidents import service as incidents
 from app.incidents.models import IncidentStatus, Severity
+from app.ml import budget, traffic
 from app.ml import service as ml
-from app.ml import traffic
 from app.postmortems import charts, html
 from app.postmortems import service as postmortems
 from app.rollback import service as rollbacks
@@ -238,6 +238,7 @@ def slo_page(request: Request, services: ServicesDep, who: ViewerDep, slo_id: st
         stored = _stored_budget_chart(services, spec, now)
         drawn += [stored] if stored else []
     versions, model = _versions(services, spec, now)
+    spent = budget.for_slo(services.slo_engine.prometheus, spec, services.config.models, now)
     return render(
         request,
         "slo.html",
@@ -254,6 +255,7 @@ def slo_page(request: Request, services: ServicesDep, who: ViewerDep, slo_id: st
             "versions": versions,
             "model": model,
             "period": durations.format_prometheus(spec.period_seconds),
+            "budget_by_version": spent.as_dict(),
         },
     )
 
@@ -314,6 +316,7 @@ def _incident_context(services: Any, incident_id: int) -> dict[str, Any]:
             .order_by(col(RollbackAction.id))
         ).all()
         trails = [(action, rollbacks.audit_trail(session, action.id or 0)) for action in actions]
+        spent = ml.budget_of(session, incident) if incident.slo_id else None
     versions = evidence.get("model_versions", [])
     suspect = next((v for v in versions if v.role == "suspect"), None)
     previous = next((v for v in versions if v.role == "previous_good"), None)
@@ -339,6 +342,7 @@ def _incident_context(services: Any, incident_id: int) -> dict[str, Any]:
         "times": incidents.response_times(incident),
         "closed": incident.status in (IncidentStatus.resolved, IncidentStatus.cancelled),
         "draft": _draft_file(services, incident),
+        "budget_by_version": spent,
     }
 
 

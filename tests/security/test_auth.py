@@ -3,7 +3,8 @@ whose scope is below the route's, and a body `actor` naming anyone but the token
 
 The routes come from the app itself (its OpenAPI document, checked against its route table), so a route
 added later is covered without editing this file. Slack's route has its own signature check
-(test_slack.py); the Alertmanager webhook is here with its own token.
+(test_slack.py); the Alertmanager webhook is here with its own token, and MLflow's with its signature
+(a bearer token of any kind is no signature: 401, nothing stored; signed, it stores its change).
 
 Refused tokens count against the client's address (after 10 in a minute it is answered 429, README
 "Tokens and scopes"): so that each route's own answer is seen, each refused request here comes from an
@@ -12,9 +13,14 @@ address of its own on loopback, and one test shows the throttle itself.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import itertools
+import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +47,9 @@ from tests.servers import UvicornThread
 pytestmark = pytest.mark.integration
 MUTATING = ("post", "put", "patch", "delete")
 SIGNED_BY_SLACK = "/slack/events"
+SIGNED_BY_MLFLOW = "/webhooks/mlflow"
+MLFLOW_SECRET = "security-tests-mlflow-webhook-secret"
+UNSIGNED = "missing X-MLflow-Signature: the webhook must be created with the shared secret"
 OWNER = "U1"  # the people tokens' owner: allowed to roll the model back
 SLOGUARD_YAML = f"""
 models:
@@ -187,7 +196,7 @@ class Api:
 @pytest.fixture
 def api(tmp_path: Path, database_url: str) -> Iterator[Api]:
     (tmp_path / "sloguard.yaml").write_text(SLOGUARD_YAML)
-    app = create_app(make_settings(tmp_path, database_url=database_url))
+    app = create_app(make_settings(tmp_path, database_url=database_url, mlflow_webhook_secret=MLFLOW_SECRET))
     with UvicornThread(app) as server:
         # Token 1 is the one `DELETE /api/v1/tokens/1` revokes: someone else's, not one used here.
         personal_token(database_url, "U9", "read", name="the one the DELETE revokes")
@@ -266,10 +275,13 @@ def test_mutating_routes_refuse_a_missing_or_wrong_token_and_store_nothing(api: 
             headers["Authorization"] = header.replace(API_TOKEN, WEBHOOK_TOKEN)
         response = api.request(method, path, operation, headers)
         expected = says if says == MISSING or not path.startswith("/webhooks/") else INVALID
+        if path == SIGNED_BY_MLFLOW:
+            expected = UNSIGNED  # a token of any kind is no signature
         assert (response.status_code, response.json()) == (401, {"detail": expected}), (
             f"{method.upper()} {path}: {response.status_code} {response.text}"
         )
-        assert response.headers["WWW-Authenticate"] == "Bearer"
+        if path != SIGNED_BY_MLFLOW:
+            assert response.headers["WWW-Authenticate"] == "Bearer"
         assert snapshot(api.database_url) == before, f"{method.upper()} {path} stored something"
 
 
@@ -360,7 +372,8 @@ def test_each_token_opens_only_its_own_door(api: Api) -> None:
         others = [API_TOKEN, api.tokens["admin"]] if path.startswith("/webhooks/") else [WEBHOOK_TOKEN]
         for other in others:
             response = api.request(method, path, operation, bearer(other))
-            assert (response.status_code, response.json()) == (401, {"detail": INVALID}), (
+            says = UNSIGNED if path == SIGNED_BY_MLFLOW else INVALID
+            assert (response.status_code, response.json()) == (401, {"detail": says}), (
                 f"{method.upper()} {path}: {response.status_code} {response.text}"
             )
     assert snapshot(api.database_url) == before
@@ -374,9 +387,48 @@ def test_the_same_requests_with_the_right_token_do_change_things(api: Api) -> No
             continue  # a decision asked for changes nothing; exceptions are stored in tests/integration/gates
         before = snapshot(api.database_url)
         token = WEBHOOK_TOKEN if path.startswith("/webhooks/") else api.tokens["admin"]
-        response = api.request(method, path, operation, bearer(token))
+        if path == SIGNED_BY_MLFLOW:
+            response = signed_by_mlflow(api.url, MLFLOW_SECRET)
+        else:
+            response = api.request(method, path, operation, bearer(token))
         assert response.is_success, f"{method.upper()} {path}: {response.status_code} {response.text}"
         assert snapshot(api.database_url) != before, f"{method.upper()} {path} changed nothing"
+
+
+def signed_by_mlflow(url: str, secret: str) -> httpx.Response:
+    """An alias move, signed as MLflow signs it (computed here: v1, base64 HMAC-SHA256 of
+    `{delivery}.{timestamp}.{body}`)."""
+    body = json.dumps(
+        {
+            "entity": "model_version_alias",
+            "action": "created",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {"name": "fraud-detector", "alias": "champion", "version": "3"},
+        }
+    ).encode()
+    delivery, timestamp = str(uuid.uuid4()), str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"{delivery}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-MLflow-Delivery-Id": delivery,
+        "X-MLflow-Timestamp": timestamp,
+        "X-MLflow-Signature": "v1," + base64.b64encode(digest).decode(),
+    }
+    return httpx.post(url + SIGNED_BY_MLFLOW, content=body, headers=headers, timeout=15)
+
+
+def test_the_mlflow_webhook_refuses_another_secret_and_without_its_own_is_disabled(
+    api: Api, tmp_path: Path
+) -> None:
+    before = snapshot(api.database_url)
+    forged = signed_by_mlflow(api.url, "another-secret-than-the-shared-one")
+    assert forged.status_code == 401 and "does not match the body" in forged.json()["detail"], forged.text
+    assert snapshot(api.database_url) == before
+    unset = create_app(make_settings(tmp_path / "unset", database_url=f"sqlite:///{tmp_path / 'unset.db'}"))
+    with UvicornThread(unset) as server:
+        response = signed_by_mlflow(server.url, MLFLOW_SECRET)
+    detail = "disabled: SLOGUARD_MLFLOW_WEBHOOK_SECRET is not set on the server"
+    assert (response.status_code, response.json()) == (401, {"detail": detail})
 
 
 def test_ten_refused_tokens_hold_back_every_token_from_that_address(api: Api) -> None:

@@ -127,3 +127,30 @@ def test_no_elasticsearch_configured(slo_dir: Path) -> None:
     engine = SloEngine(load_specs([slo_dir]), None, None)
     (result,) = engine.evaluate(AT)
     assert (result.state, result.detail) == (State.source_error, "SLOGUARD_ELASTICSEARCH_URL is not set")
+
+
+def test_a_planned_window_leaves_its_log_lines_out(elasticsearch: FakeElasticsearch, slo_dir: Path) -> None:
+    """A planned window over the last five minutes of the windows (the 40 lines, 10 failing): what is
+    left is the 500 lines 5 to 20 minutes back (5 failing) and the 2,000 of a day and a half back."""
+    from app.planned.windows import PlannedWindow
+
+    (spec,) = load_specs([slo_dir])
+    window = PlannedWindow.model_validate(
+        {
+            "name": "reindex",
+            "start": (END - timedelta(minutes=5)).isoformat(),
+            "duration": "10m",
+            "slos": [spec.id],
+        }
+    )
+    engine = SloEngine(
+        [spec], None, ElasticsearchSource(elasticsearch.url), SloOptions(ingest_delay="60s"), [window]
+    )
+    (result,) = engine.evaluate(AT)
+    assert result.evaluation is not None, result.detail
+    windows = result.evaluation.windows
+    assert windows["5m"].error_ratio is None  # nothing left in it: no data, and no page
+    assert windows["30m"].error_ratio == pytest.approx(5 / 500, rel=1e-9)
+    assert windows["3d"].error_ratio == pytest.approx(7 / 2500, rel=1e-9)
+    assert result.evaluation.budget_remaining == pytest.approx(1 - (7 / 2500) / 0.005, rel=1e-9)
+    assert result.state == State.ok  # 1 % over 30m..1d on a 0.5 % budget: below every tier

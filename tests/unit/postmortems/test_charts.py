@@ -232,3 +232,34 @@ def test_a_chart_with_no_marker_or_impact_still_draws() -> None:
     svg = charts.budget_chart([], title="empty", period="30d", moments=[], impact=None, bounds=(T, T + MIN))
     check_self_contained(svg)
     assert "empty" in texts(svg)
+
+
+def test_planned_windows_are_hatched_on_both_charts_and_listed_beside_them() -> None:
+    bounds = (T, T + 60 * MIN)
+    planned = [(T + 10 * MIN, T + 20 * MIN), (T + 40 * MIN, T + 45 * MIN)]
+    series = [(T + i * MIN, 0.9) for i in range(61)]
+    budget = charts.budget_chart(
+        series, title="b", period="30d", moments=[], impact=None, bounds=bounds, planned=planned
+    )
+    ratio = charts.error_ratio_chart(
+        series,
+        title="r",
+        window="5m",
+        allowed=0.001,
+        thresholds=[],
+        moments=[],
+        impact=None,
+        bounds=bounds,
+        planned=planned,
+    )
+    for svg in (budget, ratio):
+        assert texts(svg).count("planned window") == 1  # one legend entry for both spans
+        assert "<pattern" in svg  # the hatch, drawn in the file itself
+    plain = charts.budget_chart(series, title="b", period="30d", moments=[], impact=None, bounds=bounds)
+    assert "planned window" not in texts(plain) and "<pattern" not in plain
+    rows = list(csv.reader(io.StringIO(charts.spans_csv(planned))))
+    assert rows == [
+        ["planned_window_start_utc", "planned_window_end_utc"],
+        ["2026-12-02T14:10:00Z", "2026-12-02T14:20:00Z"],
+        ["2026-12-02T14:40:00Z", "2026-12-02T14:45:00Z"],
+    ]

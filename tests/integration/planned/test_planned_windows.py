@@ -1,0 +1,262 @@
+"""Planned windows against a real Prometheus holding 31 days of generated traffic: a 100 % outage inside
+a planned window neither pages nor spends budget; the same outage outside one pages, and only the events
+outside the windows count. Expected figures are worked out here from the generated counters.
+
+Traffic is 10 requests a second on two services with the same story: every request fails for the 30
+minutes [T-40m, T-10m), none otherwise. `covered` has a planned window over [T-45m, T-5m); `elsewhere`
+has one over [T-3h, T-2h), which the outage is outside of. Samples are a minute apart and aligned with
+T, so each window and each planned stretch starts and ends on a sample and Prometheus's rate() does not
+extrapolate: the arithmetic below is exact.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from app.config import SloOptions
+from app.planned.windows import PlannedWindow
+from app.slo.burn import State
+from app.slo.service import SloEngine, SloResult
+from app.slo.spec import load_specs
+from app.sources.prometheus import PrometheusSource
+from tests.prometheus import PrometheusServer, Series, aligned_now, backfill, write_openmetrics
+
+pytestmark = pytest.mark.integration
+
+STEP = 60
+RATE = 10.0  # requests a second
+PERIOD = 30 * 86400
+SPEC = """version: "prometheus/v1"
+service: "{service}"
+slos:
+  - name: "availability"
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum(rate(requests_total{{service="{service}",code="500"}}[{{{{.window}}}}]))
+        total_query: sum(rate(requests_total{{service="{service}"}}[{{{{.window}}}}]))
+    alerting:
+      page_alert: {{}}
+      ticket_alert: {{}}
+"""
+
+# The same story as a raw ratio (no counts): sloguard takes the window out by time.
+RAW = """version: "prometheus/v1"
+service: "covered"
+slos:
+  - name: "ratio"
+    objective: 99.9
+    sli:
+      raw:
+        error_ratio_query: >-
+          sum(rate(requests_total{service="covered",code="500"}[{{.window}}]))
+          / sum(rate(requests_total{service="covered"}[{{.window}}]))
+    alerting:
+      page_alert: {}
+      ticket_alert: {}
+"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[PrometheusServer, Path, int]:
+    end = aligned_now(STEP, margin=3600)
+    outage = (end - 40 * 60, end - 10 * 60)
+    start = end - 31 * 86400
+
+    def failed(t: int) -> float:  # requests failed up to t (inclusive of the second ending at t)
+        return RATE * max(0, min(t, outage[1]) - outage[0])
+
+    def ok(t: int) -> float:
+        return RATE * (t - start) - failed(t)
+
+    series = []
+    for service in ("covered", "elsewhere"):
+        series.append(Series("requests_total", {"service": service, "code": "200"}, ok))
+        series.append(Series("requests_total", {"service": service, "code": "500"}, failed))
+    folder = tmp_path_factory.mktemp("planned")
+    write_openmetrics(folder / "history.om", series, start, end, STEP)
+    backfill(folder / "history.om", folder / "data")
+    slo_dir = folder / "slo"
+    slo_dir.mkdir()
+    for service in ("covered", "elsewhere"):
+        (slo_dir / f"{service}.yaml").write_text(SPEC.format(service=service))
+    (slo_dir / "covered-raw.yaml").write_text(RAW)
+    server = PrometheusServer(folder / "data").start()
+    yield server, slo_dir, end
+    server.stop()
+
+
+def windows(end: int) -> list[PlannedWindow]:
+    def at(seconds_before: int) -> str:
+        return datetime.fromtimestamp(end - seconds_before, UTC).isoformat()
+
+    return [
+        PlannedWindow.model_validate(
+            {"name": "db-migration", "start": at(45 * 60), "duration": "40m", "services": ["covered"]}
+        ),
+        PlannedWindow.model_validate(
+            {"name": "earlier", "start": at(3 * 3600), "duration": "1h", "slos": ["elsewhere-availability"]}
+        ),
+    ]
+
+
+def evaluate(world: tuple[PrometheusServer, Path, int], at: int) -> dict[str, SloResult]:
+    server, slo_dir, end = world
+    engine = SloEngine(
+        load_specs([slo_dir]),
+        PrometheusSource(server.url, timeout=30),
+        None,
+        SloOptions(batch=False),
+        windows(end),
+    )
+    return {r.slo.id: r for r in engine.evaluate(datetime.fromtimestamp(at, UTC))}
+
+
+def ratio(result: SloResult, window: str) -> float | None:
+    assert result.evaluation is not None, result.detail
+    return result.evaluation.windows[window].error_ratio
+
+
+def test_an_outage_inside_a_planned_window_neither_pages_nor_spends_budget(
+    world: tuple[PrometheusServer, Path, int],
+) -> None:
+    end = world[2]
+    results = evaluate(world, end)
+    covered, elsewhere = results["covered-availability"], results["elsewhere-availability"]
+
+    # Inside the window: every failed request was in it, so what is left has no errors at all.
+    assert covered.state == State.ok
+    assert covered.evaluation is not None and covered.evaluation.budget_remaining == pytest.approx(
+        1.0, abs=1e-9
+    )
+    for window in ("5m", "30m", "1h", "6h", "1d", "3d"):
+        assert ratio(covered, window) == pytest.approx(0.0, abs=1e-12), window
+
+    # The raw ratio, the window taken out by time (traffic is even, so by time is by events here).
+    raw = results["covered-ratio"]
+    assert raw.state == State.ok and raw.evaluation is not None
+    assert raw.evaluation.budget_remaining == pytest.approx(1.0, abs=1e-9)
+    for window in ("5m", "30m", "1h", "6h", "1d", "3d"):
+        assert ratio(raw, window) == pytest.approx(0.0, abs=1e-12), window
+
+    # Outside its window the same outage pages, and spends budget: 18,000 failures out of the period's
+    # requests less the hour its window took out.
+    failures = RATE * 30 * 60
+    total = RATE * PERIOD - RATE * 3600
+    assert elsewhere.state == State.page
+    assert elsewhere.evaluation is not None
+    assert elsewhere.evaluation.budget_remaining == pytest.approx(1 - failures / total / 0.001, rel=1e-6)
+    # 30m: [T-30m, T) holds 20 failed minutes of 30; 6h: 30 of the 300 minutes outside [T-3h, T-2h).
+    assert ratio(elsewhere, "30m") == pytest.approx(20 / 30, rel=1e-9)
+    assert ratio(elsewhere, "1h") == pytest.approx(30 / 60, rel=1e-9)
+    assert ratio(elsewhere, "6h") == pytest.approx(30 / 300, rel=1e-9)
+    assert ratio(elsewhere, "5m") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_while_the_window_is_on_its_slo_does_not_page(world: tuple[PrometheusServer, Path, int]) -> None:
+    end = world[2]
+    at = end - 20 * 60  # the outage has run 20 minutes, inside the window
+    results = evaluate(world, at)
+    covered, elsewhere = results["covered-availability"], results["elsewhere-availability"]
+    assert elsewhere.state == State.page  # the marker: the same data pages where nothing is planned
+    assert ratio(elsewhere, "5m") == pytest.approx(1.0, rel=1e-9)
+    assert covered.state not in (State.page, State.ticket), covered.detail
+    assert results["covered-ratio"].state not in (State.page, State.ticket)
+    # 5m lies inside the window: no events are left in it, so it has no data. 30m reaches 5 minutes back
+    # before the window began, all served well; 1h the 15 minutes before it.
+    assert ratio(covered, "5m") is None
+    assert ratio(covered, "30m") == pytest.approx(0.0, abs=1e-12)
+    assert ratio(covered, "1h") == pytest.approx(0.0, abs=1e-12)
+    assert covered.evaluation is not None and covered.evaluation.windows["30m"].events == pytest.approx(
+        RATE * 5 * 60, rel=1e-9
+    )
+    assert covered.evaluation is not None and covered.evaluation.budget_remaining == pytest.approx(
+        1.0, abs=1e-9
+    )
+
+
+def test_the_windows_that_are_on_are_exported(world: tuple[PrometheusServer, Path, int]) -> None:
+    server, slo_dir, end = world
+    engine = SloEngine(load_specs([slo_dir]), None, None, SloOptions(), windows(end))
+    during = datetime.fromtimestamp(end - 20 * 60, UTC)
+    assert sorted(engine.planned_states(during)) == [
+        ("covered-availability", True),
+        ("covered-ratio", True),
+        ("elsewhere-availability", False),
+    ]
+    assert not any(on for _, on in engine.planned_states(during + timedelta(minutes=20)))
+
+
+def test_the_generated_alert_rules_hold_their_pages_while_sloguard_says_a_window_is_on(
+    world: tuple[PrometheusServer, Path, int], tmp_path: Path
+) -> None:
+    """Prometheus's own rule engine (promtool test rules) over the generated rules: both services fail
+    every request from minute 30; sloguard's gauge says covered's window is on until minute 60."""
+    import yaml
+
+    from app.slo import rules
+    from tests.prometheus import promtool
+
+    slos = load_specs([world[1]])
+    (tmp_path / "rules.yaml").write_text(rules.render(slos))
+    healthy, failing = "0+600x30 18000+0x60", "0+0x30 0+600x60"  # per minute, 90 minutes
+
+    def alerts(service: str, severities: list[str]) -> list[dict[str, object]]:
+        return [
+            {
+                "exp_labels": {
+                    "sloth_id": f"{service}-availability",
+                    "sloth_service": service,
+                    "sloth_slo": "availability",
+                    "sloth_severity": severity,
+                },
+                "exp_annotations": {
+                    "title": f"({severity}) {service} availability SLO error budget burn rate is too fast.",
+                    "summary": f"{service}-availability: error budget burning",
+                },
+            }
+            for severity in severities
+        ]
+
+    series = [
+        {"series": f'requests_total{{service="{s}",code="{code}"}}', "values": values}
+        for s in ("covered", "elsewhere")
+        for code, values in (("200", healthy), ("500", failing))
+    ]
+    series.append(
+        {"series": 'sloguard_planned_window_active{slo="covered-availability"}', "values": "1x60 0x30"}
+    )
+    both = ["page", "ticket"]
+    tests = {
+        "rule_files": [str(tmp_path / "rules.yaml")],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    # Before the outage: nothing anywhere.
+                    {"eval_time": "20m", "alertname": "ElsewhereAvailability", "exp_alerts": []},
+                    # 20 minutes in: elsewhere pages (the marker that the rules ran); covered is held.
+                    {
+                        "eval_time": "50m",
+                        "alertname": "ElsewhereAvailability",
+                        "exp_alerts": alerts("elsewhere", both),
+                    },
+                    {"eval_time": "50m", "alertname": "CoveredAvailability", "exp_alerts": []},
+                    # The window is over and the outage goes on: covered pages too.
+                    {
+                        "eval_time": "65m",
+                        "alertname": "CoveredAvailability",
+                        "exp_alerts": alerts("covered", both),
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests))
+    result = promtool("test", "rules", str(tmp_path / "test.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
