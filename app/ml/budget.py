@@ -18,7 +18,7 @@ label, a log-based or raw-ratio SLI, Prometheus not answering), never a number.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,10 +26,12 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from app import durations, promql_build
-from app.config import ModelConfig
+from app.config import FileConfig, ModelConfig
 from app.errors import SourceError
 from app.incidents.models import Incident, TimelineEvent
 from app.ml import traffic
+from app.planned import windows as planned_windows
+from app.planned.windows import PlannedWindow
 from app.slo import promql, queries
 from app.slo.model import ElasticsearchSli, EventsSli, RawSli, Slo
 
@@ -117,12 +119,10 @@ def summary(found: BudgetByVersion) -> str:
     return "; ".join(shown) + (f"; {more} more" if more > 0 else "")
 
 
-def note(
-    prometheus: Any, slo: Slo, catalogue: Mapping[str, ModelConfig], at: datetime
-) -> tuple[str, str, dict[str, Any]]:
+def note(prometheus: Any, slo: Slo, config: FileConfig, at: datetime) -> tuple[str, str, dict[str, Any]]:
     """An incident's timeline row (kind, text, data) of the budget per version of its SLO (enrichment,
     with the loaded SLOs); a figure that cannot be had is kept too, with its reason."""
-    figure = for_slo(prometheus, slo, catalogue, at)
+    figure = for_slo(prometheus, slo, config.models, at, config.planned_windows)
     return NOTE, summary(figure), figure.as_dict()
 
 
@@ -148,8 +148,15 @@ def qualifies(slo: Slo, linked: tuple[str, ModelConfig] | None) -> str | None:
     return None
 
 
-def for_slo(prometheus: Any, slo: Slo, catalogue: Mapping[str, ModelConfig], at: datetime) -> BudgetByVersion:
-    """The budget per version of `slo`'s period ending at `at`; never raises for a source's failure."""
+def for_slo(
+    prometheus: Any,
+    slo: Slo,
+    catalogue: Mapping[str, ModelConfig],
+    at: datetime,
+    planned: Sequence[PlannedWindow] = (),
+) -> BudgetByVersion:
+    """The budget per version of `slo`'s period ending at `at` (the events inside its planned windows
+    left out); never raises for a source's failure."""
     linked = traffic.model_of_slo(slo.id, slo.model, dict(catalogue))
     reason = qualifies(slo, linked)
     if reason is not None:
@@ -158,7 +165,8 @@ def for_slo(prometheus: Any, slo: Slo, catalogue: Mapping[str, ModelConfig], at:
         return unavailable(slo.id, at, "no Prometheus configured")
     assert linked is not None
     try:
-        return measure(prometheus, slo, linked[1].version_label, at)
+        mine = planned_windows.for_slo(planned, slo.id, slo.service, slo.model)
+        return measure(prometheus, slo, linked[1].version_label, at, mine)
     except SourceError as exc:
         return unavailable(slo.id, at, f"Prometheus did not answer ({exc})")
     except (promql.PromqlError, ValueError, KeyError, TypeError) as exc:
@@ -182,8 +190,11 @@ def _values(result: list[dict[str, Any]]) -> dict[str, float]:
     return found
 
 
-def measure(prometheus: Any, slo: Slo, label: str, at: datetime) -> BudgetByVersion:
-    """The figures from Prometheus (raises SourceError when it does not answer)."""
+def measure(
+    prometheus: Any, slo: Slo, label: str, at: datetime, planned: Sequence[PlannedWindow] = ()
+) -> BudgetByVersion:
+    """The figures from Prometheus (raises SourceError when it does not answer), less the events inside
+    the SLO's planned windows."""
     sli = slo.prometheus_sli
     assert isinstance(sli, EventsSli)
     seconds = queries.period_window_seconds(slo, at)
@@ -219,11 +230,26 @@ def measure(prometheus: Any, slo: Slo, label: str, at: datetime) -> BudgetByVers
     if len(names) > MAX_VERSIONS:
         note = f"{len(names)} versions served in the period; the first {MAX_VERSIONS} by name are shown"
         names = names[:MAX_VERSIONS]
-    wanted = {"bad": bad_query, "total": total_query}
-    for index, version in enumerate(names):
-        wanted[f"bad:{index}"] = promql.narrowed(bad_query, label, version)
-        wanted[f"total:{index}"] = promql.narrowed(total_query, label, version)
-    rates = _values(prometheus.query(_tagged(wanted), at=at))
+
+    def counts(length: int, moment: datetime) -> dict[str, float]:
+        """Every part's events over `length` seconds up to `moment`."""
+        window = durations.format_prometheus(length)
+        wanted = {"bad": sli.bad_rate(window), "total": sli.total_rate(window)}
+        for index, version in enumerate(names):
+            wanted[f"bad:{index}"] = promql.narrowed(wanted["bad"], label, version)
+            wanted[f"total:{index}"] = promql.narrowed(wanted["total"], label, version)
+        return {
+            key: rate * length for key, rate in _values(prometheus.query(_tagged(wanted), at=moment)).items()
+        }
+
+    events = counts(seconds, at)
+    # Planned windows' events are left out, as of the SLO's own figures (app/slo/planned.py).
+    for began, ended in planned_windows.overlaps(planned, at - timedelta(seconds=seconds), at):
+        low, high = math.floor(began.timestamp()), math.ceil(ended.timestamp())
+        if high - low >= 1:
+            for key, inside in counts(high - low, datetime.fromtimestamp(high, UTC)).items():
+                events[key] = events.get(key, 0.0) - inside
+    rates = {key: max(value, 0.0) / seconds for key, value in events.items()}
     total_rate = rates.get("total")
     if not total_rate:
         return replace(base, reason=f"no events in the {period} period")

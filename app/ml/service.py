@@ -453,7 +453,7 @@ def _millis(value: Any) -> datetime | None:
 
 
 def _budget(slo: Slo, config: FileConfig, sources: Sources, found: Findings, now: datetime) -> None:
-    found.notes.append(version_budget.note(sources.prometheus, slo, config.models, now))
+    found.notes.append(version_budget.note(sources.prometheus, slo, config, now))
 
 
 @dataclass(frozen=True)

@@ -586,7 +586,9 @@ def write(services: Services, incident_id: int, now: datetime, output: Path | No
         _serving_table(services, context, incident, start, end)
     if slo is not None:
         at = min(incident.resolved_at or now, now)
-        spent = version_budget.for_slo(slo_engine.prometheus, slo, services.config.models, at)
+        spent = version_budget.for_slo(
+            slo_engine.prometheus, slo, services.config.models, at, slo_engine.planned
+        )
         context["budget_by_version"] = budget_rows(spent.as_dict())
     template_dir = settings.postmortem_dir / "templates"
     try:

@@ -27,5 +27,5 @@ def get_slo(services: ServicesDep, session: SessionDep, slo_id: str) -> dict[str
     item = slos.latest_status(session, services.slo_engine.slos, slo_id)[0]
     engine = services.slo_engine
     spec = engine.by_id[item["id"]]
-    found = budget.for_slo(engine.prometheus, spec, services.config.models, datetime.now(UTC))
+    found = budget.for_slo(engine.prometheus, spec, services.config.models, datetime.now(UTC), engine.planned)
     return {**item, "budget_by_version": found.as_dict()}

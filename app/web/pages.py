@@ -238,7 +238,9 @@ def slo_page(request: Request, services: ServicesDep, who: ViewerDep, slo_id: st
         stored = _stored_budget_chart(services, spec, now)
         drawn += [stored] if stored else []
     versions, model = _versions(services, spec, now)
-    spent = budget.for_slo(services.slo_engine.prometheus, spec, services.config.models, now)
+    spent = budget.for_slo(
+        services.slo_engine.prometheus, spec, services.config.models, now, services.config.planned_windows
+    )
     return render(
         request,
         "slo.html",

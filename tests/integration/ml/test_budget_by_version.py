@@ -292,3 +292,40 @@ def test_every_door_shows_the_figure_and_a_dead_prometheus_is_said(
         assert enriched.json()["budget_by_version"]["reason"].startswith("Prometheus did not answer")
         draft = api.get(f"/api/v1/incidents/{opened['id']}/postmortem", headers=headers)
         assert draft.status_code == 200 and "_Not available: Prometheus did not answer" in draft.text
+
+
+def test_a_planned_window_s_events_are_left_out_of_every_version_s_share(
+    prometheus: PrometheusServer, slo_dir: Path, story: int
+) -> None:
+    """A planned window over the last 20 minutes: every figure is the story's integral up to T-20m (both
+    ends lie on samples, so Prometheus's rate() does not extrapolate)."""
+    from app.planned.windows import PlannedWindow
+
+    T = story
+    slos = load_slos(slo_dir)
+    models = {"shop-model": ModelConfig(slos=["shop-availability"], selector='service="shop"')}
+    window = PlannedWindow.model_validate(
+        {
+            "name": "canary-drill",
+            "start": datetime.fromtimestamp(T - 1200, UTC).isoformat(),
+            "duration": "1h",
+            "services": ["shop"],
+        }  # fmt: skip
+    )
+    source = PrometheusSource(prometheus.url, timeout=60)
+    try:
+        found = budget.for_slo(
+            source, slos["shop-availability"], models, datetime.fromtimestamp(T, UTC), [window]
+        )
+    finally:
+        source.close()
+    c, cut, start = counters(T), T - 1200, T - PERIOD
+    outside = {key: (c[key](cut) or 0.0) - (c[key](start) or 0.0) for key in c}
+    total = sum(outside.values())
+    assert found.available and found.total_events == pytest.approx(total, rel=1e-6)
+    by_version = {v.version: v for v in found.versions}
+    for version in ("3", "4"):
+        expected = outside[(version, "500")] / (0.001 * total)
+        assert by_version[version].spent == pytest.approx(expected, rel=1e-3), version
+    # Version 4's first 20 minutes failed 2 % to 10 %: well under half of what its 40 did.
+    assert by_version["4"].spent < truth(T)["4"] / 3
