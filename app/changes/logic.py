@@ -65,7 +65,7 @@ def verify(secret: str, headers: dict[str, str | None], body: bytes, now: dateti
         raise Refused(401, f"missing {missing}")
     if not _DELIVERY_ID.fullmatch(delivery_id):
         raise Refused(401, f"{DELIVERY_HEADER}: not a delivery id (1 to 100 letters, digits, . _ : -)")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:  # not '²'
         raise Refused(401, f"{TIMESTAMP_HEADER}: not a Unix time in seconds")
     age = now.timestamp() - int(timestamp)
     if abs(age) > TOLERANCE:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 # How far apart sloguard's confirm of a change and MLflow's announcement of it may be and still be one
 # change (the announcement comes after the move; MLflow's clock may run a little ahead of sloguard's).
 MATCH_BEFORE, MATCH_AFTER = timedelta(minutes=10), timedelta(minutes=1)
+ALIAS_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 
 
 def catalogue_name(config: FileConfig, registered_model: str) -> str:
@@ -79,6 +80,21 @@ def _last_alias_version(session: Session, registered_model: str, alias: str, at:
     return last.version if last is not None else None
 
 
+def _correct_the_next(session: Session, row: ChangeEvent) -> None:
+    """A delivery that arrives late (MLflow retried it) comes before a move already recorded: that move
+    came from this one's version, not from the one sloguard knew then. sloguard's own moves keep theirs
+    (the action's record of what it replaced)."""
+    later = session.exec(
+        select(ChangeEvent)
+        .where(ChangeEvent.registered_model == row.registered_model, ChangeEvent.alias == row.alias)
+        .where(col(ChangeEvent.kind).in_((ALIAS_SET, ALIAS_DELETED)), col(ChangeEvent.at) > row.at)
+        .order_by(col(ChangeEvent.at), col(ChangeEvent.id))
+    ).first()
+    if later is not None and later.action_id is None and later.from_version != row.version:
+        later.from_version = row.version
+        session.add(later)
+
+
 def _own_move(session: Session, config: FileConfig, event: RegistryEvent) -> RollbackAction | None:
     """sloguard's rollback or promote that made this alias move, unless another change already is it."""
     assert event.alias is not None and event.version is not None
@@ -111,6 +127,10 @@ def record(
     same id with another body is a Conflict) and announce it."""
 
     def unit(session: Session, events: db.Events) -> Recorded:
+        if event.alias is not None and session.get_bind().dialect.name == "postgresql":
+            # One alias's deliveries are recorded one at a time (MLflow delivers from a thread pool), so
+            # each reads the one before it (SQLite's writes are one at a time anyway).
+            session.execute(ALIAS_LOCK, {"key": f"{event.registered_model}/{event.alias}"})
         existing = session.exec(select(ChangeEvent).where(ChangeEvent.delivery_id == delivery_id)).first()
         if existing is not None:
             if existing.body_digest != body_digest:
@@ -146,6 +166,8 @@ def record(
             detail=detail,
         )
         session.add(row)
+        if event.alias is not None:
+            _correct_the_next(session, row)
         session.flush()
         assert row.id is not None
         events.append(

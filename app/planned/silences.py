@@ -12,6 +12,7 @@ silences twice. Expiring is an `alertmanager.expire` effect in the same group, a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -32,8 +33,26 @@ LEAD = 3600.0  # an occurrence is silenced this long before it starts
 CREATED_BY = "sloguard"
 
 
-def key_of(occurrence: planned.Occurrence) -> str:
-    return f"{occurrence.name}@{occurrence.start.isoformat().replace('+00:00', 'Z')}"
+def _z(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def key_of(occurrence: planned.Occurrence, slo_ids: list[str]) -> str:
+    """What one silence holds: the window's name, the occurrence's start and end, and (as a digest) the
+    SLOs it covers. A window edited in sloguard.yaml (its duration, its scope) is another silence: the
+    old one is expired and the new one made."""
+    scope = hashlib.sha256("\n".join(sorted(slo_ids)).encode()).hexdigest()[:8]
+    return f"{occurrence.name}@{_z(occurrence.start)}/{_z(occurrence.end)}/{scope}"
+
+
+def comment_of(key: str, reason: str) -> str:
+    return f"planned window {key}" + (f": {reason}" if reason else "")
+
+
+def carries(comment: str, key: str) -> bool:
+    """The silence's comment is this occurrence's, exactly (not another window's with a longer name)."""
+    head = f"planned window {key}"
+    return comment == head or comment.startswith(head + ":")
 
 
 def matcher(slo_ids: list[str]) -> dict[str, Any]:
@@ -59,7 +78,7 @@ def watch(services: Services, now: datetime | None = None) -> int:
         if not covered:
             continue
         for occurrence in window.occurrences(now, now + timedelta(seconds=LEAD)):
-            wanted[key_of(occurrence)] = (occurrence, covered)
+            wanted[key_of(occurrence, covered)] = (occurrence, covered)
 
     def unit(session: Session, _events: db.Events) -> int:
         recorded = 0
@@ -68,14 +87,16 @@ def watch(services: Services, now: datetime | None = None) -> int:
                 col(PlannedSilence.state).in_((WANTED, CREATED)), col(PlannedSilence.ends_at) > now
             )
         ).all()
-        known = set(
-            session.exec(select(PlannedSilence.key).where(col(PlannedSilence.key).in_(list(wanted)))).all()
-        )
+        known = {
+            row.key: row
+            for row in session.exec(select(PlannedSilence).where(col(PlannedSilence.key).in_(list(wanted))))
+        }
         for key, (occurrence, covered) in wanted.items():
-            if key in known:
+            row = known.get(key)
+            if row is not None and row.state in (WANTED, CREATED):
                 continue
-            session.add(
-                PlannedSilence(
+            if row is None:
+                row = PlannedSilence(
                     key=key,
                     window=occurrence.name,
                     starts_at=occurrence.start,
@@ -83,7 +104,9 @@ def watch(services: Services, now: datetime | None = None) -> int:
                     slo_ids=covered,
                     created_at=now,
                 )
-            )
+            # Planned again after it was expired (a window un-cancelled): silenced again, after the expiry.
+            row.state, row.silence_id = WANTED, None
+            session.add(row)
             payload = {
                 "key": key,
                 "starts_at": occurrence.start.isoformat(),
@@ -111,10 +134,13 @@ def watch(services: Services, now: datetime | None = None) -> int:
 
 
 def _still_planned(services: Services, row: PlannedSilence) -> bool:
-    """The occurrence is still in sloguard.yaml (its window there and not cancelled)."""
+    """The occurrence is still in sloguard.yaml as it was silenced (its window there, not cancelled, with
+    the same times and SLOs)."""
+    slos = services.slo_engine.slos
     for window in services.config.planned_windows:
         if window.name == row.window:
-            return any(key_of(o) == row.key for o in window.occurrences(row.starts_at, row.ends_at))
+            covered = sorted(slo.id for slo in slos if window.covers(slo.id, slo.service, slo.model))
+            return any(key_of(o, covered) == row.key for o in window.occurrences(row.starts_at, row.ends_at))
     return False
 
 
@@ -139,28 +165,34 @@ class Silencer:
         return response
 
     def _existing(self, key: str) -> str | None:
-        """The ID of a live silence an earlier attempt created for this occurrence, if any."""
+        """The ID of a live silence an earlier attempt created for this occurrence, if any. Alertmanager not
+        answering is a failed delivery (tried again), never "none": a second silence is not made."""
         response = self._call("GET", "/api/v2/silences")
         if response.status_code != 200:
-            return None
+            raise outbox.DeliveryFailed(
+                f"alertmanager listed no silences: {response.status_code}", sent=False
+            )
         for silence in response.json():
             state = (silence.get("status") or {}).get("state")
-            if state in ("active", "pending") and key in str(silence.get("comment", "")):
+            mine = silence.get("createdBy") == CREATED_BY and carries(str(silence.get("comment", "")), key)
+            if mine and state in ("active", "pending"):
                 return str(silence["id"])
         return None
 
     def silence(self, effect: outbox.Effect) -> outbox.Completion | None:
         payload = effect.payload
         key = str(payload["key"])
+        if datetime.fromisoformat(payload["ends_at"]) <= datetime.now(UTC):
+            # Delivered after the occurrence ended (Alertmanager was down throughout): nothing to hold.
+            return self._mark(key, EXPIRED)
         found = self._existing(key) if effect.uncertain or effect.attempts > 1 else None
         if found is None:
-            reason = f": {payload['reason']}" if payload.get("reason") else ""
             body = {
                 "matchers": [matcher(list(payload["slo_ids"]))],
                 "startsAt": payload["starts_at"],
                 "endsAt": payload["ends_at"],
                 "createdBy": CREATED_BY,
-                "comment": f"planned window {key}{reason}",
+                "comment": comment_of(key, str(payload.get("reason") or "")),
             }
             response = self._call("POST", "/api/v2/silences", json=body)
             if response.status_code != 200:
@@ -174,9 +206,7 @@ class Silencer:
         def record(session: Session, _events: db.Events) -> None:
             row = session.exec(select(PlannedSilence).where(PlannedSilence.key == key)).first()
             if row is not None:
-                row.silence_id = silence_id
-                if row.state == WANTED:
-                    row.state = CREATED
+                row.silence_id, row.state = silence_id, CREATED
                 session.add(row)
 
         return record
@@ -187,17 +217,32 @@ class Silencer:
             row = session.exec(select(PlannedSilence).where(PlannedSilence.key == key)).first()
             silence_id = row.silence_id if row is not None else None
         silence_id = silence_id or self._existing(key)
-        if silence_id is not None:
+        if silence_id is not None and self._live(silence_id):
             response = self._call("DELETE", f"/api/v2/silence/{silence_id}")
-            if response.status_code not in (200, 404):
+            # An earlier attempt (or a person) may have expired it since: Alertmanager says so with a 500.
+            if response.status_code not in (200, 404) and self._live(silence_id):
                 raise outbox.DeliveryFailed(
                     f"alertmanager did not expire {silence_id}: {response.status_code}", sent=False
                 )
+        return self._mark(key, EXPIRED, only_from=CANCELLING)  # not if it was planned again meanwhile
 
+    def _live(self, silence_id: str) -> bool:
+        """The silence is still active or pending (not expired, and not gone)."""
+        response = self._call("GET", f"/api/v2/silence/{silence_id}")
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise outbox.DeliveryFailed(
+                f"alertmanager: silence {silence_id}: {response.status_code}", sent=False
+            )
+        return (response.json().get("status") or {}).get("state") in ("active", "pending")
+
+    @staticmethod
+    def _mark(key: str, state: str, only_from: str | None = None) -> outbox.Completion:
         def record(session: Session, _events: db.Events) -> None:
             row = session.exec(select(PlannedSilence).where(PlannedSilence.key == key)).first()
-            if row is not None:
-                row.state = EXPIRED
+            if row is not None and (only_from is None or row.state == only_from):
+                row.state = state
                 session.add(row)
 
         return record

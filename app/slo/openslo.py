@@ -368,7 +368,9 @@ def _sli(spec: OsSliSpec, objective: OsObjective, at: Location, problems: Proble
     other = _prometheus_query(part, ratio.counter, at.at(part_name), problems)
     if total is None or other is None:
         return None
-    error = other if part_name == "bad" else f"(({total}) - ({other}))"
+    # A good counter may not exist yet where every event failed (client libraries make a labelled series
+    # on its first increment): missing good events are none, so bad is then all of total, not nothing.
+    error = other if part_name == "bad" else f"(({total}) - (({other}) or (({total}) * 0)))"
     return EventsSli(error_query=error, total_query=total)
 
 

@@ -213,19 +213,22 @@ def _above(slo: Slo, window: burn.Window, threshold: str) -> str:
 
 
 def _tier_expression(slo: Slo, tiers: list[burn.Tier]) -> str:
+    """Each tier fires when both its windows are above its threshold, unless sloguard said a planned
+    window was on for the SLO at any time within the tier's short window: until that window has slid past
+    the planned time, the recorded ratios still hold its events (a tier needs both windows above, so once
+    the short one is clear of it, the planned events alone cannot fire it). Without the series (sloguard
+    not scraped), nothing is held."""
+    planned = promql_build.selector(PLANNED_METRIC, promql_build.match("slo", slo.id))
     parts = []
     for tier in tiers:
         threshold = promql_build.group(promql_build.binary(_number(tier.factor), "*", _number(slo.budget)))
         both = promql_build.binary(
             _above(slo, tier.short, threshold), "and", _above(slo, tier.long, threshold), separator="\n    "
         )
-        parts.append(f"(\n    {both}\n)")
-    # Held while sloguard says a planned window is on for the SLO (absent, as when sloguard is down: not).
-    planned = promql_build.selector(PLANNED_METRIC, promql_build.match("slo", slo.id))
-    held = promql_build.group(promql_build.binary(planned, "==", "1"))
-    return promql_build.binary(
-        promql_build.group(promql_build.either(parts)), "unless on()", held, separator="\n"
-    )
+        recently = promql_build.over_time("max_over_time", planned, tier.short.name)
+        held = promql_build.group(promql_build.binary(recently, "==", "1"))
+        parts.append(f"(\n    ({both})\n    unless on()\n    {held}\n)")
+    return promql_build.either(parts)
 
 
 def _alert_rules(slo: Slo) -> list[dict[str, Any]]:

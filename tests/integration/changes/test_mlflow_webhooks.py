@@ -193,17 +193,25 @@ def test_an_alias_move_lands_in_the_history_and_on_the_open_incident(
     assert json.loads(local.output) == sloguard.changes()
 
 
-def forged(version: str, secret: str, sent: int | None = None) -> tuple[bytes, dict[str, str]]:
-    """A delivery signed as MLflow signs one (with `secret`, at `sent`), computed here."""
+def forged(
+    version: str,
+    secret: str,
+    sent: int | None = None,
+    *,
+    at: datetime | None = None,
+    delivery: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """A delivery signed as MLflow signs one (with `secret`, at `sent`; the move made `at`), computed here."""
     body = json.dumps(
         {
             "entity": "model_version_alias",
             "action": "created",
-            "timestamp": datetime.now(UTC).isoformat(),
+            "timestamp": (at or datetime.now(UTC)).isoformat(),
             "data": {"name": MODEL, "alias": "champion", "version": version},
         }
     ).encode()
-    delivery, timestamp = str(uuid.uuid4()), str(int(time.time()) if sent is None else sent)
+    delivery = delivery or str(uuid.uuid4())
+    timestamp = str(int(time.time()) if sent is None else sent)
     digest = hmac.new(secret.encode(), f"{delivery}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return body, {
         "Content-Type": "application/json",
@@ -247,6 +255,10 @@ def test_a_resent_delivery_is_recorded_once(sloguard: Sloguard) -> None:
         f"{sloguard.url}/webhooks/mlflow", content=json.dumps(other).encode(), headers=headers
     )
     assert changed.status_code == 401  # the same delivery's headers do not sign another body
+    # The same delivery id, signed, with another body: a conflict, and nothing changes.
+    other_body, other_headers = forged("3", SECRET, delivery=headers["X-MLflow-Delivery-Id"])
+    conflict = httpx.post(f"{sloguard.url}/webhooks/mlflow", content=other_body, headers=other_headers)
+    assert conflict.status_code == 409 and "another body" in conflict.json()["detail"], conflict.text
     ignored_body, ignored_headers = forged("2", SECRET)
     ignored_document = json.loads(ignored_body) | {"entity": "model_version_tag", "action": "set"}
     ignored_bytes = json.dumps(ignored_document).encode()
@@ -368,3 +380,15 @@ def test_a_new_version_and_a_removed_alias_are_recorded_too(sloguard: Sloguard, 
         "the alias set again", lambda c: c["kind"] == "alias_set" and c["id"] > removed["id"]
     )
     assert again["from_version"] is None  # removed in between: it came from no version
+
+
+def test_a_late_delivery_puts_the_alias_history_in_order(sloguard: Sloguard) -> None:
+    """MLflow retries a delivery sloguard could not take (with backoff): 3 -> 4 arrives after 4 -> 5, and
+    the history still says 5 came from 4, each move from the one before it by MLflow's times."""
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    for version, offset in (("3", 0), ("5", 20), ("4", 10)):  # the move to 4 (at +10 s) arrives last
+        body, headers = forged(version, SECRET, at=t0 + timedelta(seconds=offset))
+        answer = httpx.post(f"{sloguard.url}/webhooks/mlflow", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    history = [(c["version"], c["from_version"]) for c in sloguard.changes()]  # newest first
+    assert history == [("5", "4"), ("4", "3"), ("3", None)]

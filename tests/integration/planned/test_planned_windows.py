@@ -190,46 +190,79 @@ def test_the_windows_that_are_on_are_exported(world: tuple[PrometheusServer, Pat
     assert not any(on for _, on in engine.planned_states(during + timedelta(minutes=20)))
 
 
-def test_the_generated_alert_rules_hold_their_pages_while_sloguard_says_a_window_is_on(
-    world: tuple[PrometheusServer, Path, int], tmp_path: Path
+def test_the_generated_alert_rules_hold_their_pages_until_the_planned_time_has_left_each_tier(
+    tmp_path: Path,
 ) -> None:
-    """Prometheus's own rule engine (promtool test rules) over the generated rules: both services fail
-    every request from minute 30; sloguard's gauge says covered's window is on until minute 60."""
+    """Prometheus's own rule engine (promtool test rules) over the generated rules, a sample a minute.
+    Every request fails from minute 30: for `stops` until minute 60, when its planned window (sloguard's
+    gauge at 1 from minute 26) ends; for `goes-on` until minute 120; for `unplanned`, with no window, until
+    minute 60. A tier is held until its short window has slid past the planned time, so `stops` never
+    pages or tickets for its planned outage, while `goes-on` pages once its 5m window holds only what
+    came after the window."""
     import yaml
 
     from app.slo import rules
     from tests.prometheus import promtool
 
-    slos = load_specs([world[1]])
-    (tmp_path / "rules.yaml").write_text(rules.render(slos))
-    healthy, failing = "0+600x30 18000+0x60", "0+0x30 0+600x60"  # per minute, 90 minutes
+    slo_dir = tmp_path / "slo"
+    slo_dir.mkdir()
+    for service in ("stops", "goes-on", "unplanned"):
+        (slo_dir / f"{service}.yaml").write_text(SPEC.format(service=service))
+    (tmp_path / "rules.yaml").write_text(rules.render(load_specs([slo_dir])))
+    minutes = range(0, 241)
+    outage = {"stops": (30, 60), "goes-on": (30, 120), "unplanned": (30, 60)}
 
-    def alerts(service: str, severities: list[str]) -> list[dict[str, object]]:
-        return [
-            {
-                "exp_labels": {
-                    "sloth_id": f"{service}-availability",
-                    "sloth_service": service,
-                    "sloth_slo": "availability",
-                    "sloth_severity": severity,
-                },
-                "exp_annotations": {
-                    "title": f"({severity}) {service} availability SLO error budget burn rate is too fast.",
-                    "summary": f"{service}-availability: error budget burning",
-                },
-            }
-            for severity in severities
-        ]
+    def counter(service: str, failing: bool) -> str:
+        begin, end = outage[service]
+        failed = [600 * max(0, min(m, end) - begin) for m in minutes]  # 10 a second, all failing
+        values = failed if failing else [600 * m - f for m, f in zip(minutes, failed, strict=True)]
+        return " ".join(str(v) for v in values)
 
     series = [
-        {"series": f'requests_total{{service="{s}",code="{code}"}}', "values": values}
-        for s in ("covered", "elsewhere")
-        for code, values in (("200", healthy), ("500", failing))
+        {"series": f'requests_total{{service="{s}",code="{code}"}}', "values": counter(s, code == "500")}
+        for s in outage
+        for code in ("200", "500")
     ]
-    series.append(
-        {"series": 'sloguard_planned_window_active{slo="covered-availability"}', "values": "1x60 0x30"}
-    )
-    both = ["page", "ticket"]
+    on = " ".join("1" if 26 <= m <= 60 else "0" for m in minutes)
+    for service in ("stops", "goes-on"):
+        series.append(
+            {"series": f'sloguard_planned_window_active{{slo="{service}-availability"}}', "values": on}
+        )
+
+    def alerts(service: str, *severities: str) -> dict[str, object]:
+        name = "".join(part.capitalize() for part in service.split("-")) + "Availability"
+        return {
+            "alertname": name,
+            "exp_alerts": [
+                {
+                    "exp_labels": {
+                        "sloth_id": f"{service}-availability",
+                        "sloth_service": service,
+                        "sloth_slo": "availability",
+                        "sloth_severity": severity,
+                    },
+                    "exp_annotations": {
+                        "title": f"({severity}) {service} availability SLO error budget burn rate"
+                        " is too fast.",
+                        "summary": f"{service}-availability: error budget burning",
+                    },
+                }
+                for severity in severities
+            ],
+        }
+
+    checks = [
+        ("20m", alerts("unplanned")),  # before any outage: nothing
+        ("50m", alerts("unplanned", "page", "ticket")),  # the marker: the rules see the outage
+        ("50m", alerts("stops")),
+        ("50m", alerts("goes-on")),
+        ("65m", alerts("unplanned", "page", "ticket")),
+        ("65m", alerts("stops")),  # its 30m window is still full of the planned outage: held
+        ("65m", alerts("goes-on")),  # its 5m window still reaches back to the window's last minute
+        ("67m", alerts("goes-on", "page")),  # 5m and 1h both failing, the 5m clear of the window
+        ("100m", alerts("unplanned", "ticket")),  # the recorded 2h/1d ratios still hold the outage
+        ("100m", alerts("stops")),  # ... and stops' too, but its ticket tiers' short windows hold it
+    ]
     tests = {
         "rule_files": [str(tmp_path / "rules.yaml")],
         "evaluation_interval": "1m",
@@ -237,23 +270,7 @@ def test_the_generated_alert_rules_hold_their_pages_while_sloguard_says_a_window
             {
                 "interval": "1m",
                 "input_series": series,
-                "alert_rule_test": [
-                    # Before the outage: nothing anywhere.
-                    {"eval_time": "20m", "alertname": "ElsewhereAvailability", "exp_alerts": []},
-                    # 20 minutes in: elsewhere pages (the marker that the rules ran); covered is held.
-                    {
-                        "eval_time": "50m",
-                        "alertname": "ElsewhereAvailability",
-                        "exp_alerts": alerts("elsewhere", both),
-                    },
-                    {"eval_time": "50m", "alertname": "CoveredAvailability", "exp_alerts": []},
-                    # The window is over and the outage goes on: covered pages too.
-                    {
-                        "eval_time": "65m",
-                        "alertname": "CoveredAvailability",
-                        "exp_alerts": alerts("covered", both),
-                    },
-                ],
+                "alert_rule_test": [{"eval_time": at, **check} for at, check in checks],
             }
         ],
     }

@@ -192,3 +192,119 @@ def test_the_gauge_and_the_cli_say_which_windows_are_on(tmp_path: Path, database
         timeout=60,
     )
     assert refused.returncode == 2 and "planned_windows" in refused.stderr and "UTC offset" in refused.stderr
+
+
+def test_a_crashed_delivery_an_edited_window_and_an_expiry_done_by_hand(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The outcomes the outbox cannot know: a silence the crashed attempt made is found, not made twice
+    (and another window whose name ends like this one's is not taken for it); a window edited in
+    sloguard.yaml is silenced anew and its old silence expired; a silence someone expired by hand before
+    sloguard did is simply done; a window un-cancelled is silenced again."""
+    from app.outbox import OutboxRow
+
+    alertmanager = AlertmanagerServer(tmp_path, "http://127.0.0.1:9/nowhere", "unused").start()
+    (tmp_path / "slo").mkdir()
+    for service in ("checkout", "search"):
+        (tmp_path / "slo" / f"{service}.yaml").write_text(SPEC.format(service=service), encoding="utf-8")
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now + timedelta(minutes=20)
+
+    def plan(duration: str = "30m", cancelled: bool = False) -> None:
+        text = f"""planned_windows:
+  - {{name: maint, start: "{start.isoformat()}", duration: {duration}, services: [checkout],
+     cancelled: {str(cancelled).lower()}}}
+  - {{name: db-maint, start: "{start.isoformat()}", duration: 30m, services: [search]}}
+"""
+        (tmp_path / "sloguard.yaml").write_text(text, encoding="utf-8")
+
+    settings = make_settings(tmp_path, database_url=database_url, alertmanager_url=alertmanager.url)
+    specs = load_specs([settings.slo_dir])
+
+    def started() -> Any:
+        services = build_services(settings, load_file_config(settings.config_file), specs)
+        services.start_worker("test")
+        return services
+
+    def mine() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for s in silences_of(alertmanager):
+            found.setdefault(s["comment"].removeprefix("planned window ").split("@")[0], []).append(
+                s["status"]["state"]
+            )
+        return {name: sorted(states) for name, states in found.items()}
+
+    def settled(services: Any) -> bool:
+        with Session(services.engine) as session:
+            return not session.exec(select(OutboxRow).where(OutboxRow.state == "pending")).all()
+
+    try:
+        plan()
+        first = build_services(settings, load_file_config(settings.config_file), specs)
+        assert silences.watch(first, now) == 2
+        with Session(first.engine) as session:
+            keys = {r.window: r.key for r in session.exec(select(PlannedSilence))}
+            # The crash: maint's attempt reached Alertmanager, then the process died before recording it.
+            (effect,) = [r for r in session.exec(select(OutboxRow)) if r.payload.get("key") == keys["maint"]]
+            effect.uncertain, effect.attempts = True, 1
+            session.add(effect)
+            session.commit()
+        made = httpx.post(
+            f"{alertmanager.url}/api/v2/silences",
+            json={
+                "matchers": [silences.matcher(["checkout-availability"])],
+                "startsAt": start.isoformat(),
+                "endsAt": (start + timedelta(minutes=30)).isoformat(),
+                "createdBy": "sloguard",
+                "comment": silences.comment_of(keys["maint"], ""),
+            },
+            timeout=10,
+        ).json()["silenceID"]
+        first.close()
+        services = started()
+        wait_until(lambda: settled(services), timeout=30, what="the silences delivered")
+        assert mine() == {"maint": ["pending"], "db-maint": ["pending"]}  # one each: the crashed one found
+        with Session(services.engine) as session:
+            assert (
+                session.exec(select(PlannedSilence.silence_id).where(PlannedSilence.window == "maint")).one()
+                == made
+            )
+        services.close()
+
+        # Edited: maint now lasts an hour. Its old silence is expired, a new one made; db-maint untouched.
+        plan(duration="1h")
+        services = started()
+        assert silences.watch(services, now + timedelta(minutes=1)) == 2
+        wait_until(lambda: settled(services), timeout=30, what="the edit delivered")
+        assert mine() == {"maint": ["expired", "pending"], "db-maint": ["pending"]}
+        (longer,) = [
+            s
+            for s in silences_of(alertmanager)
+            if s["status"]["state"] == "pending" and s["comment"].startswith("planned window maint@")
+        ]
+        assert datetime.fromisoformat(longer["endsAt"]) == start + timedelta(hours=1)
+
+        # Cancelled, but someone expired the silence by hand first: sloguard's expiry is simply done.
+        httpx.delete(f"{alertmanager.url}/api/v2/silence/{longer['id']}", timeout=10).raise_for_status()
+        plan(duration="1h", cancelled=True)
+        services.close()
+        services = started()
+        assert silences.watch(services, now + timedelta(minutes=2)) == 1
+        wait_until(lambda: settled(services), timeout=30, what="the expiry delivered")
+        with Session(services.engine) as session:
+            states = {
+                r.key: r.state
+                for r in session.exec(select(PlannedSilence).where(PlannedSilence.window == "maint"))
+            }
+        assert sorted(states.values()) == ["expired", "expired"]
+
+        # Un-cancelled: silenced again.
+        plan(duration="1h")
+        services.close()
+        services = started()
+        assert silences.watch(services, now + timedelta(minutes=3)) == 1
+        wait_until(lambda: settled(services), timeout=30, what="silenced again")
+        assert mine() == {"maint": ["expired", "expired", "pending"], "db-maint": ["pending"]}
+        services.close()
+    finally:
+        alertmanager.stop()

@@ -93,6 +93,9 @@ def test_one_of_several_signatures_may_match_while_a_secret_is_rotated() -> None
             "does not match",
         ),
         (lambda h, b: ({**h, "X-MLflow-Timestamp": "soon"}, b), "not a Unix time"),
+        # A latin-1 header byte 0xB2 reaches us as '²': a digit to str.isdigit, not to int()
+        (lambda h, b: ({**h, "X-MLflow-Timestamp": "\xb2"}, b), "not a Unix time"),
+        (lambda h, b: ({**h, "X-MLflow-Timestamp": "١٧٩٦٤٠٠٠٠٠"}, b), "not a Unix time"),
         (lambda h, b: ({**h, "X-MLflow-Delivery-Id": "a b"}, b), "not a delivery id"),
     ],
 )
