@@ -18,6 +18,7 @@ label, a log-based or raw-ratio SLI, Prometheus not answering), never a number.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -169,7 +170,9 @@ def for_slo(
         return measure(prometheus, slo, linked[1].version_label, at, mine)
     except SourceError as exc:
         return unavailable(slo.id, at, f"Prometheus did not answer ({exc})")
-    except (promql.PromqlError, ValueError, KeyError, TypeError) as exc:
+    except promql.PromqlError as exc:
+        return unavailable(slo.id, at, f"the SLI's queries cannot be split by version: {exc}")
+    except (ValueError, KeyError, TypeError) as exc:
         return unavailable(slo.id, at, f"Prometheus' answer could not be read ({exc})")
 
 
@@ -224,12 +227,13 @@ def measure(
         for selector in total_selectors
     )
     names = sorted(
-        {str(s["metric"][label]) for s in prometheus.query(versions_query, at=at) if s["metric"].get(label)}
+        {str(s["metric"][label]) for s in prometheus.query(versions_query, at=at) if s["metric"].get(label)},
+        key=_natural,
     )
     note = ""
     if len(names) > MAX_VERSIONS:
-        note = f"{len(names)} versions served in the period; the first {MAX_VERSIONS} by name are shown"
-        names = names[:MAX_VERSIONS]
+        note = f"{len(names)} versions served in the period; the newest {MAX_VERSIONS} are shown"
+        names = names[-MAX_VERSIONS:]
 
     def counts(length: int, moment: datetime) -> dict[str, float]:
         """Every part's events over `length` seconds up to `moment`."""
@@ -297,6 +301,11 @@ def measure(
         versions=tuple(found),
         note=note,
     )
+
+
+def _natural(version: str) -> list[tuple[int, int, str]]:
+    """Versions in the order people number them: 9 before 10, 1.9 before 1.10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", version)]
 
 
 def _narrowed_total(sli: EventsSli, label: str, version: str) -> Callable[[str], str]:

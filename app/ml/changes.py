@@ -16,6 +16,7 @@ from app.events import Dispatcher, IncidentNoted, ModelChanged
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml.models import ModelVersionLink
+from app.rollback.models import RollbackAction
 
 if TYPE_CHECKING:
     from app.ml.service import Findings
@@ -25,14 +26,18 @@ REGISTRY = "mlflow"  # the actor of a change the registry announced (MLflow's pa
 
 def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
     """A change the registry announced goes on the timeline of each open incident of that model (in its
-    environment, or naming none), in the unit of work that stored it; sloguard's own move is there
-    already, as its rollback's steps."""
+    environment, or naming none), in the unit of work that stored it; sloguard's own move goes on every
+    one but the incident its rollback belongs to (whose timeline has that rollback's steps)."""
     from app.ml.service import model_for
 
     def changed(session: Session, events: db.Events, event: ModelChanged) -> None:
-        if event.action_id is not None or event.model not in config.models:
+        if event.model not in config.models:
             return
+        # sloguard's own move is on its incident's timeline already, as that rollback's steps.
+        own = session.get(RollbackAction, event.action_id) if event.action_id is not None else None
         for incident in incidents.list_incidents(session, open_only=True, limit=1000):
+            if own is not None and own.incident_id == incident.id:
+                continue
             match = model_for(incident, config.models)
             if match is None or match[0] != event.model:
                 continue
@@ -46,10 +51,11 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
                 "version": event.version,
                 "from_version": event.from_version,
             }
+            actor = own.actor if own is not None else REGISTRY
             incidents.note(
-                session, incident, "registry_change", event.text, actor=REGISTRY, at=event.at, data=data
+                session, incident, "registry_change", event.text, actor=actor, at=event.at, data=data
             )
-            events.append(IncidentNoted(incident.id, event.text, REGISTRY))
+            events.append(IncidentNoted(incident.id, event.text, actor))
 
     dispatcher.subscribe(ModelChanged, changed)
 

@@ -82,6 +82,13 @@ class PlannedWindow(BaseModel):
     def _scoped(self) -> PlannedWindow:
         if not (self.slos or self.services or self.models):
             raise ValueError("names no SLO: give slos, services or models")
+        if self.every is not None:
+            # dateutil leaves out a start the rule does not produce (BYDAY=MO from a Sunday): refused, so
+            # that `start` is always the first occurrence, as it says.
+            first = rrule.rrulestr(self.every, dtstart=self.start).after(self.start, inc=True)
+            if first != self.start:
+                then = first.isoformat() if first is not None else "none at all"
+                raise ValueError(f"start is not an occurrence of `every` (its first from start: {then})")
         return self
 
     def covers(self, slo_id: str, service: str, model: str | None) -> bool:

@@ -276,6 +276,14 @@ def test_a_resent_delivery_is_recorded_once(sloguard: Sloguard) -> None:
 def test_sloguards_own_rollback_through_mlflow_appears_once_with_its_actor(
     sloguard: Sloguard, mlflow: MlflowServer
 ) -> None:
+    # Two open incidents on the model: the rollback joins one; the other hears of the move as a change.
+    opened = [
+        sloguard.http.post(
+            "/api/v1/incidents", json={"title": f"looking {n}", "model": MODEL}, headers=sloguard.people("U1")
+        )
+        for n in (1, 2)
+    ]
+    assert all(o.status_code == 201 for o in opened), [o.text for o in opened]
     was = mlflow.alias(MODEL, "champion")
     target = other_version(mlflow)
     done = sloguard.http.post(
@@ -306,6 +314,17 @@ def test_sloguards_own_rollback_through_mlflow_appears_once_with_its_actor(
         f"sloguard's rollback {action['id']} by U1"
     )
     assert history[0]["from_version"] == target and history[0]["actor"] is None
+    ids = [o.json()["id"] for o in opened]
+    assert action["incident_id"] in ids
+    (other,) = [i for i in ids if i != action["incident_id"]]
+
+    def changes_on(incident_id: int) -> list[tuple[str, str]]:
+        timeline = sloguard.incident(incident_id)["timeline"]
+        return [(e["actor"], e["text"]) for e in timeline if e["kind"] == "registry_change"]
+
+    # The rollback's own incident has its steps, and only the marker as a change; the other has both.
+    assert changes_on(action["incident_id"]) == [("mlflow", history[0]["text"])]
+    assert changes_on(other) == [("U1", own["text"]), ("mlflow", history[0]["text"])]
 
 
 def test_without_a_version_label_the_alias_move_before_the_impact_is_the_suspect(

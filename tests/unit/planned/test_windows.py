@@ -78,6 +78,8 @@ def test_what_a_window_covers() -> None:
         ({"every": "DTSTART:20261206T020000Z\nRRULE:FREQ=DAILY"}, "DTSTART"),
         ({"name": "Big Migration!"}, "lower-case"),
         ({"slos": [], "services": [], "models": []}, "names no SLO"),
+        ({"every": "FREQ=WEEKLY;BYDAY=MO"}, "start is not an occurrence"),  # start is a Sunday
+        ({"every": "FREQ=DAILY;UNTIL=20261201T000000Z"}, "none at all"),  # ends before it starts
         ({"when": "now"}, "Extra inputs"),
     ],
 )
