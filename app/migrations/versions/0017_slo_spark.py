@@ -20,7 +20,18 @@ down_revision = "0016_gate_exceptions"
 branch_labels = None
 depends_on = None
 
-BUCKET = 900  # app.slo.models.SPARK_BUCKET when this was written
+# The highest page burn of each SLO in each 900 s bucket (app.slo.models.SPARK_BUCKET when this was
+# written), from the rows already stored.
+BACKFILL_POSTGRESQL = (
+    "INSERT INTO slo_spark (slo_id, bucket, burn) "
+    "SELECT slo_id, CAST(floor(date_part('epoch', evaluated_at) / 900) AS BIGINT), max(page_burn) "
+    "FROM slo_status WHERE page_burn IS NOT NULL GROUP BY 1, 2"
+)
+BACKFILL_SQLITE = (
+    "INSERT INTO slo_spark (slo_id, bucket, burn) "
+    "SELECT slo_id, CAST(strftime('%s', evaluated_at) AS INTEGER) / 900, max(page_burn) "
+    "FROM slo_status WHERE page_burn IS NOT NULL GROUP BY 1, 2"
+)
 
 
 def upgrade() -> None:
@@ -34,16 +45,10 @@ def upgrade() -> None:
     op.create_index("ix_slo_spark_bucket", "slo_spark", ["bucket"])
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        epoch = "date_part('epoch', evaluated_at)"
-    else:
-        epoch = "CAST(strftime('%s', evaluated_at) AS INTEGER)"
-    op.execute(
-        "INSERT INTO slo_spark (slo_id, bucket, burn) "
-        f"SELECT slo_id, CAST(floor({epoch} / {BUCKET}) AS BIGINT), max(page_burn) "
-        "FROM slo_status WHERE page_burn IS NOT NULL GROUP BY 1, 2"
-    )
-    if bind.dialect.name == "postgresql":
+        op.execute(BACKFILL_POSTGRESQL)
         op.execute("ANALYZE slo_spark")
+    else:
+        op.execute(BACKFILL_SQLITE)
 
 
 def downgrade() -> None:
