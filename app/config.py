@@ -427,7 +427,7 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["json", "text"] | None = None  # unset: text on a terminal, JSON otherwise
 
     database_url: str = "sqlite:///./sloguard.db"
 
@@ -518,10 +518,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _features_have_their_secrets(self) -> Settings:
-        if self.slack_bot_token is not None and self.slack_signing_secret is None:
+        if (
+            self.slack_bot_token is not None
+            and self.slack_signing_secret is None
+            and self.slack_app_token is None
+        ):
             raise ValueError(
-                "SLOGUARD_SLACK_SIGNING_SECRET: required when SLOGUARD_SLACK_BOT_TOKEN is set "
-                "(Slack requests cannot be verified without it)"
+                "SLOGUARD_SLACK_SIGNING_SECRET: required when SLOGUARD_SLACK_BOT_TOKEN is set without "
+                "SLOGUARD_SLACK_APP_TOKEN (Slack's HTTP requests cannot be verified without it; Socket "
+                "Mode needs none)"
+            )
+        if self.slack_bot_token is not None and not self.slack_bot_token.get_secret_value().startswith(
+            "xoxb-"
+        ):
+            kind = (
+                "an app-level token (xapp-)"
+                if self.slack_bot_token.get_secret_value().startswith("xapp-")
+                else "not a bot token"
+            )
+            raise ValueError(
+                f"SLOGUARD_SLACK_BOT_TOKEN: must be a bot token starting with xoxb- (this is {kind})"
             )
         if self.slack_app_token is not None and self.slack_bot_token is None:
             raise ValueError("SLOGUARD_SLACK_BOT_TOKEN: required when SLOGUARD_SLACK_APP_TOKEN is set")
@@ -617,6 +633,26 @@ def load_file_config(path: Path) -> FileConfig:
     try:
         return FileConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{path}: {field}: {first['msg']}") from None
+        raise ConfigError("\n".join(file_config_problems(path, exc))) from None
+
+
+def file_config_problems(path: Path, error: ValidationError) -> list[str]:
+    """Every problem of sloguard.yaml, one `file: field: reason` line each."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"{path}: {field}: {str(problem['msg']).removeprefix('Value error, ')}")
+    return lines
+
+
+def settings_problems(environ: Mapping[str, str]) -> tuple[Settings | None, list[str]]:
+    """Settings from the environment, and every problem with them (all unknown variables, every field)."""
+    problems = [
+        f"{key}: unknown setting (typo? see README 'Settings')"
+        for key in sorted(environ)
+        if key.startswith(ENV_PREFIX) and key not in _known_variables()
+    ]
+    try:
+        return Settings(), problems
+    except ValidationError as exc:
+        return None, problems + [_describe(error) for error in exc.errors()]

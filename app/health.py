@@ -158,9 +158,11 @@ class SourceProbe:
             before = self._results.get(name)
             self._results[name] = check
         if (before.state if before else "ok") != check.state:
-            log.log(
-                logging.INFO if check.state == "ok" else logging.WARNING,
-                "source health changed",
+            # Once when it starts failing and once when it is back: both are worth an operator's eye.
+            log.warning(
+                f"source {name} recovered"
+                if check.state == "ok"
+                else f"source {name} failing: {check.detail}",
                 extra={"source": name, "to": check.state, "detail": check.detail},
             )
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from sqlmodel import Session
 
 import app as package
+from app import features
 from app.alerts.routes import ALERTMANAGER_PATH
 from app.alerts.routes import router as webhook_router
 from app.api import API_PROBLEMS, authenticate, install_error_handlers
@@ -132,7 +133,11 @@ def create_app(settings: Settings, *, own_processes: bool = False) -> FastAPI:
             gc.collect()
             gc.freeze()
             opened.callback(gc.unfreeze)
-            log.info("sloguard started", extra={"version": package.__version__})
+            found = features.features(settings, file_config)
+            log.info(
+                f"sloguard started: {features.line(found)}",
+                extra={"version": package.__version__} | features.record(found),
+            )
             yield
 
     fastapi_app = FastAPI(

@@ -55,8 +55,11 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Configure the root logger once: JSON lines (or text) on stderr, each with the request id."""
+def configure_logging(level: str = "INFO", fmt: str | None = "json") -> None:
+    """Configure the root logger once: JSON lines (or text) on stderr, each with the request id; `fmt`
+    None picks text for a terminal and JSON for anything else (a pipe, a file, a container's log)."""
+    if fmt is None:
+        fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())
     if fmt == "json":

@@ -177,12 +177,15 @@ async def admit(request: Request, verifier: SignatureVerifier, engine: Any) -> A
 
 
 def mount_slack(fastapi_app: FastAPI, settings: Settings, ref: ServicesRef) -> AsyncApp:
-    """POST /slack/events: slash commands, buttons and events, verified by their Slack signature."""
-    assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
+    """POST /slack/events: slash commands, buttons and events, verified by their Slack signature. Without a
+    signing secret (Socket Mode alone) there is no HTTP door: Slack's requests come over the websocket."""
+    assert settings.slack_bot_token is not None
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=str(settings.slack_api_url)
     )
     bolt: AsyncApp = build_bolt_app(settings, ref, client)
+    if settings.slack_signing_secret is None:
+        return bolt
     verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
 
     @fastapi_app.post(PATH, tags=["slack"], include_in_schema=False)

@@ -46,6 +46,44 @@ def test_serve_starts_on_sqlite_and_answers_healthz(tmp_path: Path) -> None:
     # uvicorn shuts down cleanly on SIGTERM, then re-raises the signal so supervisors see it.
     assert process.returncode in (0, -15), output
     assert "Application shutdown complete" in output
+    # One line says what is on and what is off, and why.
+    (started,) = [line for line in output.splitlines() if "sloguard started: " in line]
+    for said in (
+        "slack: off (SLOGUARD_SLACK_BOT_TOKEN not set)",
+        "mlflow: off (SLOGUARD_MLFLOW_URL not set)",
+        "elasticsearch: off (SLOGUARD_ELASTICSEARCH_URL not set)",
+        "alertmanager webhook: off (SLOGUARD_WEBHOOK_TOKEN not set: alerts are refused)",
+        "scheduler: on (evaluations and jobs)",
+    ):
+        assert said in started, started
+
+
+def test_logs_are_json_when_not_on_a_terminal_with_the_features_as_fields(tmp_path: Path) -> None:
+    """LOG_FORMAT unset: stderr is a pipe here, so JSON, and the start-up record carries each feature."""
+    import json
+
+    port = free_port()
+    env = clean_env(tmp_path, SLOGUARD_MLFLOW_URL="http://127.0.0.1:9", SLOGUARD_WEBHOOK_TOKEN="w" * 8 + "1")
+    del env["SLOGUARD_LOG_FORMAT"]
+    process = subprocess.Popen(
+        [SLOGUARD, "serve", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, timeout=30, what="serve"
+        )
+    finally:
+        process.terminate()
+        errors = process.communicate(timeout=15)[1].decode()
+    records = [json.loads(line) for line in errors.splitlines() if line.startswith("{")]
+    (started,) = [r for r in records if r["message"].startswith("sloguard started: ")]
+    assert started["feature_mlflow"] == "on: registry and rollback by alias"
+    assert started["feature_slack"] == "off: SLOGUARD_SLACK_BOT_TOKEN not set"
+    assert started["feature_alertmanager_webhook"] == "on: POST /webhooks/alertmanager"
 
 
 @pytest.mark.parametrize(
