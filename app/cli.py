@@ -141,13 +141,21 @@ _changes_command()
 
 @cli.command("check-config")
 def check_config() -> None:
-    """Validate settings and sloguard.yaml without starting anything."""
-    settings = settings_or_exit()
-    try:
-        load_file_config(settings.config_file)
-    except ConfigError as exc:
-        fail(str(exc))
-    typer.echo("configuration is valid")
+    """Check everything `serve` would refuse, and more, at once: the settings, sloguard.yaml, the SLO specs,
+    the runbooks, permissions that let nobody act, Slack tokens and channels. Exit 0 valid, 1 problems,
+    2 a file could not be read."""
+    import os
+
+    from app import checks
+
+    report = checks.run(os.environ)
+    for line in report.unreadable + report.problems:
+        typer.echo(line, err=True)
+    if report.exit_code:
+        count = len(report.unreadable) + len(report.problems)
+        typer.echo(f"sloguard: {count} problem{'s' if count != 1 else ''}", err=True)
+        raise typer.Exit(report.exit_code)
+    typer.echo(f"configuration is valid ({', '.join(report.facts)})")
 
 
 @cli.command("postmortem")
