@@ -22,6 +22,7 @@ from app import db, outbox
 from app.config import FileConfig, Settings
 from app.events import Dispatcher
 from app.identity.throttle import Throttle
+from app.ml import budget
 from app.ml import service as ml
 from app.slo import service as slos
 from app.slo.model import Slo
@@ -100,6 +101,8 @@ class Services:
     last_evaluation: dict[str, Any] | None = None
     # The outbox's handlers by kind (what `serve`'s delivery worker runs), built with the services.
     handlers: dict[str, outbox.Handler] = field(default_factory=dict)
+    # Budget per version as the API and the console last read it (a minute at most).
+    budgets: budget.Recent = field(default_factory=budget.Recent)
     worker: outbox.Worker | None = None  # started by `serve`
     child_worker: ChildWorker | None = None  # `serve` on PostgreSQL: the process that delivers
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -89,6 +91,28 @@ class BudgetByVersion:
             for v in self.versions
         ]
         found["text"] = summary(self)
+        return found
+
+
+class Recent:
+    """Each SLO's last figure for `ttl` seconds: the API's and the console's SLO page read it at every
+    request, and one figure costs a few 30-day queries per version, so a read token refreshing a page
+    cannot make Prometheus work harder than once a minute per SLO."""
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._found: dict[str, tuple[float, BudgetByVersion]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, slo_id: str, compute: Callable[[], BudgetByVersion]) -> BudgetByVersion:
+        now = time.monotonic()
+        with self._lock:
+            kept = self._found.get(slo_id)
+        if kept is not None and now - kept[0] < self.ttl:
+            return kept[1]
+        found = compute()
+        with self._lock:
+            self._found[slo_id] = (now, found)
         return found
 
 

@@ -23,9 +23,15 @@ def list_slos(services: ServicesDep, session: SessionDep) -> list[dict[str, Any]
 @router.get("/{slo_id}")
 def get_slo(services: ServicesDep, session: SessionDep, slo_id: str) -> dict[str, Any]:
     """The SLO's latest stored evaluation, and the budget of its period spent by each model version
-    (`budget_by_version`, read from Prometheus now; `available: false` with a `reason` when it cannot be)."""
+    (`budget_by_version`, read from Prometheus at most a minute ago; `available: false` with a `reason`
+    when it cannot be)."""
     item = slos.latest_status(session, services.slo_engine.slos, slo_id)[0]
     engine = services.slo_engine
     spec = engine.by_id[item["id"]]
-    found = budget.for_slo(engine.prometheus, spec, services.config.models, datetime.now(UTC), engine.planned)
+    found = services.budgets.get(
+        spec.id,
+        lambda: budget.for_slo(
+            engine.prometheus, spec, services.config.models, datetime.now(UTC), engine.planned
+        ),
+    )
     return {**item, "budget_by_version": found.as_dict()}

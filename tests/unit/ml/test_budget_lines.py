@@ -40,3 +40,24 @@ def test_unavailable_is_said_with_its_reason_and_no_number() -> None:
         assert not figure.available and figure.versions == ()
         line = blocks.budget_line(figure.as_dict())
         assert line.startswith("*Budget per version*: not available: ") and "%" not in line
+
+
+def test_a_recent_figure_is_reused_for_a_minute_and_then_read_again() -> None:
+    from datetime import UTC, datetime
+
+    from app.ml.budget import Recent, unavailable
+
+    asked: list[str] = []
+
+    def compute() -> object:
+        asked.append("asked")
+        return unavailable("a", datetime(2026, 12, 4, tzinfo=UTC), f"reading {len(asked)}")
+
+    recent = Recent(ttl=60.0)
+    first = recent.get("a", compute)  # type: ignore[arg-type]
+    again = recent.get("a", compute)  # type: ignore[arg-type]
+    assert first is again and asked == ["asked"]
+    recent.get("b", compute)  # type: ignore[arg-type]
+    assert len(asked) == 2  # per SLO
+    recent.ttl = 0.0  # a minute later
+    assert recent.get("a", compute).reason == "reading 3"  # type: ignore[arg-type]
