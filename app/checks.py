@@ -18,7 +18,14 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from app.config import ENV_PREFIX, FileConfig, Settings, file_config_problems, settings_problems
+from app.config import (
+    ENV_PREFIX,
+    FileConfig,
+    Settings,
+    _describe,
+    _known_variables,
+    file_config_problems,
+)
 from app.errors import SpecError
 from app.slo.model import Slo
 
@@ -59,6 +66,19 @@ def run(environ: Mapping[str, str]) -> Report:
     if settings is not None and config is not None:
         report.problems += slack_problems(settings, config)
     return report
+
+
+def settings_problems(environ: Mapping[str, str]) -> tuple[Settings | None, list[str]]:
+    """Settings from the environment, and every problem with them (all unknown variables, every field)."""
+    problems = [
+        f"{key}: unknown setting (typo? see README 'Settings')"
+        for key in sorted(environ)
+        if key.startswith(ENV_PREFIX) and key not in _known_variables()
+    ]
+    try:
+        return Settings(), problems
+    except ValidationError as exc:
+        return None, problems + [_describe(error) for error in exc.errors()]
 
 
 def _file_config(report: Report, path: Path, *, named: bool) -> FileConfig | None:

@@ -643,16 +643,3 @@ def file_config_problems(path: Path, error: ValidationError) -> list[str]:
         field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         lines.append(f"{path}: {field}: {str(problem['msg']).removeprefix('Value error, ')}")
     return lines
-
-
-def settings_problems(environ: Mapping[str, str]) -> tuple[Settings | None, list[str]]:
-    """Settings from the environment, and every problem with them (all unknown variables, every field)."""
-    problems = [
-        f"{key}: unknown setting (typo? see README 'Settings')"
-        for key in sorted(environ)
-        if key.startswith(ENV_PREFIX) and key not in _known_variables()
-    ]
-    try:
-        return Settings(), problems
-    except ValidationError as exc:
-        return None, problems + [_describe(error) for error in exc.errors()]
