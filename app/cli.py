@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import urllib.parse
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +139,15 @@ def _changes_command() -> None:
 
 
 _changes_command()
+
+
+def _grafana_command() -> None:
+    from app.grafana.cli import grafana
+
+    cli.add_typer(grafana, name="grafana")
+
+
+_grafana_command()
 
 
 @cli.command("check-config")
@@ -416,9 +427,36 @@ def slo_lint(paths: PathsArgument = None) -> None:
 def slo_rules(
     paths: PathsArgument = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="`rules`: a Prometheus rules file; `prometheusrule`: a Prometheus Operator PrometheusRule.",
+        ),
+    ] = "rules",
+    runbook_base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Make relative runbook_url annotations absolute against this URL (where runbooks/ is "
+            "browsed); else against SLOGUARD_PUBLIC_URL's /runbooks/ when that is set."
+        ),
+    ] = None,
 ) -> None:
     """Prometheus recording and MWMB alerting rules, with Sloth's names and labels."""
-    text = rules.render(load_slos(paths))
+    formats: dict[str, rules.Format] = {"rules": "rules", "prometheusrule": "prometheusrule"}
+    if output_format not in formats:
+        fail(f"--format: {output_format[:40]!r} is not rules or prometheusrule")
+    scheme = urllib.parse.urlsplit(runbook_base_url or "").scheme
+    if runbook_base_url is not None and scheme not in ("http", "https"):
+        fail(f"--runbook-base-url: not an http(s) URL (got {runbook_base_url[:100]!r})")
+    # Settings are read when they are needed: for the SLO folder, or for the public URL's runbook links.
+    settings = settings_or_exit() if paths is None or "SLOGUARD_PUBLIC_URL" in os.environ else None
+    public_url = str(settings.public_url) if settings is not None and settings.public_url else None
+    slos = load_slos(paths, settings)
+    link = rules.runbook_links(base_url=runbook_base_url, public_url=public_url)
+    text = rules.render(slos, output_format=formats[output_format], runbook_link=link)
+    for slo in rules.evaluated_by_sloguard_only(slos):
+        typer.echo(f"sloguard: left out: {rules.left_out_note(slo)}", err=True)
     if output is None:
         typer.echo(text, nl=False)
     else:

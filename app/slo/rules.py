@@ -11,14 +11,20 @@ per SLO (page and ticket, labelled `sloth_severity`). Two differences, both on p
 - `sloguard:sli_total:rate<window>` records the traffic per window, so that sloguard can read every SLO
   in a handful of queries and still apply its minimum-volume guard.
 
-Log-based SLIs (Elasticsearch) have no Prometheus rules; sloguard evaluates them itself.
+Log-based SLIs (Elasticsearch) have no Prometheus rules; sloguard evaluates them itself, and the output
+names them in a comment (`evaluated_by_sloguard_only`) so that nobody takes their silence for a pager.
+A relative `runbook_url` (`runbooks/x.md`, as the specs write it) is made absolute when a base is given
+(`runbook_links`): a pager's link must open from anywhere.
 """
 
 from __future__ import annotations
 
 import re
+import urllib.parse
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import PurePath
+from typing import Any, Literal
 
 import yaml
 
@@ -29,6 +35,9 @@ from app.slo.model import EventsSli, LatencySli, RawSli, Slo
 from app.slo.problems import Location, Problem
 
 SHORT_RECORDING_WINDOW = burn.Window(300)
+RUNBOOK_KEYS = ("runbook_url", "runbook")  # the annotations app/slo/model.Slo.runbook reads
+Format = Literal["rules", "prometheusrule"]
+RunbookLink = Callable[[str], str]
 PLANNED_METRIC = "sloguard_planned_window_active"  # app/telemetry.PlannedGauge
 
 
@@ -231,7 +240,32 @@ def _tier_expression(slo: Slo, tiers: list[burn.Tier]) -> str:
     return promql_build.either(parts)
 
 
-def _alert_rules(slo: Slo) -> list[dict[str, Any]]:
+def _absolute_runbooks(annotations: dict[str, str], link: RunbookLink | None) -> dict[str, str]:
+    if link is None:
+        return annotations
+    return {
+        key: link(value) if key in RUNBOOK_KEYS and not urllib.parse.urlsplit(value).scheme else value
+        for key, value in annotations.items()
+    }
+
+
+def runbook_links(*, base_url: str | None = None, public_url: str | None = None) -> RunbookLink | None:
+    """How a relative runbook reference becomes a URL a pager can open, or None to keep it as written.
+
+    `base_url` (where the repository's files are browsed, such as `https://git.example.com/slos/-/blob/main/`)
+    is joined with the reference as the spec writes it (`runbooks/x.md`, from the repository root).
+    `public_url` (SLOGUARD_PUBLIC_URL) points at sloguard's own copy: the console's `/runbooks/x.md`, read
+    from SLOGUARD_RUNBOOK_DIR by the file's name, as `runbooks lint` finds it. `base_url` wins."""
+    if base_url:
+        base = base_url if base_url.endswith("/") else f"{base_url}/"
+        return lambda reference: urllib.parse.urljoin(base, reference.lstrip("/"))
+    if public_url:
+        root = public_url.rstrip("/")
+        return lambda reference: f"{root}/runbooks/{urllib.parse.quote(reference.rsplit('/', 1)[-1])}"
+    return None
+
+
+def _alert_rules(slo: Slo, runbook_link: RunbookLink | None = None) -> list[dict[str, Any]]:
     alerting = slo.alerting
     name = alert_name(slo)
     rules = []
@@ -247,14 +281,17 @@ def _alert_rules(slo: Slo) -> list[dict[str, Any]]:
                 "alert": name,
                 "expr": _tier_expression(slo, tiers),
                 "labels": {**alerting.labels, "sloth_severity": severity.value, **labels},
-                "annotations": {
-                    "title": f"(page) {slo.service} {slo.name} SLO error budget burn rate is too fast."
-                    if severity == burn.State.page
-                    else f"(ticket) {slo.service} {slo.name} SLO error budget burn rate is too fast.",
-                    "summary": f"{slo.id}: {template_text(slo.description) or 'error budget burning'}",
-                    **alerting.annotations,
-                    **extra_annotations,
-                },
+                "annotations": _absolute_runbooks(
+                    {
+                        "title": f"(page) {slo.service} {slo.name} SLO error budget burn rate is too fast."
+                        if severity == burn.State.page
+                        else f"(ticket) {slo.service} {slo.name} SLO error budget burn rate is too fast.",
+                        "summary": f"{slo.id}: {template_text(slo.description) or 'error budget burning'}",
+                        **alerting.annotations,
+                        **extra_annotations,
+                    },
+                    runbook_link,
+                ),
             }
         )
     return rules
@@ -288,7 +325,7 @@ def problems(slos: list[Slo], at: datetime | None = None) -> list[Problem]:
     return found
 
 
-def rule_groups(slos: list[Slo]) -> dict[str, Any]:
+def rule_groups(slos: list[Slo], runbook_link: RunbookLink | None = None) -> dict[str, Any]:
     """The `groups:` document for every Prometheus-backed SLO.
 
     One group per SLO, in dependency order (SLI recordings, meta recordings, alerts). Rules inside a
@@ -299,9 +336,23 @@ def rule_groups(slos: list[Slo]) -> dict[str, Any]:
     for slo in slos:
         if not isinstance(slo.sli, EventsSli | RawSli | LatencySli):
             continue
-        rules = _sli_rules(slo) + _meta_rules(slo) + _alert_rules(slo)
+        rules = _sli_rules(slo) + _meta_rules(slo) + _alert_rules(slo, runbook_link)
         groups.append({"name": f"sloguard-slo-{slo.id}", "rules": rules})
     return {"groups": groups}
+
+
+def evaluated_by_sloguard_only(slos: list[Slo]) -> list[Slo]:
+    """The SLOs the rules leave out: log-based SLIs (Elasticsearch), which only sloguard evaluates, so
+    that no Prometheus alert fires for them while sloguard is down."""
+    return [slo for slo in slos if not isinstance(slo.sli, EventsSli | RawSli | LatencySli)]
+
+
+def left_out_note(slo: Slo) -> str:
+    """One line, for the output's comment and for stderr."""
+    return (
+        f"{slo.id} ({PurePath(slo.source).name}): a log-based SLI (Elasticsearch), evaluated by sloguard "
+        "only: no Prometheus rules, no alert while sloguard is down"
+    )
 
 
 class _RulesDumper(yaml.SafeDumper):
@@ -319,11 +370,30 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _RulesDumper.add_representer(str, _represent_str)
 
 
-def render(slos: list[Slo]) -> str:
+PROMETHEUS_RULE_NAME = "sloguard-slos"
+
+
+def render(
+    slos: list[Slo], *, output_format: Format = "rules", runbook_link: RunbookLink | None = None
+) -> str:
+    """The rules file (`rules`: Prometheus' `groups:` document) or the same groups as a Prometheus
+    Operator `PrometheusRule` object (`prometheusrule`), with a comment naming each SLO left out."""
     header = (
         "# Generated by `sloguard slo rules`: Sloth-compatible SLO recording and alerting rules.\n"
         "# Do not edit; change the SLO specs and generate again.\n"
     )
-    return header + yaml.dump(
-        rule_groups(slos), Dumper=_RulesDumper, sort_keys=False, width=1000, allow_unicode=True
-    )
+    for slo in evaluated_by_sloguard_only(slos):
+        header += f"# Left out: {left_out_note(slo)}.\n"
+    groups = rule_groups(slos, runbook_link)
+    document: dict[str, Any] = groups
+    if output_format == "prometheusrule":
+        document = {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": {
+                "name": PROMETHEUS_RULE_NAME,
+                "labels": {"app.kubernetes.io/name": "sloguard", "app.kubernetes.io/component": "slo-rules"},
+            },
+            "spec": groups,
+        }
+    return header + yaml.dump(document, Dumper=_RulesDumper, sort_keys=False, width=1000, allow_unicode=True)

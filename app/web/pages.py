@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -238,8 +239,11 @@ def slo_page(request: Request, services: ServicesDep, who: ViewerDep, slo_id: st
         stored = _stored_budget_chart(services, spec, now)
         drawn += [stored] if stored else []
     versions, model = _versions(services, spec, now)
-    spent = budget.for_slo(
-        services.slo_engine.prometheus, spec, services.config.models, now, services.config.planned_windows
+    spent = services.budgets.get(
+        spec.id,
+        lambda: budget.for_slo(
+            services.slo_engine.prometheus, spec, services.config.models, now, services.config.planned_windows
+        ),
     )
     return render(
         request,
@@ -270,6 +274,27 @@ def _spec_text(spec: Slo) -> str | None:
         return path.read_text(encoding="utf-8")[:100_000] if path.is_file() else None
     except (OSError, ValueError):
         return None
+
+
+RUNBOOK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.md")
+
+
+@router.get("/runbooks/{name}", response_class=HTMLResponse)
+def runbook_page(request: Request, services: ServicesDep, who: ViewerDep, name: str) -> Response:
+    """A runbook from SLOGUARD_RUNBOOK_DIR, by its file name: where the alert rules' runbook_url points
+    when `slo rules` ran with SLOGUARD_PUBLIC_URL set (app/slo/rules.runbook_links)."""
+    folder = services.settings.runbook_dir
+    path = folder / name
+    if RUNBOOK_NAME.fullmatch(name) is None or not path.is_file():
+        raise NotFound(f"no runbook {name[:100]!r}")
+    text = path.read_text(encoding="utf-8")[:200_000]
+    if text.startswith("---\n"):  # the front matter (slos, alerts, models) is for `runbooks lint`
+        text = text[4:].partition("\n---")[2].lstrip("-\n")
+    return render(
+        request,
+        "runbook.html",
+        {**common(request, who, "overview"), "name": name, "body": html.body(text)},
+    )
 
 
 @router.get("/incidents", response_class=HTMLResponse)

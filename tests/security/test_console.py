@@ -74,6 +74,7 @@ NOT_PAGES += ("/static", "/signin")
 KNOWN_PAGES = {
     "/",
     "/slos/{slo_id}",
+    "/runbooks/{name}",
     "/incidents",
     "/incidents/{incident_id}",
     "/incidents/{incident_id}/timeline",
@@ -81,6 +82,7 @@ KNOWN_PAGES = {
     "/incidents/{incident_id}/draft.md",
     "/incidents/{incident_id}/draft.zip",
 }
+RUNBOOK = "console-availability.md"  # in SLOGUARD_RUNBOOK_DIR: /runbooks/{name} shows it
 # Each console form that acts: the scope it needs (README "Tokens and scopes") and the fields it sends.
 ACTIONS: dict[str, tuple[Scope, dict[str, str]]] = {
     "/incidents/{incident_id}/acknowledge": (Scope.respond, {}),
@@ -320,6 +322,7 @@ class Console:
             "incident_id": str(incident_id or self.open_id),
             "slo_id": SLO_ID,
             "action_id": str(self.rollback_id),
+            "name": RUNBOOK,
         }
         for name in re.findall(r"\{([^}]+)\}", template):
             assert name in values, f"{template}: a new path parameter {name!r}; say here what fills it"
@@ -352,6 +355,8 @@ def console(tmp_path: Path, settings: Settings) -> Iterator[Console]:
     (tmp_path / "slo").mkdir()
     (tmp_path / "slo" / "console.yaml").write_text(SLO_SPEC)
     (tmp_path / "sloguard.yaml").write_text(SLOGUARD_YAML)
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / RUNBOOK).write_text("# Runbook: the console's SLO\n")
     app = create_app(settings)
     with UvicornThread(app) as server:
         made = Console(app, server.url, settings)
