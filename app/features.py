@@ -30,7 +30,7 @@ def features(settings: Settings, config: FileConfig) -> list[tuple[str, bool, st
         "api automation token",
         settings.api_token is not None,
         "SLOGUARD_API_TOKEN",
-        "SLOGUARD_API_TOKEN not set; personal tokens (sloguard tokens create) still work",
+        "SLOGUARD_API_TOKEN not set, personal tokens (sloguard tokens create) still work",
     )
     add("alertmanager webhook", settings.webhook_token is not None, "POST /webhooks/alertmanager",
         "SLOGUARD_WEBHOOK_TOKEN not set: alerts are refused")  # fmt: skip

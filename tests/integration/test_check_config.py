@@ -143,6 +143,10 @@ def test_each_problem_is_found(
     assert done.returncode == code, done.stdout + done.stderr
     assert says in (done.stdout if code == 0 else done.stderr), done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+    printed = done.stdout + done.stderr
+    for name, value in env.items():  # no token or secret is ever shown, however it is wrong
+        if "TOKEN" in name or "SECRET" in name:
+            assert value not in printed and value[5:] not in printed, name
 
 
 def test_every_problem_at_once(tmp_path: Path) -> None:
