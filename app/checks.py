@@ -5,7 +5,9 @@ What is checked: the settings (every unknown variable, every bad value); a confi
 (SLOGUARD_CONFIG_FILE) and is missing; every problem of sloguard.yaml; the SLO specs and the runbooks as
 `serve` and `runbooks lint` read them; permission entries (rollback, promote, gate exceptions) that are not
 Slack IDs or name a user group with no `groups:` entry (they would let nobody act); the Slack tokens'
-kinds; a Slack setup with no channel anywhere (nothing would be posted).
+kinds; a Slack setup with no channel anywhere (nothing would be posted). Every problem of each file is
+reported; the checks that read two of them together (permissions and Slack against sloguard.yaml,
+runbooks against the SLOs) run once those files are valid.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from app.config import (
     _known_variables,
     file_config_problems,
 )
-from app.errors import SpecError
+from app.errors import ConfigError, SpecError
 from app.slo.model import Slo
 
 USER = re.compile(r"[UW][A-Z0-9]{2,30}")
@@ -47,7 +49,10 @@ class Report:
 def run(environ: Mapping[str, str]) -> Report:
     report = Report()
     settings, problems = settings_problems(environ)
-    report.problems += problems
+    report.unreadable += [
+        p.removeprefix("could not read: ") for p in problems if p.startswith("could not read: ")
+    ]
+    report.problems += [p for p in problems if not p.startswith("could not read: ")]
     config_file = Path(environ.get(f"{ENV_PREFIX}CONFIG_FILE", "./sloguard.yaml"))
     slo_dir = Path(environ.get(f"{ENV_PREFIX}SLO_DIR", "./slo"))
     runbook_dir = Path(environ.get(f"{ENV_PREFIX}RUNBOOK_DIR", "./runbooks"))
@@ -65,6 +70,7 @@ def run(environ: Mapping[str, str]) -> Report:
         report.facts.append(f"{len(config.models)} models")
     if settings is not None and config is not None:
         report.problems += slack_problems(settings, config)
+        report.problems += runtime_problems(config_file, settings, config)
     return report
 
 
@@ -79,6 +85,8 @@ def settings_problems(environ: Mapping[str, str]) -> tuple[Settings | None, list
         return Settings(), problems
     except ValidationError as exc:
         return None, problems + [_describe(error) for error in exc.errors()]
+    except ConfigError as exc:  # a secret's *_FILE that cannot be read
+        return None, [*problems, f"could not read: {exc}"]
 
 
 def _file_config(report: Report, path: Path, *, named: bool) -> FileConfig | None:
@@ -122,8 +130,11 @@ def _slos(report: Report, folder: Path) -> list[Slo] | None:
 
 
 def permission_problems(path: Path, config: FileConfig) -> list[str]:
-    """Entries that let nobody act: not a Slack user (U…/W…) or user group (S…) ID, or a group that
-    sloguard.yaml's `groups:` does not list (sloguard checks membership without asking Slack)."""
+    """Entries that let nobody act: not a Slack user ID (U…/W…), a user group (a Slack ID S…, or a group of
+    sloguard.yaml's `groups:`) or the automation identity's name; or a Slack user group that `groups:` does
+    not list (sloguard checks membership without asking Slack, so it has no members)."""
+    from app.identity.logic import PERSON, SLACK_GROUP
+
     found = []
     for model, model_config in sorted(config.models.items()):
         for name, env in sorted(model_config.environments.items()):
@@ -133,18 +144,28 @@ def permission_problems(path: Path, config: FileConfig) -> list[str]:
             for what, entries in lists.items():
                 where = f"{path}: models.{model}.environments.{name}.{what}"
                 for entry in entries:
-                    if GROUP.fullmatch(entry):
-                        if not config.groups.get(entry):
-                            found.append(
-                                f"{where}: {entry} is a user group with no members in `groups:` "
-                                f"(add `groups: {{{entry}: [U…]}}`), so it lets nobody act"
-                            )
-                    elif not USER.fullmatch(entry):
+                    if entry in config.groups:
+                        if not config.groups[entry]:
+                            found.append(f"{where}: the group {entry} has no members in `groups:`")
+                    elif SLACK_GROUP.fullmatch(entry):
                         found.append(
-                            f"{where}: {entry[:60]!r} is not a Slack user ID (U…) or user group ID (S…); "
-                            "find IDs in a person's Slack profile, 'Copy member ID'"
+                            f"{where}: {entry} is a user group with no members in `groups:` "
+                            f"(add `groups: {{{entry}: [U…]}}`), so it lets nobody act"
+                        )
+                    elif not PERSON.fullmatch(entry) and entry != config.automation.name:
+                        found.append(
+                            f"{where}: {entry[:60]!r} is not a Slack user ID (U…), a user group (S…, or one "
+                            f"of `groups:`) or the automation identity ({config.automation.name}); find IDs "
+                            "in a person's Slack profile, 'Copy member ID'"
                         )
     return found
+
+
+def runtime_problems(path: Path, settings: Settings, config: FileConfig) -> list[str]:
+    """What `serve` refuses at start-up from settings and sloguard.yaml together."""
+    if config.outbox.worker == "process" and settings.is_sqlite:
+        return [f"{path}: outbox.worker: 'process' needs PostgreSQL (SLOGUARD_DATABASE_URL is SQLite)"]
+    return []
 
 
 def slack_problems(settings: Settings, config: FileConfig) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from app.config import FileConfig, Settings
+from app.config import FileConfig, Settings, hide_url_password
 
 
 def features(settings: Settings, config: FileConfig) -> list[tuple[str, bool, str]]:
@@ -34,7 +34,7 @@ def features(settings: Settings, config: FileConfig) -> list[tuple[str, bool, st
     )
     add("alertmanager webhook", settings.webhook_token is not None, "POST /webhooks/alertmanager",
         "SLOGUARD_WEBHOOK_TOKEN not set: alerts are refused")  # fmt: skip
-    add("prometheus", True, str(settings.prometheus_url), "")
+    add("prometheus", True, hide_url_password(str(settings.prometheus_url)), "")
     add("elasticsearch", settings.elasticsearch_url is not None, "log-based SLIs and log evidence",
         "SLOGUARD_ELASTICSEARCH_URL not set")  # fmt: skip
     add(

@@ -75,7 +75,15 @@ def spec_files(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+            # Hidden entries are left out: a Kubernetes ConfigMap volume holds each file twice, in a
+            # `..<timestamp>/` folder and as a link beside it (and editors leave `.file.yaml.swp`).
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in (".yml", ".yaml")
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         else:
             files.append(path)
     return files

@@ -33,6 +33,14 @@ models:
       prod:
         rollback: [{rollback}]
 """
+OWN_NAMES = """automation: {name: ci}
+groups: {S0ONCALL: [U0ALICE], oncall: [U0BOB]}
+models:
+  fraud-detector:
+    environments:
+      prod:
+        rollback: [ci, S0ONCALL, U1, oncall]
+"""
 SLACK = {
     "SLOGUARD_SLACK_BOT_TOKEN": "xoxb-1234-5678-abcdefghijkl",
     "SLOGUARD_SLACK_SIGNING_SECRET": "8f742231b10e8888abcd99yyyzzz85a5",
@@ -77,6 +85,17 @@ def check(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
             "configuration is valid",
         ),  # fmt: skip
         ("120", None, {}, True, 1, "slo/fraud-model.yaml: slos[0].objective: must be between 0 and 100"),
+        # The automation identity's name, a group of sloguard.yaml's own and a short Slack ID are entries too.
+        ("99.9", OWN_NAMES, {}, True, 0, "configuration is valid (1 SLOs, 1 models)"),
+        ("99.9", "outbox: {worker: process}\n", {}, True, 1, "outbox.worker: 'process' needs PostgreSQL"),
+        (
+            "99.9",
+            None,
+            {"SLOGUARD_API_TOKEN_FILE": "/nonexistent/api-token"},
+            True,
+            2,
+            "/nonexistent/api-token",
+        ),
         (
             "99.9",
             PERMISSIONS.format(rollback="alice"),
@@ -145,7 +164,7 @@ def test_each_problem_is_found(
     assert "Traceback" not in done.stderr
     printed = done.stdout + done.stderr
     for name, value in env.items():  # no token or secret is ever shown, however it is wrong
-        if "TOKEN" in name or "SECRET" in name:
+        if ("TOKEN" in name or "SECRET" in name) and not name.endswith("_FILE"):  # a path is no secret
             assert value not in printed and value[5:] not in printed, name
 
 
@@ -153,7 +172,7 @@ def test_every_problem_at_once(tmp_path: Path) -> None:
     config = """models:
   fraud-detector:
     environments:
-      prod: {rollback: [alice], verify_for: soon}
+      prod: {rollback: [U0ALICE], verify_for: soon}
 slo: {min_events: -1}
 colour: blue
 """

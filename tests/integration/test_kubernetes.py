@@ -86,8 +86,10 @@ def pod_environment(docs: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def materialise_mounts(docs: list[dict[str, Any]], root: Path) -> dict[str, Path]:
-    """Write each volume the container mounts under `root` + its mount path, as the kubelet would
-    (ConfigMaps: every key a file; Secrets: their items); returns mount path -> folder."""
+    """Write each volume the container mounts under `root` + its mount path, as the kubelet lays it out
+    (ConfigMaps: every key a file; Secrets: their items): each file really lies in a `..<timestamp>/`
+    folder, `..data` links to that folder and each name is a link through `..data`, so that whatever reads
+    the folder meets every file twice unless it leaves hidden entries out. Returns mount path -> folder."""
     objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs}
     pod = deployment(docs)["spec"]["template"]["spec"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
@@ -102,8 +104,12 @@ def materialise_mounts(docs: list[dict[str, Any]], root: Path) -> dict[str, Path
         elif "secret" in volume:
             values = kube.secret_data(objects[("Secret", volume["secret"]["secretName"])])
             files = {item["path"]: values[item["key"]] for item in volume["secret"]["items"]}
+        stamp = folder / "..2026_12_04_12_00_00.000000001"
+        stamp.mkdir()
+        (folder / "..data").symlink_to(stamp.name)
         for name, text in files.items():
-            (folder / name).write_text(text, encoding="utf-8")
+            (stamp / name).write_text(text, encoding="utf-8")
+            (folder / name).symlink_to(f"..data/{name}")
         mounted[mount["mountPath"]] = folder
     return mounted
 
@@ -293,7 +299,7 @@ def test_the_rendered_pod_mounts_the_slos_runbooks_and_config_where_sloguard_rea
     for setting, repo_folder in settings_names.items():
         folder = mounted[environment[f"SLOGUARD_{setting}"]]  # a mount exactly where the setting points
         repository = sorted(path.name for path in (REPO / repo_folder).iterdir() if path.is_file())
-        assert sorted(path.name for path in folder.iterdir()) == repository
+        assert sorted(p.name for p in folder.iterdir() if not p.name.startswith("..")) == repository
         for name in repository:
             assert (folder / name).read_text() == (REPO / repo_folder / name).read_text(), name
     config_file = Path(environment["SLOGUARD_CONFIG_FILE"])

@@ -69,3 +69,9 @@ def test_the_line_names_each_feature_once(tmp_path: Path) -> None:
     line = features.line(found)
     assert line.count("; ") == len(found) - 1
     assert "api automation token: off (SLOGUARD_API_TOKEN not set," in line
+
+
+def test_a_password_in_a_url_is_not_logged(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, prometheus_url="https://reader:s3cretpass@prometheus.internal:9090")
+    line = features.line(features.features(settings, FileConfig()))
+    assert "s3cretpass" not in line and "prometheus: on (https://reader:***@prometheus.internal:9090" in line
