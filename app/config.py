@@ -518,35 +518,29 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _features_have_their_secrets(self) -> Settings:
-        if (
-            self.slack_bot_token is not None
-            and self.slack_signing_secret is None
-            and self.slack_app_token is None
-        ):
-            raise ValueError(
+        """Every problem of the Slack settings together (one per line), token kinds first."""
+        bot = self.slack_bot_token.get_secret_value() if self.slack_bot_token else None
+        app = self.slack_app_token.get_secret_value() if self.slack_app_token else None
+        problems = []
+        if bot is not None and not bot.startswith("xoxb-"):
+            kind = "an app-level token (xapp-)" if bot.startswith("xapp-") else "not a bot token"
+            problems.append(
+                f"SLOGUARD_SLACK_BOT_TOKEN: must be a bot token starting with xoxb- (this is {kind})"
+            )
+        if app is not None and not app.startswith("xapp-"):
+            problems.append("SLOGUARD_SLACK_APP_TOKEN: must be an app-level token starting with xapp-")
+        if bot is not None and self.slack_signing_secret is None and app is None:
+            problems.append(
                 "SLOGUARD_SLACK_SIGNING_SECRET: required when SLOGUARD_SLACK_BOT_TOKEN is set without "
                 "SLOGUARD_SLACK_APP_TOKEN (Slack's HTTP requests cannot be verified without it; Socket "
                 "Mode needs none)"
             )
-        if self.slack_bot_token is not None and not self.slack_bot_token.get_secret_value().startswith(
-            "xoxb-"
-        ):
-            kind = (
-                "an app-level token (xapp-)"
-                if self.slack_bot_token.get_secret_value().startswith("xapp-")
-                else "not a bot token"
-            )
-            raise ValueError(
-                f"SLOGUARD_SLACK_BOT_TOKEN: must be a bot token starting with xoxb- (this is {kind})"
-            )
-        if self.slack_app_token is not None and self.slack_bot_token is None:
-            raise ValueError("SLOGUARD_SLACK_BOT_TOKEN: required when SLOGUARD_SLACK_APP_TOKEN is set")
-        if self.slack_app_token is not None and not self.slack_app_token.get_secret_value().startswith(
-            "xapp-"
-        ):
-            raise ValueError("SLOGUARD_SLACK_APP_TOKEN: must be an app-level token starting with xapp-")
-        if self.slack_signing_secret is not None and self.slack_bot_token is None:
-            raise ValueError("SLOGUARD_SLACK_BOT_TOKEN: required when SLOGUARD_SLACK_SIGNING_SECRET is set")
+        if bot is None and app is not None:
+            problems.append("SLOGUARD_SLACK_BOT_TOKEN: required when SLOGUARD_SLACK_APP_TOKEN is set")
+        if bot is None and self.slack_signing_secret is not None:
+            problems.append("SLOGUARD_SLACK_BOT_TOKEN: required when SLOGUARD_SLACK_SIGNING_SECRET is set")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property

@@ -68,6 +68,10 @@ def follow_leadership(services: Services, leadership: Leadership) -> None:
         if leading:
             with Session(services.engine) as session:
                 services.slo_engine.reload(slos.latest_states(session, list(services.slo_engine.by_id)))
+        else:
+            # The SLO gauges are the leader's: a replica that stopped leading stops reporting its last
+            # figures, or a dashboard's max() across replicas would read a stale state or budget.
+            services.metrics.slos.clear()
         gauge.set(1 if leading else 0)
 
     leadership.on_change(changed)

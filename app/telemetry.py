@@ -140,6 +140,11 @@ class SloGauges:
             self._latest[slo_id] = (burn_rates, remaining, state)
             self._states = states
 
+    def clear(self) -> None:
+        """Forget every SLO's figures (this replica no longer evaluates them)."""
+        with self._lock:
+            self._latest.clear()
+
     def describe(self) -> list[GaugeMetricFamily]:
         return [
             GaugeMetricFamily(*self.BURN),

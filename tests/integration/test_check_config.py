@@ -190,3 +190,19 @@ colour: blue
     ):
         assert any(line.startswith(expected) for line in lines), (expected, lines)
     assert lines[-1] == f"sloguard: {len(lines) - 1} problems"
+
+
+def test_every_slack_problem_at_once(tmp_path: Path) -> None:
+    """The bot and app tokens swapped: both are said, the kind of each named."""
+    env = {
+        "SLOGUARD_SLACK_BOT_TOKEN": "xapp-1-A0-1-ab12",
+        "SLOGUARD_SLACK_APP_TOKEN": "xoxb-1234-5678-abcdefghijkl",
+    }
+    done = check(project(tmp_path), **env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        "SLOGUARD_SLACK_BOT_TOKEN: must be a bot token starting with xoxb- (this is an app-level"
+        in done.stderr
+    )
+    assert "SLOGUARD_SLACK_APP_TOKEN: must be an app-level token starting with xapp-" in done.stderr
+    assert "xoxb-1234" not in done.stderr and "ab12" not in done.stderr

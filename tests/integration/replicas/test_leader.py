@@ -61,3 +61,44 @@ def test_a_leader_cut_off_steps_down_and_the_other_takes_over(schema_url: str) -
         first.stop()
         second.stop()
         proxy.close()
+
+
+def test_a_replica_that_stops_leading_stops_reporting_the_slo_gauges(
+    schema_url: str, tmp_path: object
+) -> None:
+    """The SLO gauges are the leader's figures: after stepping down, a replica's /metrics has none, so a
+    dashboard's max() over replicas never reads its stale state or budget."""
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+
+    from app.config import FileConfig
+    from app.main import follow_leadership
+    from app.services import build_services
+    from tests.conftest import make_settings
+
+    assert isinstance(tmp_path, Path)
+    proxy = TcpProxy(PG_HOST, PG_PORT)
+    behind_proxy = make_url(schema_url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    (tmp_path / "slo").mkdir()
+    services = build_services(make_settings(tmp_path, database_url=schema_url), FileConfig(), [])
+    leadership = AdvisoryLockLeadership(behind_proxy, TAKEOVER)
+    follow_leadership(services, leadership)
+    try:
+        leadership.start()
+        assert leadership.is_leader
+        services.metrics.slos.update("fraud-availability", {"5m": 2.0}, 0.4, "page", ("ok", "page"))
+        text = generate_latest(services.metrics.registry).decode()
+        assert 'sloguard_slo_state{slo="fraud-availability",state="page"} 1.0' in text
+        proxy.partition()
+        stepped_down = f'sloguard_scheduler_leader{{replica="{leadership.replica}"}} 0.0'  # the marker
+
+        def metrics() -> str:
+            return generate_latest(services.metrics.registry).decode()
+
+        wait_until(lambda: stepped_down in metrics(), timeout=3 * TAKEOVER, what="the leader steps down")
+        assert "fraud-availability" not in metrics()
+    finally:
+        leadership.stop()
+        proxy.close()
+        services.close()
