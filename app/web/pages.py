@@ -287,7 +287,7 @@ def runbook_page(request: Request, services: ServicesDep, who: ViewerDep, name: 
     path = folder / name
     if RUNBOOK_NAME.fullmatch(name) is None or not path.is_file():
         raise NotFound(f"no runbook {name[:100]!r}")
-    text = path.read_text(encoding="utf-8")[:200_000]
+    text = path.read_text(encoding="utf-8", errors="replace")[:200_000]  # not UTF-8: shown, not a 500
     if text.startswith("---\n"):  # the front matter (slos, alerts, models) is for `runbooks lint`
         text = text[4:].partition("\n---")[2].lstrip("-\n")
     return render(

@@ -166,8 +166,12 @@ def test_the_public_urls_runbook_link_opens_the_runbook_in_the_console(tmp_path:
             assert signed.status_code == 303, signed.text
             page = browser.get("/runbooks/fraud-model-availability.md")
             missing = browser.get("/runbooks/no-such-runbook.md")
+            (tmp_path / "runbooks" / "latin1.md").write_bytes(b"# Runbook: caf\xe9 <script>x</script>\n")
+            latin1 = browser.get("/runbooks/latin1.md")
             outside = browser.get("/runbooks/..%2Fslo%2Ffraud-model.yaml")
     assert page.status_code == 200, page.text
     assert "<h1>Runbook: fraud-model availability</h1>" in page.text
     assert "slos: [fraud-model-availability]" not in page.text  # the front matter is for the lint
     assert missing.status_code == 404 and outside.status_code == 404
+    # A file that is not UTF-8 is shown (the byte replaced), not a 500; its markup is not run.
+    assert latin1.status_code == 200 and "caf\ufffd" in latin1.text and "<script>x" not in latin1.text
