@@ -277,3 +277,86 @@ def test_the_generated_alert_rules_hold_their_pages_until_the_planned_time_has_l
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests))
     result = promtool("test", "rules", str(tmp_path / "test.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_live_prometheus_holds_the_page_of_an_slo_whose_planned_window_is_on(tmp_path: Path) -> None:
+    """A real Prometheus evaluating the generated rules every second, scraping an exporter where both
+    services fail every request, and a running sloguard whose sloguard.yaml plans a window for `covered`
+    now. `elsewhere` pages (the marker that the rules ran over the outage); `covered` never does."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from typing import Any
+
+    from app.main import create_app
+    from app.slo import rules
+    from tests.conftest import make_settings
+    from tests.servers import UvicornThread, free_port, wait_until
+
+    slo_dir = tmp_path / "slo"
+    slo_dir.mkdir()
+    for service in ("covered", "elsewhere"):
+        (slo_dir / f"{service}.yaml").write_text(SPEC.format(service=service))
+    (tmp_path / "rules.yaml").write_text(rules.render(load_specs([slo_dir])))
+    now = datetime.now(UTC)
+    (tmp_path / "sloguard.yaml").write_text(
+        f'planned_windows:\n  - {{name: migration, start: "{(now - timedelta(minutes=5)).isoformat()}", '
+        "duration: 1h, services: [covered]}\n"
+    )
+    origin = time.time()
+
+    class Exporter(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            failed = 10.0 * (time.time() - origin)  # 10 a second, every one failing
+            body = "# TYPE requests counter\n" + "".join(
+                f'requests_total{{service="{s}",code="500"}} {failed!r}\n' for s in ("covered", "elsewhere")
+            )
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    port = free_port()
+    exporter = ThreadingHTTPServer(("127.0.0.1", port), Exporter)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    (tmp_path / "data").mkdir()
+    prometheus = PrometheusServer(tmp_path / "data", [tmp_path / "rules.yaml"], evaluation_interval="1s")
+    settings = make_settings(tmp_path, slo_dir=slo_dir)
+    sloguard = UvicornThread(create_app(settings))
+    prometheus.scrape = {"model": f"127.0.0.1:{port}", "sloguard": f"127.0.0.1:{sloguard.port}"}
+    try:
+        with sloguard:
+            prometheus.start()
+
+            def firing(name: str) -> list[dict[str, Any]]:
+                return prometheus.query(f'ALERTS{{alertname="{name}", alertstate="firing"}}')
+
+            wait_until(lambda: firing("ElsewhereAvailability") != [], timeout=60, what="elsewhere pages")
+            held = prometheus.query('sloguard_planned_window_active{slo="covered-availability"}')
+            assert [s["value"][1] for s in held] == ["1"]
+            # covered's own rule group has recorded the outage too (its alert runs right after, in the
+            # same group): from then on its page would be firing, were it not held.
+            wait_until(
+                lambda: (
+                    [
+                        float(s["value"][1])
+                        for s in prometheus.query(
+                            'slo:sli_error:ratio_rate1h{sloth_id="covered-availability"}'
+                        )
+                    ]
+                    == [1.0]
+                ),
+                timeout=30,
+                what="covered's ratios recorded",
+            )
+            assert firing("CoveredAvailability") == []
+            assert prometheus.query('ALERTS{alertname="CoveredAvailability"}') == []  # not even pending
+    finally:
+        prometheus.stop()
+        exporter.shutdown()
+        exporter.server_close()
