@@ -25,7 +25,7 @@ from app.slo.spec import load_specs
 from app.sources.prometheus import PrometheusSource
 from tests.conftest import make_settings, personal_token
 from tests.prometheus import PrometheusServer, aligned_now, backfill
-from tests.servers import UvicornThread
+from tests.servers import UvicornThread, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -236,6 +236,14 @@ def test_every_door_shows_the_figure_and_a_dead_prometheus_is_said(
         )
         assert opened.status_code == 201, opened.text
         number = opened.json()["id"]
+
+        def measured() -> bool:
+            timeline = api.get(f"/api/v1/incidents/{number}", headers=headers).json()["timeline"]
+            return any(e["kind"] == "budget_by_version" for e in timeline)
+
+        # Opening it gathers the evidence in the background (the outbox): once that figure is stored, an
+        # enrichment asked for by hand replaces it, and the incident shows the one asked for.
+        wait_until(measured, timeout=60, what="the incident's evidence gathered")
         enriched = api.post(f"/api/v1/incidents/{number}/enrich", headers=headers).json()
         figure = enriched["budget_by_version"]
         assert figure["available"], figure
