@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app import durations
 
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-# No recurrence is followed further back than this when asking what was on: an occurrence that began
-# earlier than the longest SLO period plus this cannot overlap any window sloguard measures.
+# The longest occurrence accepted: a longer pause is not a maintenance window.
 MAX_DURATION = 7 * 86400.0
 
 
@@ -118,10 +117,6 @@ class Occurrence:
     start: datetime
     end: datetime
     reason: str = ""
-
-    @property
-    def seconds(self) -> float:
-        return (self.end - self.start).total_seconds()
 
 
 def for_slo(

@@ -153,13 +153,14 @@ class SloEngine:
             return None
         return f"threshold {sli.le}s is not a bucket of {sli.metric}; its le buckets are {', '.join(buckets)}"
 
-    def _direct(self, stats: CycleStats, slo: Slo, at: datetime) -> burn.Measurement | str:
+    def _direct(
+        self, stats: CycleStats, slo: Slo, at: datetime, spans: planned.Spans
+    ) -> burn.Measurement | str:
         try:
             problem = self._check_buckets(stats, slo, at)
             if problem is not None:
                 return problem
             stats.count("direct")
-            spans = self.planned_spans(slo, at)
             if spans:
                 return self._direct_excluding(stats, slo, at, spans)
             return queries.parse_direct(slo, at, self._query(stats, queries.direct_query(slo, at), at))
@@ -180,10 +181,12 @@ class SloEngine:
         inside = planned.excluded(slo, at, spans, lambda promql, moment: self._query(stats, promql, moment))
         return queries.measurement_excluding(slo, at, parts, inside)
 
-    def _search(self, stats: CycleStats, slo: Slo, at: datetime) -> burn.Measurement | str:
+    def _search(
+        self, stats: CycleStats, slo: Slo, at: datetime, spans: planned.Spans
+    ) -> burn.Measurement | str:
         if self.elasticsearch is None:
             return "SLOGUARD_ELASTICSEARCH_URL is not set"
-        index, body = queries.es_search(slo, at, self.options.ingest_delay, self.planned_spans(slo, at))
+        index, body = queries.es_search(slo, at, self.options.ingest_delay, spans)
         try:
             stats.count("searches")
             return queries.parse_es(slo, at, self.elasticsearch.search(index, body))
@@ -213,8 +216,10 @@ class SloEngine:
         prometheus_slos = [slo for slo in self.slos if slo.is_prometheus]
         log_slos = [slo for slo in self.slos if isinstance(slo.sli, ElasticsearchSli)]
         with ThreadPoolExecutor(max_workers=self.options.concurrency) as pool:
-            # The recording rules cannot leave a planned window's events out: those SLOs are asked directly.
-            batched = [slo for slo in prometheus_slos if not self.planned_spans(slo, at)]
+            # The planned time inside each SLO's windows, worked out once a cycle. The recording rules
+            # cannot leave a planned window's events out: those SLOs are asked directly.
+            spans = {slo.id: self.planned_spans(slo, at) for slo in self.slos}
+            batched = [slo for slo in prometheus_slos if not spans[slo.id]]
             if batched and self.options.batch:
                 try:
                     results.update(self._batch(stats, batched, at, pool))
@@ -222,10 +227,12 @@ class SloEngine:
                     # Prometheus is down: asking it again per SLO would only multiply the timeouts.
                     results.update({slo.id: str(exc) for slo in batched})
             rest = [slo for slo in prometheus_slos if slo.id not in results]
-            for slo, outcome in zip(rest, pool.map(lambda s: self._direct(stats, s, at), rest), strict=True):
+            for slo, outcome in zip(
+                rest, pool.map(lambda s: self._direct(stats, s, at, spans[s.id]), rest), strict=True
+            ):
                 results[slo.id] = outcome
             for slo, outcome in zip(
-                log_slos, pool.map(lambda s: self._search(stats, s, at), log_slos), strict=True
+                log_slos, pool.map(lambda s: self._search(stats, s, at, spans[s.id]), log_slos), strict=True
             ):
                 results[slo.id] = outcome
             from_rules = {slo.id for slo in prometheus_slos if slo.id not in {s.id for s in rest}}
