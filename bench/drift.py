@@ -5,7 +5,8 @@ reference and 1,000 current values under 2 s cold and 0.2 s with the calibration
 
 Times `app.ml.drift.compare` (what evidence gathering calls at every incident) on numeric features
 (normal, lognormal, integers with ties, in turn) and a tenth categorical, cold (the calibration cache
-emptied, as in a new process; scipy already imported) and warm (the same reference, new current windows
+emptied; scipy already imported), in a new process (the first incident after start-up: importing the
+drift module and scipy counted too), and warm (the same reference, new current windows
 of the same size: the calibration is reused). The baseline run in the same process is the plain
 statistics without calibration (PSI, Wasserstein, KS), so the ratio shows what calibrating costs.
 Prints median and max of each.
@@ -14,6 +15,7 @@ Prints median and max of each.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -79,15 +81,45 @@ def main() -> None:
             drift.ks(reference, current)
 
     base = show("baseline: plain statistics, no calibration", timed(plain, args.runs))
+    fresh = first_in_new_process(args)
+    print(f"{args.features} features, first compare in a new process (imports included): {fresh:.3f} s")
     signals = drift.compare(data)
     print(
         f"ratios: cold / plain = {cold / base:.1f}x, cached / plain = {warm / base:.1f}x; "
         f"{len(signals)} signals, {sum(s.drifted for s in signals)} drifted (one distribution: expect 0 or 1)"
     )
     print(
-        f"targets: cold < 2 s {'met' if cold < 2 else 'MISSED'}, "
+        f"targets: cold < 2 s {'met' if cold < 2 else 'MISSED'} "
+        f"(in a new process {'met' if fresh < 2 else 'MISSED'}), "
         f"cached < 0.2 s {'met' if warm < 0.2 else 'MISSED'}"
     )
+
+
+FRESH = """
+import sys, time
+sys.path.insert(0, {bench!r})
+from drift import samples
+data = samples({features}, {reference}, {current}, 1)
+started = time.perf_counter()
+from app.ml import drift
+drift.compare(data)
+print(time.perf_counter() - started)
+"""
+
+
+def first_in_new_process(args: argparse.Namespace) -> float:
+    """The median over runs of a new interpreter's first compare, the module and scipy imported in it."""
+    code = FRESH.format(
+        bench=str(Path(__file__).parent),
+        features=args.features,
+        reference=args.reference,
+        current=args.current,
+    )
+    found = sorted(
+        float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+        for _ in range(max(1, min(args.runs, 3)))
+    )
+    return found[len(found) // 2]
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 
 from app.durations import spoken
 from app.incidents.models import OPEN_STATUSES
-from app.ml.drift import describe as describe_drift
+from app.ml.drift_view import describe as describe_drift
 from app.slo.coverage import partial_note
 
 SECTION_LIMIT = 3000  # characters in one section's text

@@ -348,10 +348,16 @@ class Demo:
         self.detail(f"suspect: version {suspect['version']}: {suspect['detail'].get('reason', '')}")
         for signal_row in found["drift_signals"]:
             marker = "drifting" if signal_row["drifted"] else "stable"
-            self.detail(
-                f"drift: `{signal_row['feature']}` {signal_row['method']} {signal_row['score']:.2f} "
-                f"(threshold {signal_row['threshold']:g}): {marker}"
-            )
+            if signal_row["method"] == "gauge":  # the model server's judgement, not sloguard's
+                self.detail(
+                    f"drift: `{signal_row['feature']}` {signal_row['score']:.2f} by the model server's own "
+                    f"score (threshold {signal_row['threshold']:g}): {marker}"
+                )
+            else:
+                self.detail(
+                    f"drift: `{signal_row['feature']}` {signal_row['method']} {signal_row['score']:.2f} "
+                    f"(threshold {signal_row['threshold']:.3g}): {marker}"
+                )
 
         alerts = self.wait(
             "waiting for Prometheus' alert to come through Alertmanager",

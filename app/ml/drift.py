@@ -2,7 +2,7 @@
 
 A fixed threshold (PSI >= 0.1, say) is a noise detector on a small window: 50 values drawn from the
 reference's own distribution cross it most of the time. So every decision here is calibrated on the
-reference itself (docs/SLO-MATH.md, "Drift"):
+reference itself (docs/slo-math.md, "Drift"):
 
 - The statistic between the current window (n values) and the reference (m values) is compared with its
   distribution under "no drift": the statistic between the reference and `DRAWS` random samples drawn from
@@ -15,20 +15,25 @@ reference itself (docs/SLO-MATH.md, "Drift"):
 
 Methods. Numeric: PSI over ten quantile bins of the reference, Wasserstein-1 normalised by the
 reference's standard deviation (on a grid of 100 reference quantiles, the same grid for the null), and the
-two-sample Kolmogorov-Smirnov test (scipy's p-value, conservative under ties). Categorical: a chi-square
-statistic and PSI over the categories, categories the reference never saw kept as their own bin. All
+two-sample Kolmogorov-Smirnov test (the Kolmogorov distribution at the effective size with Stephens'
+correction, conservative under ties). Categorical: a chi-square statistic and PSI over the categories;
+categories the reference never saw are one bin of their own, expected at the reference's Good-Turing
+missing mass (the share of its values seen once), and named in the signal. All
 binned statistics have a multinomial null (counts drawn with the reference's shares), so calibrating costs
 the same whatever n is; calibrations are cached per reference, method and size bucket.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -39,6 +44,7 @@ GRID = 100  # reference quantiles the Wasserstein statistic is integrated on
 MIN_SAMPLE = 30
 MIN_EFFECT = {"psi": 0.02, "wasserstein": 0.05, "ks": 0.03, "chi2": 0.05}
 MAX_CATEGORIES = 200  # bins compared for a categorical feature; the rarest beyond are pooled
+UNSEEN_NAMED = 5  # new categories named in a signal, the most frequent first
 MIN_DRAWS, MAX_DRAWS = 4000, 20_000
 BUCKET = 1.05  # effective sizes within 5 % share one calibration
 CACHE_SIZE = 1024  # null distributions (draws floats each: 80 KB at most)
@@ -61,6 +67,8 @@ class FeatureDrift:
     state: str = OK  # drifted, ok or insufficient_data
     effect: float | None = None  # the effect size compared with min_effect
     kind: str = "numeric"  # numeric or categorical
+    unseen: tuple[tuple[str, int], ...] = ()  # categories the reference never held: (name, count), top few
+    unseen_share: float = 0.0  # their share of the window
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,31 @@ def _binned_null(method: str, shares: np.ndarray, size: int, draws: int, digest:
         return found
     counts = _draw_counts(shares, size, draws).astype(float)
     statistics = _psi(counts / size, shares) if method == "psi" else _chi2(counts, size, shares)
+    null = _Null(np.sort(statistics))
+    CACHE.put(key, null)
+    return null
+
+
+def _categorical_null(
+    method: str, expected: np.ndarray, reference: CategoricalReference, size: int, draws: int
+) -> _Null:
+    """The null of a categorical statistic over [common..., rare, unseen]: counts drawn with the rare and
+    unseen bins as one (the reference's tail, whose share it knows as well as any other), then the tail
+    split with an unseen share drawn around the missing mass by its standard error. The split is an
+    estimate, and its error is part of what "by chance" means."""
+    key = (reference.digest, method, size, draws)
+    found = CACHE.get(key)
+    if found is not None:
+        return found
+    tail_share = float(expected[-2] + expected[-1])
+    counts = _draw_counts(np.concatenate([expected[:-2], [tail_share]]), size, draws).astype(np.int64)
+    tail = counts[:, -1]
+    rng = np.random.default_rng(int(reference.digest[:8], 16) ^ size)
+    unseen_share = rng.normal(float(expected[-1]), reference.missing_sd, draws)
+    split = np.clip(unseen_share / tail_share, 0.0, 1.0) if tail_share > 0 else np.zeros(draws)
+    unseen = rng.binomial(tail, split)
+    full = np.column_stack([counts[:, :-1], tail - unseen, unseen]).astype(float)
+    statistics = _psi(full / size, expected) if method == "psi" else _chi2(full, size, expected)
     null = _Null(np.sort(statistics))
     CACHE.put(key, null)
     return null
@@ -357,12 +390,21 @@ class CategoricalReference:
     shares: np.ndarray
     size: int
     digest: str
+    missing: float  # the expected share of categories it never held: Good-Turing's (values seen once) / size
+    missing_sd: float  # that estimate's standard error (Esty's)
 
     @classmethod
     def of(cls, values: Values) -> CategoricalReference:
         names, counts = np.unique(np.asarray(values).astype(str), return_counts=True)
         digest = hashlib.sha1("\x00".join(f"{n}\x01{c}" for n, c in zip(names, counts, strict=True)).encode())
-        return cls(tuple(str(n) for n in names), counts / counts.sum(), int(counts.sum()), digest.hexdigest())
+        size = int(counts.sum())
+        once, twice = float(np.sum(counts == 1)), float(np.sum(counts == 2))
+        # At least half a value's worth, so that the null can draw an unseen category at all.
+        missing = max(once, 0.5) / size
+        spread = math.sqrt(max(0.0, once / size * (1 - once / size) + 2 * twice / size) / size)
+        return cls(
+            tuple(str(n) for n in names), counts / counts.sum(), size, digest.hexdigest(), missing, spread
+        )
 
 
 def categorical(
@@ -372,32 +414,58 @@ def categorical(
     alpha: float,
     min_effect: Mapping[str, float] = MIN_EFFECT,
 ) -> list[FeatureDrift]:
-    """Chi-square and PSI over the categories (values as text). A category the reference never saw is
-    its own bin: it weighs in the statistics (as a share of EPSILON expected), it is not dropped."""
+    """Chi-square and PSI over the categories (values as text). The categories the reference never saw
+    are one bin of their own, expected at the reference's missing mass: a new category weighs in the
+    statistics and is named, never dropped."""
     names, counts = np.unique(np.asarray(current).astype(str), return_counts=True)
     found = dict(zip((str(name) for name in names), counts.tolist(), strict=True))
     n = len(current)
     size, draws = effective_size(n, reference.size), draws_for(alpha)
-    # Categories expected fewer than 5 times at this size, and the ones the reference never saw, are
-    # pooled into one "other" bin: a rare category missing by chance is no drift, and the chi-square
-    # null stays well-behaved. (The bins beyond MAX_CATEGORIES are pooled too.)
+    # Known categories expected fewer than 5 times at this size are pooled into one "rare" bin: a rare
+    # category missing by chance is no drift. (The ones beyond MAX_CATEGORIES are pooled too.)
     common = [i for i in np.argsort(-reference.shares)[:MAX_CATEGORIES] if reference.shares[i] * size >= 5]
     kept = sorted(common)
-    pooled = float(1.0 - reference.shares[kept].sum()) if kept else 1.0
-    expected = np.concatenate([reference.shares[kept], [pooled]])
     known = [found.pop(reference.categories[i], 0) for i in kept]
-    observed = np.asarray([*known, sum(found.values())], dtype=float)
+    rare = sum(found.pop(name, 0) for name in reference.categories if name in found)
+    unseen = sorted(found.items(), key=lambda item: (-item[1], item[0]))  # what is left: never seen
+    # The reference's own shares overstate the categories it happened to hold; what the missing mass
+    # stands for comes out of its rarest ones first (the ones seen once are what it is counted from).
+    missing = reference.missing
+    rare_share = max(0.0, float(1.0 - reference.shares[kept].sum()))
+    taken = min(rare_share, missing)
+    common_shares = reference.shares[kept] * (1 - (missing - taken) / max(1e-12, 1 - rare_share))
+    expected = np.concatenate([common_shares, [rare_share - taken, missing]])
+    observed = np.asarray([*known, rare, sum(found.values())], dtype=float)
     shares = observed / n
     # Pearson's statistic grows with the count: read at the effective size, as the null is drawn.
     chi2 = float(_chi2(shares * size, size, expected))
     variation = float(0.5 * np.sum(np.abs(shares - expected)))
     psi = float(_psi(shares, expected))
-    nulls = {m: _binned_null(m, expected, size, draws, reference.digest) for m in ("chi2", "psi")}
+    nulls = {m: _categorical_null(m, expected, reference, size, draws) for m in ("chi2", "psi")}
+    named = tuple((str(name), int(count)) for name, count in unseen[:UNSEEN_NAMED])
+    new_share = float(shares[-1])
     return [
-        _decide(
-            feature, "chi2", chi2, nulls["chi2"], None, alpha, n, min_effect["chi2"], "categorical", variation
+        replace(
+            _decide(
+                feature,
+                "chi2",
+                chi2,
+                nulls["chi2"],
+                None,
+                alpha,
+                n,
+                min_effect["chi2"],
+                "categorical",
+                variation,
+            ),
+            unseen=named,
+            unseen_share=new_share,
         ),
-        _decide(feature, "psi", psi, nulls["psi"], None, alpha, n, min_effect["psi"], "categorical"),
+        replace(
+            _decide(feature, "psi", psi, nulls["psi"], None, alpha, n, min_effect["psi"], "categorical"),
+            unseen=named,
+            unseen_share=new_share,
+        ),
     ]
 
 
@@ -503,73 +571,33 @@ def compare(
     return results
 
 
-def ranked(signals: Sequence[FeatureDrift]) -> list[str]:
-    """Features that drifted, the largest effect first (an effect relative to its method's minimum, so
-    methods compare)."""
-    best: dict[str, float] = {}
-    for signal in signals:
-        if signal.drifted and signal.effect is not None:
-            relative = signal.effect / MIN_EFFECT.get(signal.method, 1.0)
-            best[signal.feature] = max(best.get(signal.feature, 0.0), relative)
-    return sorted(best, key=lambda feature: -best[feature])
+def load_reference(path: Path) -> dict[str, list[float | str]]:
+    """A reference file's values by feature: JSON `{feature: [values]}` or a CSV with a column each."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+        return {key: [as_value(v) for v in values if v is not None] for key, values in data.items()}
+    columns: dict[str, list[float | str]] = {}
+    for row in csv.DictReader(text.splitlines()):
+        for key, value in row.items():
+            if value not in ("", None):
+                columns.setdefault(key, []).append(as_value(value, parse=True))
+    return columns
 
 
-def dataset_drifted(signals: Sequence[FeatureDrift]) -> bool:
-    """More than half of the features judged (not insufficient_data) drifted."""
-    judged = {s.feature for s in signals if s.state != INSUFFICIENT}
-    return bool(judged) and len({s.feature for s in signals if s.drifted}) * 2 > len(judged)
-
-
-METHOD_NAMES = {
-    "psi": "PSI",
-    "wasserstein": "Wasserstein (σ)",
-    "ks": "KS D",
-    "chi2": "chi-square",
-    "gauge": "model server's own score",
-}
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.3g}"
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return ""
-    return "p < 0.001" if value < 0.001 else f"p {value:.3f}"
-
-
-def describe(signals: Sequence[Mapping[str, Any]]) -> list[str]:
-    """What a responder reads, most drifted first: each drifted feature with its strongest method's
-    statistic, the threshold calibrated at its window's size, the p-value and n; the features with too
-    few values to judge; the model server's own gauges, said to be its own. `signals` are the stored
-    drift signals as dicts (app/ml/models.DriftSignalRead)."""
-
-    def strength(signal: Mapping[str, Any]) -> float:
-        effect = signal.get("effect")
-        effect = signal.get("score") if effect is None else effect  # a row from before calibration
-        return float(effect or 0.0) / MIN_EFFECT.get(signal.get("method", ""), 1.0)
-
-    best: dict[str, Mapping[str, Any]] = {}
-    for signal in signals:
-        if signal["drifted"] and signal.get("method") != "gauge":
-            held = best.get(signal["feature"])
-            if held is None or strength(signal) > strength(held):
-                best[signal["feature"]] = signal
-    lines = []
-    for s in sorted(best.values(), key=lambda s: -strength(s)):
-        figures = [_p(s.get("p_value")), f"n {s['n']}" if s.get("n") is not None else ""]
-        detail = ", ".join(part for part in figures if part)
-        lines.append(
-            f"{s['feature']}: {METHOD_NAMES.get(s.get('method', ''), s.get('method', '?'))} "
-            f"{_number(s.get('score'))} > {_number(s.get('threshold'))}" + (f" ({detail})" if detail else "")
-        )
-    thin = sorted({s["feature"]: s.get("n") for s in signals if s.get("state") == INSUFFICIENT}.items())
-    lines += [f"{feature}: too few values to judge ({n})" for feature, n in thin if feature not in best]
-    gauges = [s for s in signals if s.get("method") == "gauge" and s["drifted"]]
-    lines += [
-        f"{s['feature']}: {_number(s.get('score'))} by the model server's own score "
-        f"(threshold {_number(s.get('threshold'))})"
-        for s in sorted(gauges, key=lambda s: -(s.get("score") or 0.0))
-    ]
-    return lines
+def as_value(value: object, *, parse: bool = False) -> float | str:
+    """A number where the value is one, else its text (a category; a boolean as `true`/`false`). Text is
+    read as a number only from a CSV (`parse`), where everything is text, and only when it is a finite
+    one: a postcode `02139` in JSON or in a logged document stays a category."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return float(value)
+    if parse:
+        try:
+            number = float(str(value))
+        except ValueError:
+            return str(value)
+        if math.isfinite(number):
+            return number
+    return str(value)

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import computed_field
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
@@ -46,6 +47,9 @@ class DriftSignal(SQLModel, table=True):
     n: int | None = None
     effect: float | None = None
     kind: str | None = Field(default=None, max_length=12)
+    # A categorical feature's categories the reference never held: {"unseen": [[name, count], ...],
+    # "unseen_share": share of the window}.
+    detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -84,6 +88,13 @@ class DriftSignalRead(SQLModel):
     n: int | None = None
     effect: float | None = None
     kind: str | None = None
+    detail: dict[str, Any] | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def judged_by(self) -> str:
+        """Whose judgement the signal is: the model server's own gauge, or sloguard's calibrated test."""
+        return "model_server" if self.method == "gauge" else "sloguard"
 
 
 class LogEvidenceRead(SQLModel):

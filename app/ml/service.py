@@ -7,15 +7,12 @@ Re-running replaces the previous evidence.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +28,7 @@ from app.incidents.models import Incident
 from app.ml import budget as version_budget
 from app.ml import changes as registry_changes
 from app.ml import drift as drift_stats
+from app.ml import drift_view
 from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
 from app.ml.traffic import requests as _requests
 from app.ml.versions import VersionSeen, find_suspect, versions_from_range
@@ -257,37 +255,6 @@ def _registry(incident: Incident, name: str, config: ModelConfig, sources: Sourc
     )
 
 
-def _load_reference(path: Path) -> dict[str, list[float | str]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        data = json.loads(text)
-        return {key: [_value(v) for v in values if v is not None] for key, values in data.items()}
-    columns: dict[str, list[float | str]] = {}
-    for row in csv.DictReader(text.splitlines()):
-        for key, value in row.items():
-            if value not in ("", None):
-                columns.setdefault(key, []).append(_value(value, parse=True))
-    return columns
-
-
-def _value(value: object, *, parse: bool = False) -> float | str:
-    """A number where the value is one, else its text (a category; a boolean as `true`/`false`). Text is
-    read as a number only from a CSV (`parse`), where everything is text, and only when it is a finite
-    one: a postcode `02139` in JSON or in a logged document stays a category."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float):
-        return float(value)
-    if parse:
-        try:
-            number = float(str(value))
-        except ValueError:
-            return str(value)
-        if math.isfinite(number):
-            return number
-    return str(value)
-
-
 def _feature_values(
     sources: Sources, index: str, query: dict[str, Any] | None, features: list[str], size: int
 ) -> dict[str, list[float | str]]:
@@ -301,7 +268,7 @@ def _feature_values(
     for hit in response.get("hits", {}).get("hits", []):
         for feature, value in hit["_source"].items():
             if (not features or feature in features) and isinstance(value, str | int | float | bool):
-                values.setdefault(feature, []).append(_value(value))
+                values.setdefault(feature, []).append(drift_stats.as_value(value))
     return values
 
 
@@ -353,7 +320,7 @@ def _drift(
         found.missing.append("computed drift (SLOGUARD_ELASTICSEARCH_URL is not set)")
         return
     if settings.reference_file is not None:
-        reference = _load_reference(settings.reference_file)
+        reference = drift_stats.load_reference(settings.reference_file)
     else:
         assert settings.reference_index is not None
         query = {"query_string": {"query": settings.reference_query}} if settings.reference_query else None
@@ -393,12 +360,18 @@ def _drift(
                 n=signal.n,
                 effect=_finite(signal.effect),
                 kind=signal.kind,
+                detail={
+                    "unseen": [list(pair) for pair in signal.unseen],
+                    "unseen_share": signal.unseen_share,
+                }
+                if signal.unseen
+                else None,
             )
         )
-    top = drift_stats.ranked(signals)
+    top = drift_view.ranked(signals)
     text = f"drifted features: {', '.join(top)}" if top else "no feature drifted"
     found.notes.append(
-        ("evidence", text, {"drifted": top, "dataset_drifted": drift_stats.dataset_drifted(signals)})
+        ("evidence", text, {"drifted": top, "dataset_drifted": drift_view.dataset_drifted(signals)})
     )
 
 
@@ -584,12 +557,15 @@ def evidence(session: Session, incident_id: int) -> dict[str, list[Any]]:
                 .order_by(col(ModelVersionLink.id))
             )
         ),
-        "drift_signals": list(
-            session.exec(
-                select(DriftSignal)
-                .where(DriftSignal.incident_id == incident_id)
-                .order_by(col(DriftSignal.score).desc())
-            )
+        "drift_signals": drift_view.ordered(
+            list(
+                session.exec(
+                    select(DriftSignal)
+                    .where(DriftSignal.incident_id == incident_id)
+                    .order_by(col(DriftSignal.id))
+                )
+            ),
+            lambda row: row.model_dump(),
         ),
         "log_evidence": list(
             session.exec(

@@ -32,6 +32,7 @@ from app.incidents import record
 from app.incidents import service as incidents
 from app.incidents.models import Incident
 from app.ml import budget as version_budget
+from app.ml import drift_view
 from app.ml import service as ml
 from app.ml.versions import VersionSeen
 from app.planned import windows as planned_windows
@@ -276,7 +277,7 @@ def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetim
         "timeline": [{"at": _utc(e.at), "kind": e.kind, "actor": e.actor, "text": e.text} for e in timeline],
         "versions": version_rows(evidence["model_versions"], None, end),
         "_version_links": evidence["model_versions"],
-        "drift": drift_rows([d.model_dump() for d in evidence["drift_signals"]]),
+        "drift": drift_view.table_rows([d.model_dump() for d in evidence["drift_signals"]]),
         "logs": [
             {**item.model_dump(), "first_seen": _utc(item.first_seen), "last_seen": _utc(item.last_seen)}
             for item in evidence["log_evidence"]
@@ -290,34 +291,6 @@ def gather(engine: Engine, slo_engine: SloEngine, incident_id: int, now: datetim
         "chart_problem": None,
         "_slo": slo,
     }
-
-
-def drift_rows(signals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The drift table: drifted signals first, the largest effect first; figures to three digits."""
-
-    def number(value: float | None) -> str:
-        return "" if value is None else f"{value:.3g}"
-
-    def order(signal: dict[str, Any]) -> tuple[bool, float]:
-        effect = signal.get("effect") if signal.get("effect") is not None else signal.get("score")
-        return (not signal["drifted"], -float(effect or 0.0))
-
-    rows = []
-    for signal in sorted(signals, key=order):
-        state = signal.get("state") or ("drifted" if signal["drifted"] else "ok")
-        p_value = signal.get("p_value")
-        rows.append(
-            signal
-            | {
-                "kind": signal.get("kind") or ("server's own" if signal["method"] == "gauge" else ""),
-                "score": number(signal.get("score")),
-                "threshold": number(signal.get("threshold")),
-                "p_value": "" if p_value is None else ("< 0.001" if p_value < 0.001 else f"{p_value:.3f}"),
-                "n": "" if signal.get("n") is None else str(signal["n"]),
-                "judgement": {"insufficient_data": "too few values"}.get(state, state),
-            }
-        )
-    return rows
 
 
 ROLE_NAMES = {

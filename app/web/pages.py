@@ -21,7 +21,7 @@ from app.errors import NotFound, SourceError
 from app.identity.logic import Scope
 from app.incidents import service as incidents
 from app.incidents.models import IncidentStatus, Severity
-from app.ml import budget, traffic
+from app.ml import budget, drift_view, traffic
 from app.ml import service as ml
 from app.postmortems import charts, html
 from app.postmortems import service as postmortems
@@ -358,9 +358,7 @@ def _incident_context(services: Any, incident_id: int) -> dict[str, Any]:
         "incident": incident,
         "timeline": timeline,
         "versions": versions,
-        "drift": postmortems.drift_rows(
-            [signal.model_dump() for signal in evidence.get("drift_signals", [])]
-        ),
+        "drift": drift_view.table_rows([signal.model_dump() for signal in evidence.get("drift_signals", [])]),
         "logs": evidence.get("log_evidence", []),
         "suspect": suspect,
         "previous_good": previous,

@@ -20,6 +20,7 @@ from app.incidents import service as incidents
 from app.incidents.models import IncidentCreate
 from app.main import create_app
 from app.ml import service as ml
+from app.ml.models import DriftSignalRead
 from app.sources.elasticsearch import ElasticsearchSource
 from app.sources.mlflow import MlflowRegistry
 from app.sources.prometheus import PrometheusSource
@@ -101,6 +102,26 @@ CARDS, SHARES = ["visa", "mastercard", "amex"], [0.6, 0.3, 0.1]
 EXTRA = {"card": RNG.choice(CARDS, 1500, p=SHARES).tolist(), "hour": RNG.integers(0, 24, 1500).tolist()}
 
 
+def feature_documents(burn: datetime) -> list[dict[str, Any]]:
+    """The incident window's logged features (the same on every call)."""
+    features = []
+    rng = np.random.default_rng(7)
+    for index in range(1000):
+        at = burn + timedelta(seconds=index * 0.5)
+        features.append(
+            {
+                "@timestamp": at.isoformat(),
+                "amount": float(rng.normal(3, 1)),  # moved by three standard deviations
+                "age": float(rng.normal(0, 1)),
+                "merchant_risk": float(rng.normal(0, 1)),
+                # Visa 60 % -> 40 %, and a new category, crypto, at 15 %.
+                "card": str(rng.choice([*CARDS, "crypto"], p=[0.4, 0.35, 0.1, 0.15])),
+            }
+            | ({"hour": int(rng.integers(0, 24))} if index < 12 else {})
+        )
+    return features
+
+
 @pytest.fixture
 def elasticsearch(T: int) -> Iterator[FakeElasticsearch]:
     burn = datetime.fromtimestamp(T, UTC) - timedelta(minutes=10)
@@ -128,21 +149,7 @@ def elasticsearch(T: int) -> Iterator[FakeElasticsearch]:
             }
         )
         server.add_documents("logs-fraud-model-2026.11.25", lines)
-        features = []
-        rng = np.random.default_rng(7)
-        for index in range(1000):
-            at = burn + timedelta(seconds=index * 0.5)
-            features.append(
-                {
-                    "@timestamp": at.isoformat(),
-                    "amount": float(rng.normal(3, 1)),  # moved by three standard deviations
-                    "age": float(rng.normal(0, 1)),
-                    "merchant_risk": float(rng.normal(0, 1)),
-                    # Visa 60 % -> 40 %, and a new category, crypto, at 15 %.
-                    "card": str(rng.choice([*CARDS, "crypto"], p=[0.4, 0.35, 0.1, 0.15])),
-                }
-                | ({"hour": int(rng.integers(0, 24))} if index < 12 else {})
-            )
+        features = feature_documents(burn)
         server.add_documents("features-fraud-model", features)
         yield server
 
@@ -252,6 +259,19 @@ def test_versions_suspect_registry_drift_and_logs(
     )
     # amount moved by 3 sigma (Wasserstein 3 sigma), card by 0.2 of its shares (4x chi2's minimum 0.05).
     assert any(event.text == "drifted features: amount, card" for event in timeline)
+    # The new category is named with its count in the window, as logged.
+    crypto = sum(
+        doc["card"] == "crypto"
+        for doc in feature_documents(datetime.fromtimestamp(T, UTC) - timedelta(minutes=10))
+    )
+    assert signals[("card", "chi2")].detail == {"unseen": [["crypto", crypto]], "unseen_share": crypto / 1000}
+    # The API lists the signals in the order every door shows them: the drifted features, the largest
+    # effect first (amount's 3 sigma before card's 0.2 of its shares), then the others by name.
+    features = [row.feature for row in evidence["drift_signals"]]
+    assert list(dict.fromkeys(features)) == ["amount", "card", "age", "hour", "merchant_risk"], features
+    assert all(
+        row.judged_by == "sloguard" for row in map(DriftSignalRead.model_validate, evidence["drift_signals"])
+    )
 
     assert [(row.signature, row.count) for row in evidence["log_evidence"]] == [
         ("Timeout", 7),
@@ -288,6 +308,38 @@ def test_drift_reference_from_an_index(
         close(sources)
     assert found.missing == ["serving versions (no Prometheus)"], found.notes
     assert {row.feature for row in found.drift if row.drifted} == {"amount"}, (found.notes, found.drift)
+    engine.dispose()
+
+
+def test_sloguard_yaml_drift_settings_reach_the_comparison(
+    elasticsearch: FakeElasticsearch, database_url: str, tmp_path: Path, T: int
+) -> None:
+    # `hour` is logged as integers: numeric unless declared; declared, it is compared as categories.
+    # min_sample 10 lets its 12 window values be judged; min_effect above anything a 3-sigma move reaches
+    # (PSI, normalised Wasserstein and KS D of a 3-sigma shift are about 5, 3 and 0.87) keeps `amount`
+    # significant but not drifted.
+    engine, incident_id = open_incident(database_url, T)
+    config = catalogue(tmp_path)
+    model = config.models["fraud-detector"]
+    assert model.drift is not None
+    model.drift.categorical = ["hour"]
+    model.drift.min_sample = 10
+    model.drift.min_effect = {"psi": 100.0, "wasserstein": 100.0, "ks": 1.5}
+    model.registry = model.logs = None
+    sources = ml.Sources(None, ElasticsearchSource(elasticsearch.url), None)
+    try:
+        found = ml.enrich(engine, config, sources, incident_id, datetime.fromtimestamp(T + 60, UTC))
+    finally:
+        close(sources)
+    hour = [row for row in found.drift if row.feature == "hour"]
+    assert {(row.method, row.kind, row.n) for row in hour} == {
+        ("chi2", "categorical", 12),
+        ("psi", "categorical", 12),
+    }
+    assert all(row.state != "insufficient_data" for row in hour)
+    amount = [row for row in found.drift if row.feature == "amount"]
+    assert {row.method for row in amount} == {"psi", "wasserstein", "ks"}
+    assert all(row.p_value is not None and row.p_value < 0.001 and not row.drifted for row in amount), amount
     engine.dispose()
 
 

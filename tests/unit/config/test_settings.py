@@ -100,6 +100,15 @@ def test_file_config_refuses_unknown_keys(tmp_path: Path) -> None:
         load_file_config(path)
 
 
+def test_fixed_drift_thresholds_are_refused_with_what_replaced_them(tmp_path: Path) -> None:
+    path = tmp_path / "sloguard.yaml"
+    path.write_text("models:\n  fraud:\n    drift:\n      psi_warn: 0.1\n      ks_alpha: 0.05\n")
+    with pytest.raises(
+        ConfigError, match=r"models.fraud.drift: .*ks_alpha, psi_warn: fixed drift thresholds.*`alpha`"
+    ):
+        load_file_config(path)
+
+
 def test_missing_file_config_is_empty(tmp_path: Path) -> None:
     assert load_file_config(tmp_path / "absent.yaml").models == {}
 

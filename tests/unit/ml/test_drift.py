@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from app.ml import drift
+from app.ml import drift, drift_view
 
 
 def test_psi_of_identical_samples_is_zero() -> None:
@@ -83,6 +83,44 @@ def test_only_the_shifted_feature_drifts_and_ranks_first() -> None:
     current = {name: rng.normal(0, 1, 2000) for name in ("age", "merchant_risk")}
     current["amount"] = rng.normal(3, 1, 2000)
     signals = drift.compare({name: (reference[name], current[name]) for name in reference})
-    assert drift.ranked(signals) == ["amount"]
+    assert drift_view.ranked(signals) == ["amount"]
     assert {s.method for s in signals if s.feature == "amount" and s.drifted} == {"psi", "ks", "wasserstein"}
-    assert not drift.dataset_drifted(signals)  # one of three features is not more than half
+    assert not drift_view.dataset_drifted(signals)  # one of three features is not more than half
+
+
+def test_every_door_ranks_drifted_features_by_effect_over_its_method_minimum() -> None:
+    # Effects over each method's minimum (psi 0.02, wasserstein 0.05, chi2 0.05) rank by hand:
+    # age 0.3 / 0.02 = 15x, amount 0.5 / 0.05 = 10x, card 0.1 / 0.05 = 2x. By raw effect amount
+    # (0.5) would come first and age second.
+    def row(feature: str, method: str, effect: float, drifted: bool, **extra: object) -> dict[str, object]:
+        return {
+            "feature": feature,
+            "method": method,
+            "score": effect,
+            "effect": effect,
+            "threshold": 0.01,
+            "p_value": 0.0001 if drifted else 0.5,
+            "n": 500,
+            "drifted": drifted,
+            "state": "drifted" if drifted else "ok",
+            "kind": "categorical" if feature == "card" else "numeric",
+        } | extra
+
+    signals = [
+        row("amount", "wasserstein", 0.5, True),
+        row("amount", "psi", 0.01, False),
+        row("card", "chi2", 0.1, True, detail={"unseen": [["crypto", 80]], "unseen_share": 0.16}),
+        row("age", "psi", 0.3, True),
+        row("age", "ks", 0.2, True),
+        row("hour", "psi", 0.9, False),  # a large statistic that is not significant is no drift
+    ]
+    order = ["age", "amount", "card"]
+    features = [line.split(":")[0] for line in drift_view.describe(signals)]
+    assert features == order
+    table = [r["feature"] for r in drift_view.table_rows(signals)]
+    assert table == ["age", "age", "amount", "amount", "card", "hour"]
+    # Within a feature, its strongest drifted method first: age's PSI (15x) before its KS (0.2/0.03 = 6.7x).
+    assert [r["method"] for r in drift_view.table_rows(signals)][:2] == ["psi", "ks"]
+    card = next(line for line in drift_view.describe(signals) if line.startswith("card"))
+    assert "new: crypto (80)" in card
+    assert drift_view.table_rows(signals)[4]["judgement"] == "drifted; new: crypto (80)"
