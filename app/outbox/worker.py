@@ -102,7 +102,9 @@ class Worker:
         for lane in (CHAT, WORK):
             _waker(self.engine, lane).set()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        with self._held_guard:
+            renewer = self._renewer
+        for thread in [*self._threads, *([renewer] if renewer is not None else [])]:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     # -------------------------------------------------- delivering

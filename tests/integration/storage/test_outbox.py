@@ -740,6 +740,8 @@ def test_four_claimers_deliver_every_row_exactly_once_in_group_order(pg_url: str
             assert len(ids) == 10 and ids == sorted(ids), group
         assert all(row.state == DONE and row.attempts == 1 for row in rows)
     finally:
+        for worker in workers:
+            worker.stop()  # its lease-renewal thread too, before the engines go
         for e in [*engines, setup]:
             e.dispose()
 
