@@ -348,7 +348,7 @@ class Demo:
         self.detail(f"suspect: version {suspect['version']}: {suspect['detail'].get('reason', '')}")
         for signal_row in found["drift_signals"]:
             marker = "drifting" if signal_row["drifted"] else "stable"
-            if signal_row["method"] == "gauge":  # the model server's judgement, not sloguard's
+            if signal_row["judged_by"] == "model_server":  # the API says whose judgement it is
                 self.detail(
                     f"drift: `{signal_row['feature']}` {signal_row['score']:.2f} by the model server's own "
                     f"score (threshold {signal_row['threshold']:g}): {marker}"

@@ -60,10 +60,7 @@ def detail(engine: Engine, incident_id: int) -> IncidentDetail:
                 "action_items": [
                     ActionItemRead.model_validate(i) for i in incidents.action_items(session, incident_id)
                 ],
-                **{
-                    key: [item.model_dump() for item in rows]
-                    for key, rows in ml.evidence(session, incident_id).items()
-                },
+                **ml.evidence_dicts(session, incident_id),
                 "budget_by_version": ml.budget_of(session, incident),
             }
         )

@@ -29,7 +29,7 @@ from app.ml import budget as version_budget
 from app.ml import changes as registry_changes
 from app.ml import drift as drift_stats
 from app.ml import drift_view
-from app.ml.models import DriftSignal, LogEvidence, ModelVersionLink
+from app.ml.models import DriftSignal, DriftSignalRead, LogEvidence, ModelVersionLink
 from app.ml.traffic import requests as _requests
 from app.ml.versions import VersionSeen, find_suspect, versions_from_range
 from app.slo.model import Slo
@@ -575,6 +575,16 @@ def evidence(session: Session, incident_id: int) -> dict[str, list[Any]]:
             )
         ),
     }
+
+
+def evidence_dicts(session: Session, incident_id: int) -> dict[str, list[dict[str, Any]]]:
+    """`evidence` as the API shows it: each drift signal says whose judgement it is (`judged_by`)."""
+    found = evidence(session, incident_id)
+    dumped = {key: [item.model_dump() for item in rows] for key, rows in found.items()}
+    dumped["drift_signals"] = [
+        DriftSignalRead.model_validate(row).model_dump() for row in dumped["drift_signals"]
+    ]
+    return dumped
 
 
 ENRICH = "evidence.enrich"
