@@ -87,9 +87,14 @@ def incident_blocks(
     console_url: str | None = None,
     change: Mapping[str, Any] | None = None,
     budget_by_version: Mapping[str, Any] | None = None,
+    *,
+    alias_version: str | None = None,
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The one message that follows an incident: summary fields, evidence, and buttons. With the
-    console's address (SLOGUARD_PUBLIC_URL), it links to the incident's page and its review draft."""
+    """The one message that follows an incident, as it stands at `now`: summary fields, evidence, and
+    buttons. With the console's address (SLOGUARD_PUBLIC_URL), it links to the incident's page and its
+    review draft. `alias_version` is where the registry alias points by its last announced move since the
+    incident began (None when none was announced, or the alias was removed)."""
     number, status, severity = incident["id"], incident["status"], incident["severity"]
     link = f"{console_url}/incidents/{number}" if console_url else None
     blocks: list[dict[str, Any]] = [
@@ -169,7 +174,8 @@ def incident_blocks(
                 "text": {"type": "mrkdwn", "text": cut("\n".join(lines), SECTION_LIMIT, link)},
             }
         )
-    offer = previous if previous is not None and not _used(previous, change, versions) else None
+    used = previous is not None and _used(previous, suspect, change, versions, alias_version)
+    offer = previous if not used else None
     blocks.append(
         {
             "type": "actions",
@@ -177,7 +183,8 @@ def incident_blocks(
             "elements": incident_buttons(incident, offer),
         }
     )
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context_line(incident, link)}]})
+    context = context_line(incident, link, now or datetime.now(UTC))
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
     return blocks
 
 
@@ -221,23 +228,43 @@ def change_line(change: Mapping[str, Any]) -> str:
     )
 
 
-def _used(previous: Mapping[str, Any], change: Mapping[str, Any] | None, versions: list[Any]) -> bool:
-    """The rollback to the previous good version was already asked for (and has not failed), or that
-    version serves again: no button for it."""
+def serving_now(versions: Sequence[Mapping[str, Any]], alias_version: str | None = None) -> set[str]:
+    """The versions that serve now, as far as the message knows: the registry alias's last announced
+    move, else the alias as enrichment read it, else every version the metrics saw serving (in the hours
+    up to detection: the previous good one among them, until the deploy)."""
+    if alias_version is not None:
+        return {alias_version}
+    serving = [v for v in versions if v["role"] == "serving"]
+    registry = {str(v["version"]) for v in serving if v.get("source") == "registry"}
+    return registry or {str(v["version"]) for v in serving}
+
+
+def _used(
+    previous: Mapping[str, Any],
+    suspect: Mapping[str, Any] | None,
+    change: Mapping[str, Any] | None,
+    versions: Sequence[Mapping[str, Any]],
+    alias_version: str | None,
+) -> bool:
+    """No button for the rollback to the previous good version once it was asked for (and has not
+    failed) or done, or when that version already serves and the suspect no longer does (moved outside
+    sloguard, say): the rollback would change nothing, and sloguard would refuse it."""
     version = str(previous["version"])
     if change is not None and str(change.get("to_version")) == version and change.get("state") != "failed":
         return True
-    return any(
-        v["role"] in ("rolled_back_to", "promoted_to") and str(v["version"]) == version for v in versions
-    )
+    if any(v["role"] in ("rolled_back_to", "promoted_to") and str(v["version"]) == version for v in versions):
+        return True
+    serving = serving_now(versions, alias_version)
+    return suspect is not None and version in serving and str(suspect["version"]) not in serving
 
 
-def context_line(incident: Mapping[str, Any], link: str | None) -> str:
-    """`Opened 15:44 UTC · open for 4 min · in sloguard · review draft` (the links on the console)."""
+def context_line(incident: Mapping[str, Any], link: str | None, now: datetime) -> str:
+    """`Opened 15:44 UTC · open for 4 min · in sloguard · review draft` (the links on the console); the
+    time open counts from `started_at`, as the review draft's does."""
     started, detected = incident.get("started_at"), incident.get("detected_at")
     parts = [f"Opened {when(detected)}"]
     if isinstance(started, datetime):
-        end = incident.get("resolved_at") or datetime.now(UTC)
+        end = incident.get("resolved_at") or now
         parts.append(
             ("open for " if incident.get("resolved_at") is None else "lasted ")
             + spoken((end - started).total_seconds())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import http.client
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.error import URLError
 
@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from app import db, outbox
+from app.changes import service as changes
 from app.chat import blocks
 from app.config import FileConfig
 from app.events import (
@@ -106,6 +107,8 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
         put(session, THREAD, event.incident_id, {"text": changes_line(event)})
 
     def noted(session: Session, events: db.Events, event: IncidentNoted) -> None:
+        # Redrawn too: a note may be news the message shows (a registry move makes the rollback moot).
+        put(session, UPDATE, event.incident_id)
         put(session, THREAD, event.incident_id, {"text": note_line(event)})
 
     def escalated(session: Session, events: db.Events, event: IncidentEscalated) -> None:
@@ -281,6 +284,8 @@ class SlackEffects:
                 .where(RollbackAction.incident_id == incident_id)
                 .order_by(col(RollbackAction.id).desc())
             ).first()
+            now = db.utcnow()
+            alias_version = self._alias_version(session, incident, now)
         data = incidents.as_dict(incident)
         change = last.model_dump() if last is not None else None
         return (
@@ -293,9 +298,25 @@ class SlackEffects:
                 console_url=self.console_url,
                 change=change,
                 budget_by_version=spent,
+                alias_version=alias_version,
+                now=now,
             ),
             blocks.fallback_text(data),
         )
+
+    def _alias_version(self, session: Session, incident: Incident, now: datetime) -> str | None:
+        """Where the registry alias of the incident's model and environment points by its last move
+        MLflow announced since the incident began (sloguard's own or anyone's), or None. MLflow stamps a
+        move with its own clock, which may run a little ahead of sloguard's."""
+        match = ml.model_for(incident, self.config.models)
+        registry = match[1].registry if match is not None else None
+        alias = registry.aliases.get(incident.environment or "prod") if registry is not None else None
+        if registry is None or alias is None:
+            return None
+        moves = changes.alias_moves(
+            session, registry.name, alias, incident.started_at, now + changes.MATCH_AFTER
+        )
+        return moves[-1].version if moves else None
 
     def _metadata(self, event_type: str, effect: Effect, **extra: Any) -> dict[str, Any]:
         return {

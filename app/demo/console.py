@@ -14,9 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
+from rich.segment import SegmentLines
+from rich.text import Text
 
 CHANNEL_NAMES = {"C-INCIDENTS": "#incidents"}
 USER_NAMES = {"U0ALICE": "alice", "U0BOB": "bob", "UBOT": "sloguard"}
@@ -101,18 +104,29 @@ class ConsoleSlack:
                 f"  [cyan]slack {channel} › thread[/cyan]  {styled(str(params.get('text', '')))}"
             )
         elif method == "chat.postMessage":
-            self.console.print(
-                Panel(text, title=f"slack {channel} · sloguard", title_align="left", style="cyan")
-            )
+            self.box(text, f"slack {channel} · sloguard")
         elif method == "chat.update":
             first = styled(str(params.get("text", "")).splitlines()[0]) if params.get("text") else ""
             self.console.print(f"  [cyan]slack {channel} › message updated[/cyan]  {first}")
         elif method.startswith("/response/"):
             private = params.get("response_type") != "in_channel"
             where = "only you see" if private else "in channel"
-            self.console.print(
-                Panel(text, title=f"slack · sloguard ({where})", title_align="left", style="cyan")
-            )
+            self.box(text, f"slack · sloguard ({where})")
+
+    def box(self, markup: str, title: str) -> None:
+        """A bordered message. A terminal wraps its lines inside the box at the terminal's width; a pipe
+        or a log has no width to keep to, so the box is as wide as its longest line: nothing is cut or
+        broken (a file path stays whole for the reader to copy)."""
+        panel = Panel(markup, title=title, title_align="left", style="cyan")
+        if self.console.is_terminal:
+            self.console.print(panel)
+            return
+        lines = Text.from_markup(markup).plain.splitlines() or [""]
+        # Two borders and a space of padding each side; the title sits in the top border.
+        widest = max(max(cell_len(line) for line in lines) + 4, cell_len(title) + 6)
+        options = self.console.options.update_width(max(self.console.width, widest))
+        rendered = self.console.render_lines(panel, options, new_lines=False)
+        self.console.print(SegmentLines(rendered, new_lines=True), crop=False, soft_wrap=True)
 
     def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":

@@ -80,7 +80,9 @@ def test_the_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Pat
         r"version 4 began serving (39|40|41) min before the burn and fails 3\.00% of requests against 0\.05%"
     )
     assert re.search(suspect, text), text
-    assert re.search(r"drift: `amount` 0\.31 by the model server's own score \(threshold 0\.1\): drifting", text)
+    assert re.search(
+        r"drift: `amount` 0\.31 by the model server's own score \(threshold 0\.1\): drifting", text
+    )
     assert "Alertmanager's notification joined incident #1: FraudModelAvailability (page)" in text
     assert "alice acknowledged incident #1" in text
     assert "sloguard proposed the rollback privately" in text

@@ -412,9 +412,13 @@ def test_the_record_of_a_climbing_outage_follows_the_story(world: dict[str, Any]
     # ... and follows the incident: the SLO over its own windows, the runbook, the suspect, the
     # commander who acknowledged, the rollback recovered, and no rollback button any more.
     (posted,) = slack.messages(CHANNEL)
-    assert "*SLO* `fraud-model-availability`" in text and "1m " in text and "2m " in text
+    rendered_by = time.time()  # the message was last drawn before this, after the impact was measured
+    check_slo_line(posted, story, since=moment(impact["measured_at"]) - EVAL - 3, until=rendered_by)
+    assert "*SLO* `fraud-model-availability`" in text
     assert "*Runbook*: `runbooks/fraud-model-availability.md`" in text
-    assert "*Suspect*: version 2" in text and "previous good 1" in text
+    # Version 1 failed 0.05 % of requests all the while it served (the story's first phase).
+    assert f"previous good 1 ({model.phases[0].error_ratio:.2%} errors)" in text
+    assert "*Suspect*: version 2 (" in text
     assert "*Commander*\\n<@U0ALICE>" in text
     assert "*Rollback*: fraud-model 2 → 1 in prod by <@U0ALICE>: recovered" in text
     actions = [e for b in posted["blocks"] if b["type"] == "actions" for e in b["elements"]]
@@ -430,6 +434,39 @@ def test_the_record_of_a_climbing_outage_follows_the_story(world: dict[str, Any]
 
     # The charts tell the same story: see `check_charts`.
     check_charts(draft_path, story, shown, action, detected=detected, deploy=moment(deploy["at"]))
+
+
+def window_name(seconds: int) -> str:
+    """`8640` -> `2h24m`: how Prometheus (and so the message) names a window."""
+    hours, minutes = divmod(seconds // 60, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+
+
+def check_slo_line(posted: dict[str, Any], story: Story, since: float, until: float) -> None:
+    """The message's SLO line: the one-day SLO's own windows in tier order (each tier's short, then its
+    long window, each once), the 1-minute burn of the recovered version, and the day's budget left as
+    the story has it when sloguard last evaluated before drawing the message (between `since` and
+    `until`), to the percent shown and the rate() tolerance the other figures get."""
+    sections = [b["text"]["text"] for b in posted["blocks"] if b["type"] == "section" and "text" in b]
+    (line,) = [row for s in sections for row in s.splitlines() if row.startswith("*SLO* ")]
+    found = re.fullmatch(r"\*SLO\* `fraud-model-availability`: (\w+); burn (.+), budget left (-?\d+)%", line)
+    assert found, line
+    burns = dict(cell.rsplit(" ", 1) for cell in found.group(2).split(", "))
+    own = list(dict.fromkeys(window_name(w) for _, long, short in TIERS for w in (short, long)))
+    assert own == ["1m", "2m", "12m", "4m", "48m", "2h24m"]  # the test's TIERS, read back
+    assert list(burns) == own, line
+    assert all(re.fullmatch(r"\d+\.\d×", burn) for burn in burns.values()), line
+    # Evaluated over a minute after the rollback: version 1 alone, at 0.05 % of a 0.1 % allowance.
+    recovered = story.bad(since - 60, since) / story.total(since - 60, since) / ALLOWED
+    assert float(burns["1m"].rstrip("×")) == pytest.approx(recovered, abs=0.1), line
+
+    def left(at: float) -> float:
+        return 1 - story.bad(at - DAY, at) / (ALLOWED * story.total(at - DAY, at))
+
+    low, high = sorted((left(since), left(until)))
+    # rel 5 % of the consumed share (as for the impact's budget), and half a percent of rounding.
+    tolerance = 0.05 * (1 - low) + 0.005
+    assert low - tolerance <= int(found.group(3)) / 100 <= high + tolerance, (line, low, high)
 
 
 def series(path: Path) -> list[tuple[float, float | None, bool]]:

@@ -1,10 +1,12 @@
 """Batch mode is right from the first minute (issue 19, part 4).
 
 A real Prometheus holds 26 hours of backfilled raw history for three one-day SLOs, and evaluates their
-generated recording rules live (from its start, so the rules have recorded for seconds):
+generated recording rules live:
 
-- `fresh`: the raw history covers the day; the rules are new. Their own period ratio holds only the last
-  minutes, which burn at 2 %: as a budget it reads about -1900 %. sloguard takes the period from the raw SLI.
+- `fresh`: the raw history covers the day; the rules have run for ten minutes (their 5-minute series are
+  backfilled for the history's last ten minutes, as the rules would have recorded them, and the live
+  rules go on from there). Their own period ratio holds only those minutes, which burn at 2 %: as a
+  budget it reads about -1900 %. sloguard takes the period from the raw SLI.
 - `ruled`: steady, and the rules' 5-minute series are backfilled for the 26 hours too (as if the rules had
   always run, at the history's step): the rules cover the period, and sloguard reads their period ratio.
 - `young`: its traffic began 6 hours ago: even the raw data covers a quarter of the period: partial.
@@ -39,6 +41,7 @@ HISTORY = 26 * 3600
 RATE = 10.0  # requests per second
 CALM, BURN = 0.0005, 0.02  # error ratios: before, and in the last BURNING seconds
 BURNING = 15 * 60
+RULES_RAN = 10 * 60  # how long the fresh SLO's rules have recorded (backfilled), within the burn
 YOUNG = 6 * 3600
 ALLOWED = 0.001
 SPEC = """\
@@ -105,9 +108,11 @@ class Traffic:
         ]
 
 
-def recorded(rendered: dict[str, Any], slo_id: str, traffic: Traffic) -> list[Series]:
-    """The rules' own 5-minute series for one SLO, as they would have been recorded all along: the same
-    names and labels as the generated rules, the values from the generator."""
+def recorded(
+    rendered: dict[str, Any], slo_id: str, traffic: Traffic, since: int | None = None
+) -> list[Series]:
+    """The rules' own 5-minute series for one SLO, as they would have been recorded all along (or from
+    `since` on): the same names and labels as the generated rules, the values from the generator."""
     labels = {}
     for group in rendered["groups"]:
         for rule in group["rules"]:
@@ -115,11 +120,13 @@ def recorded(rendered: dict[str, Any], slo_id: str, traffic: Traffic) -> list[Se
                 labels[rule["record"]] = rule["labels"]
 
     def rate(count: Callable[[float], float]) -> Callable[[int], float | None]:
-        return lambda t: (count(t) - count(t - 300)) / 300
+        return lambda t: None if since is not None and t < since else (count(t) - count(t - 300)) / 300
 
     def ratio(t: int) -> float | None:
         total = traffic.total(t) - traffic.total(t - 300)
-        return (traffic.bad(t) - traffic.bad(t - 300)) / total if total else None
+        if (since is not None and t < since) or not total:
+            return None
+        return (traffic.bad(t) - traffic.bad(t - 300)) / total
 
     return [
         Series("sloguard:sli_error:rate5m", labels["sloguard:sli_error:rate5m"], rate(traffic.bad), "gauge"),
@@ -158,6 +165,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     }
     series = [s for name, t in traffic.items() for s in t.counters(name)]
     series += recorded(yaml.safe_load(text), "ruled-availability", traffic["ruled"])
+    series += recorded(yaml.safe_load(text), "fresh-availability", traffic["fresh"], since=end - RULES_RAN)
     write_openmetrics(folder / "history.om", series, start, end, STEP)
     backfill(folder / "history.om", folder / "data")
     server = PrometheusServer(folder / "data", [folder / "rules.yml"], evaluation_interval=f"{STEP}s").start()
@@ -203,7 +211,11 @@ def test_new_rules_give_the_raw_budget_not_their_own_minutes(world: dict[str, An
     assert budget(batch["fresh-availability"]) == pytest.approx(
         budget(direct["fresh-availability"]), abs=0.01
     )
-    # The rules' own period ratio covers the seconds they have run, all inside the burn.
+    # The rules have recorded for ten minutes (and the seconds since), all inside the burn; their own
+    # period ratio covers those minutes only.
+    first = 'min_over_time(timestamp(slo:sli_error:ratio_rate5m{sloth_id="fresh-availability"})[1d:30s])'
+    (began,) = world["server"].query(first)
+    assert float(began["value"][1]) == world["end"] - RULES_RAN
     (own,) = world["server"].query('slo:sli_error:ratio_rate1d{sloth_id="fresh-availability"}')
     assert 1 - float(own["value"][1]) / ALLOWED < -10  # what batch mode read before: below -1000 %
     coverage = batch["fresh-availability"].as_dict()["budget"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,17 @@ from app.slo.spec import load_specs
 from app.sources.prometheus import PrometheusSource
 from tests.integration import scenarios
 from tests.prometheus import PrometheusServer
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 SLO_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+# The SLOs of `scenario_slo_dir` (tests/integration/conftest.py).
+SCENARIO_SLOS = (
+    "fraud-model-availability",
+    "fraud-model-latency",
+    "fraud-model-quality",
+    "fraud-steady-availability",
+)
 
 
 def evaluate(server: PrometheusServer, slo_dir: Path, at: int, **options: object) -> dict[str, SloResult]:
@@ -213,3 +222,35 @@ def test_slo_status_cli_at_a_time(
         timeout=60,
     )
     assert wrong.returncode == 2 and "--fail-on: paging is not a state" in wrong.stderr
+
+
+def test_slo_status_names_the_source_that_did_not_answer(scenario_slo_dir: Path, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens on it: every connection is refused
+    prometheus = f"http://127.0.0.1:{port}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SLOGUARD_")}
+    env |= {
+        "SLOGUARD_PROMETHEUS_URL": prometheus,
+        "SLOGUARD_SLO_DIR": str(scenario_slo_dir),
+        "SLOGUARD_CONFIG_FILE": str(tmp_path / "none.yaml"),
+    }
+    sloguard = str(Path(sys.executable).parent / "sloguard")
+
+    def status(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sloguard, "slo", "status", *arguments], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    table = status("--fail-on", "source_error")
+    assert table.returncode == 1, table.stdout + table.stderr
+    rows = table.stdout.splitlines()[1:]
+    ids = sorted(line.split()[0] for line in rows)
+    assert ids == sorted(SCENARIO_SLOS), table.stdout
+    for line in rows:
+        # The state column, with the source that failed and how (no "no data", no "no SLO is linked").
+        assert re.search(rf"  source_error \(prometheus at {re.escape(prometheus)}: \w+\)$", line), line
+    assert table.stderr.splitlines()[-1] == f"4 SLO(s) in source_error: {', '.join(sorted(SCENARIO_SLOS))}"
+    items = json.loads(status("--json").stdout)
+    assert {item["id"]: item["state"] for item in items} == dict.fromkeys(SCENARIO_SLOS, "source_error")
+    assert all(item["detail"].startswith(f"prometheus at {prometheus}: ") for item in items), items
+    # A source that does not answer is no page: only `source_error` (or `no_data`, not this) fails.
+    assert status("--fail-on", "page,ticket").returncode == 0

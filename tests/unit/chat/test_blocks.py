@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from app.chat import blocks
 
@@ -153,6 +156,8 @@ def test_incident_message_carries_evidence_and_buttons() -> None:
         "merchant: 0.2 by the model server's own score (threshold 0.1)"
     ) in text
     assert "age" not in text and "*Top errors*: Timeout (7)" in text
+    # The metrics saw both serve in the hours up to detection (3 until the deploy, 4 since): the suspect
+    # still serves, so the rollback to 3 is offered.
     buttons = [(b["action_id"], b["value"]) for b in content[-2]["elements"]]
     assert buttons == [
         ("incident_ack", "7"),
@@ -170,3 +175,100 @@ def test_incident_message_links_to_the_console_page_and_draft() -> None:
     assert "<https://sloguard.example/incidents/7/draft|review draft>" in context
     plain = blocks.incident_blocks(incident)  # no public address: no link to a console nobody can reach
     assert "in sloguard" not in str(plain) and "review draft>" not in str(plain)
+
+
+T = datetime(2026, 12, 2, 15, 44, 16, tzinfo=UTC)
+OPEN = {"id": 7, "title": "t", "status": "acknowledged", "severity": "SEV2", "started_at": T}
+# The metrics' view: both versions served in the hours up to detection; 4 is the suspect.
+SEEN = [
+    {"version": "3", "role": "serving", "source": "prometheus", "detail": {"error_ratio": 0.0005}},
+    {"version": "4", "role": "serving", "source": "prometheus", "detail": {"error_ratio": 0.03}},
+    {"version": "4", "role": "suspect", "source": "prometheus", "detail": {"error_ratio": 0.03}},
+    {"version": "3", "role": "previous_good", "source": "prometheus", "detail": {"error_ratio": 0.0005}},
+]
+
+
+def actions(content: list[dict[str, Any]]) -> list[str]:
+    (row,) = [block for block in content if block["type"] == "actions"]
+    return [f"{e['action_id']}:{e['value']}" for e in row["elements"]]
+
+
+def section_text(content: list[dict[str, Any]]) -> str:
+    return "\n".join(b["text"]["text"] for b in content if b["type"] == "section" and "text" in b)
+
+
+def context_of(content: list[dict[str, Any]]) -> str:
+    (row,) = [block for block in content if block["type"] == "context"]
+    text: str = row["elements"][0]["text"]
+    return text
+
+
+def test_the_rollback_is_offered_while_the_suspect_serves() -> None:
+    assert "incident_rollback:7:3" in actions(blocks.incident_blocks(OPEN, {"model_versions": SEEN}))
+    # The registry's alias still on the suspect (as enrichment read it, or by its last announced move).
+    alias_on_suspect = [*SEEN, {"version": "4", "role": "serving", "source": "registry", "detail": {}}]
+    assert "incident_rollback:7:3" in actions(
+        blocks.incident_blocks(OPEN, {"model_versions": alias_on_suspect})
+    )
+    moved_back = blocks.incident_blocks(OPEN, {"model_versions": SEEN}, alias_version="4")
+    assert "incident_rollback:7:3" in actions(moved_back)
+
+
+def test_no_rollback_button_once_the_previous_good_version_already_serves() -> None:
+    # Someone moved the alias to 3 outside sloguard: its last announced move says so.
+    moved = blocks.incident_blocks(OPEN, {"model_versions": SEEN}, alias_version="3")
+    assert actions(moved) == ["incident_resolve:7", "incident_postmortem:7"]
+    # Evidence gathered again after that move: the registry's alias is on 3, the suspect serves no more.
+    alias_on_good = [*SEEN, {"version": "3", "role": "serving", "source": "registry", "detail": {}}]
+    regathered = blocks.incident_blocks(OPEN, {"model_versions": alias_on_good})
+    assert actions(regathered) == ["incident_resolve:7", "incident_postmortem:7"]
+    # Metrics only, and only the previous good version among what serves (no suspect serving).
+    only_good = [v for v in SEEN if not (v["role"] == "serving" and v["version"] == "4")]
+    assert "incident_rollback:7:3" not in actions(blocks.incident_blocks(OPEN, {"model_versions": only_good}))
+    # ... and sloguard's own rollback, recorded as the version it moved to.
+    done = [*SEEN, {"version": "3", "role": "rolled_back_to", "source": "registry", "detail": {}}]
+    assert "incident_rollback:7:3" not in actions(blocks.incident_blocks(OPEN, {"model_versions": done}))
+
+
+@pytest.mark.parametrize(
+    ("state", "shown", "offered"),
+    [
+        ("proposed", "proposed, waiting for confirmation", False),
+        ("confirmed", "executing", False),
+        ("executing", "executing", False),
+        ("succeeded", "done; watching the burn", False),
+        ("verified", "recovered", False),
+        ("not_recovered", "not recovered", False),
+        ("failed", "failed", True),  # nothing changed: it may be tried again
+    ],
+)
+def test_the_rollback_state_in_the_message(state: str, shown: str, offered: bool) -> None:
+    change = {
+        "kind": "rollback",
+        "model": "fraud-model",
+        "from_version": "4",
+        "to_version": "3",
+        "environment": "prod",
+        "actor": "U0ALICE",
+        "state": state,
+    }
+    content = blocks.incident_blocks(OPEN, {"model_versions": SEEN}, change=change)
+    assert f"*Rollback*: fraud-model 4 → 3 in prod by <@U0ALICE>: {shown}" in section_text(content)
+    assert ("incident_rollback:7:3" in actions(content)) is offered
+
+
+def test_the_context_line_says_when_it_opened_and_how_long_it_has_been_open() -> None:
+    stamp = int((T + timedelta(minutes=2)).timestamp())
+    opened = f"Opened <!date^{stamp}^{{date_short}} {{time}}|2026-12-02 15:46 UTC>"
+    incident = OPEN | {"detected_at": T + timedelta(minutes=2)}
+    later = T + timedelta(minutes=9, seconds=30)
+    assert context_of(blocks.incident_blocks(incident, now=later)) == f"{opened} · open for 9 min 30 s"
+    linked = blocks.incident_blocks(incident, console_url="https://sloguard.example", now=later)
+    assert context_of(linked) == (
+        f"{opened} · open for 9 min 30 s · <https://sloguard.example/incidents/7|in sloguard> · "
+        "<https://sloguard.example/incidents/7/draft|review draft>"
+    )
+    # Resolved: how long it lasted, whatever the time now.
+    resolved = incident | {"status": "resolved", "resolved_at": T + timedelta(hours=1, minutes=2)}
+    shown = context_of(blocks.incident_blocks(resolved, now=T + timedelta(days=3)))
+    assert shown == f"{opened} · lasted 1 h 2 min"
