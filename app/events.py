@@ -83,6 +83,7 @@ class IncidentNoted:
     incident_id: int
     text: str
     actor: str | None
+    redraw: bool = False  # news the incident message shows (a registry move): redraw it too
 
 
 @dataclass(frozen=True)

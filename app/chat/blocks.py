@@ -248,12 +248,20 @@ def _used(
 ) -> bool:
     """No button for the rollback to the previous good version once it was asked for (and has not
     failed) or done, or when that version already serves and the suspect no longer does (moved outside
-    sloguard, say): the rollback would change nothing, and sloguard would refuse it."""
+    sloguard, say): the rollback would change nothing, and sloguard would refuse it. Once the registry
+    has announced where the alias points, that decides: a change undone (the suspect serves again) is
+    offered again, as the console does."""
     version = str(previous["version"])
-    if change is not None and str(change.get("to_version")) == version and change.get("state") != "failed":
-        return True
-    if any(v["role"] in ("rolled_back_to", "promoted_to") and str(v["version"]) == version for v in versions):
-        return True
+    to_it = change is not None and str(change.get("to_version")) == version
+    if to_it and change is not None and change.get("state") in ("proposed", "confirmed", "executing"):
+        return True  # under way
+    if alias_version is None:
+        if to_it and change is not None and change.get("state") != "failed":
+            return True
+        if any(
+            v["role"] in ("rolled_back_to", "promoted_to") and str(v["version"]) == version for v in versions
+        ):
+            return True
     serving = serving_now(versions, alias_version)
     return suspect is not None and version in serving and str(suspect["version"]) not in serving
 

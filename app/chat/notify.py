@@ -107,8 +107,8 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
         put(session, THREAD, event.incident_id, {"text": changes_line(event)})
 
     def noted(session: Session, events: db.Events, event: IncidentNoted) -> None:
-        # Redrawn too: a note may be news the message shows (a registry move makes the rollback moot).
-        put(session, UPDATE, event.incident_id)
+        if event.redraw:  # news the message shows: a registry move may make the rollback moot
+            put(session, UPDATE, event.incident_id)
         put(session, THREAD, event.incident_id, {"text": note_line(event)})
 
     def escalated(session: Session, events: db.Events, event: IncidentEscalated) -> None:

@@ -55,7 +55,7 @@ def subscribe(dispatcher: Dispatcher, config: FileConfig) -> None:
             incidents.note(
                 session, incident, "registry_change", event.text, actor=actor, at=event.at, data=data
             )
-            events.append(IncidentNoted(incident.id, event.text, actor))
+            events.append(IncidentNoted(incident.id, event.text, actor, redraw=True))
 
     dispatcher.subscribe(ModelChanged, changed)
 

@@ -433,17 +433,27 @@ def categorical(
     missing = reference.missing
     rare_share = max(0.0, float(1.0 - reference.shares[kept].sum()))
     taken = min(rare_share, missing)
-    common_shares = reference.shares[kept] * (1 - (missing - taken) / max(1e-12, 1 - rare_share))
-    expected = np.concatenate([common_shares, [rare_share - taken, missing]])
-    observed = np.asarray([*known, rare, sum(found.values())], dtype=float)
+    new_count = sum(found.values())
+    if (rare_share - taken) * size < 5:
+        # What is left of the rare bin is too thin to judge apart (it would be mostly the estimate's
+        # noise): the rare and the unseen categories are one tail bin, at the reference's own share.
+        expected = np.concatenate([reference.shares[kept], [rare_share]])
+        observed = np.asarray([*known, rare + new_count], dtype=float)
+        nulls = {
+            m: _binned_null(m, expected, size, draws, f"{reference.digest}:tail") for m in ("chi2", "psi")
+        }
+    else:
+        common_shares = reference.shares[kept] * (1 - (missing - taken) / max(1e-12, 1 - rare_share))
+        expected = np.concatenate([common_shares, [rare_share - taken, missing]])
+        observed = np.asarray([*known, rare, new_count], dtype=float)
+        nulls = {m: _categorical_null(m, expected, reference, size, draws) for m in ("chi2", "psi")}
     shares = observed / n
     # Pearson's statistic grows with the count: read at the effective size, as the null is drawn.
     chi2 = float(_chi2(shares * size, size, expected))
     variation = float(0.5 * np.sum(np.abs(shares - expected)))
     psi = float(_psi(shares, expected))
-    nulls = {m: _categorical_null(m, expected, reference, size, draws) for m in ("chi2", "psi")}
     named = tuple((str(name), int(count)) for name, count in unseen[:UNSEEN_NAMED])
-    new_share = float(shares[-1])
+    new_share = new_count / n
     return [
         replace(
             _decide(

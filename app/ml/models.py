@@ -49,7 +49,7 @@ class DriftSignal(SQLModel, table=True):
     kind: str | None = Field(default=None, max_length=12)
     # A categorical feature's categories the reference never held: {"unseen": [[name, count], ...],
     # "unseen_share": share of the window}.
-    detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON(none_as_null=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -582,7 +582,7 @@ def evidence_dicts(session: Session, incident_id: int) -> dict[str, list[dict[st
     found = evidence(session, incident_id)
     dumped = {key: [item.model_dump() for item in rows] for key, rows in found.items()}
     dumped["drift_signals"] = [
-        DriftSignalRead.model_validate(row).model_dump() for row in dumped["drift_signals"]
+        row | {"judged_by": DriftSignalRead.model_validate(row).judged_by} for row in dumped["drift_signals"]
     ]
     return dumped
 

@@ -21,7 +21,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("drift_signal") as batch:
-        batch.add_column(sa.Column("detail", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("detail", sa.JSON(none_as_null=True), nullable=True))
 
 
 def downgrade() -> None:

@@ -265,8 +265,9 @@ def test_versions_suspect_registry_drift_and_logs(
         for doc in feature_documents(datetime.fromtimestamp(T, UTC) - timedelta(minutes=10))
     )
     assert signals[("card", "chi2")].detail == {"unseen": [["crypto", crypto]], "unseen_share": crypto / 1000}
-    # The API lists the signals in the order every door shows them: the drifted features, the largest
-    # effect first (amount's 3 sigma before card's 0.2 of its shares), then the others by name.
+    # The evidence lists the signals in the order every door shows them (the API and console read it):
+    # the drifted features, the largest effect first (amount's 3 sigma before card's 0.2 of its shares),
+    # then the others by name.
     features = [row.feature for row in evidence["drift_signals"]]
     assert list(dict.fromkeys(features)) == ["amount", "card", "age", "hour", "merchant_risk"], features
     assert all(

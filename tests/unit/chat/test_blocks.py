@@ -230,6 +230,27 @@ def test_no_rollback_button_once_the_previous_good_version_already_serves() -> N
     assert "incident_rollback:7:3" not in actions(blocks.incident_blocks(OPEN, {"model_versions": done}))
 
 
+def test_a_rollback_undone_in_the_registry_is_offered_again() -> None:
+    # sloguard rolled back to 3 (recorded, verified); then the alias was moved back to the suspect, 4, and
+    # MLflow announced it: the suspect serves again, so the rollback is worth offering again (as the
+    # console does). While the registry says 3 it is not.
+    done = [*SEEN, {"version": "3", "role": "rolled_back_to", "source": "registry", "detail": {}}]
+    change = {"kind": "rollback", "model": "fraud-model", "from_version": "4", "to_version": "3"}
+    change |= {"environment": "prod", "actor": "U0ALICE", "state": "verified"}
+    evidence = {"model_versions": done}
+    assert "incident_rollback:7:3" in actions(
+        blocks.incident_blocks(OPEN, evidence, change=change, alias_version="4")
+    )
+    assert "incident_rollback:7:3" not in actions(
+        blocks.incident_blocks(OPEN, evidence, change=change, alias_version="3")
+    )
+    # A rollback under way is never offered twice, whatever the registry says.
+    pending = change | {"state": "executing"}
+    assert "incident_rollback:7:3" not in actions(
+        blocks.incident_blocks(OPEN, evidence, change=pending, alias_version="4")
+    )
+
+
 @pytest.mark.parametrize(
     ("state", "shown", "offered"),
     [
