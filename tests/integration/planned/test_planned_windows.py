@@ -303,11 +303,13 @@ def test_a_live_prometheus_holds_the_page_of_an_slo_whose_planned_window_is_on(t
         f'planned_windows:\n  - {{name: migration, start: "{(now - timedelta(minutes=5)).isoformat()}", '
         "duration: 1h, services: [covered]}\n"
     )
-    origin = time.time()
+    # The outage begins once Prometheus holds the gauge (as where sloguard has been scraped for a while
+    # before anything fails): under load a first scrape of sloguard can miss its one-second timeout.
+    origin: list[float] = []
 
     class Exporter(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            failed = 10.0 * (time.time() - origin)  # 10 a second, every one failing
+            failed = 10.0 * (time.time() - origin[0]) if origin else 0.0  # 10 a second, all failing
             body = "# TYPE requests counter\n" + "".join(
                 f'requests_total{{service="{s}",code="500"}} {failed!r}\n' for s in ("covered", "elsewhere")
             )
@@ -336,9 +338,14 @@ def test_a_live_prometheus_holds_the_page_of_an_slo_whose_planned_window_is_on(t
             def firing(name: str) -> list[dict[str, Any]]:
                 return prometheus.query(f'ALERTS{{alertname="{name}", alertstate="firing"}}')
 
+            def held() -> list[str]:
+                found = prometheus.query('sloguard_planned_window_active{slo="covered-availability"}')
+                return [s["value"][1] for s in found]
+
+            wait_until(lambda: held() == ["1"], timeout=60, what="the planned window's gauge scraped")
+            origin.append(time.time())
             wait_until(lambda: firing("ElsewhereAvailability") != [], timeout=60, what="elsewhere pages")
-            held = prometheus.query('sloguard_planned_window_active{slo="covered-availability"}')
-            assert [s["value"][1] for s in held] == ["1"]
+            assert held() == ["1"]
             # covered's own rule group has recorded the outage too (its alert runs right after, in the
             # same group): from then on its page would be firing, were it not held.
             wait_until(

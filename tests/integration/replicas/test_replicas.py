@@ -428,7 +428,7 @@ def test_a_slack_event_and_its_retry_on_two_replicas_capture_one_note(cluster: C
     )
     number = created.json()["id"]
     query = "SELECT slack_ts FROM incident WHERE id = :id"
-    wait_until(lambda: cluster.scalar(query, id=number), timeout=15, what="the incident message")
+    wait_until(lambda: cluster.scalar(query, id=number), timeout=60, what="the incident message")
     ts = cluster.scalar(query, id=number)
     cluster.slack.replies[("C-INCIDENTS", ts)] = [
         {"ts": ts, "text": "feature store timing out", "user": "U1"}
@@ -456,6 +456,6 @@ def test_a_slack_event_and_its_retry_on_two_replicas_capture_one_note(cluster: C
     responses = at_once([deliver(first, None), deliver(second, 1)])
     assert [r.status_code for r in responses] == [200, 200]
     pins = "SELECT count(*) FROM timeline_event WHERE incident_id = :id AND kind = 'slack_pin'"
-    wait_until(lambda: cluster.scalar(pins, id=number) >= 1, timeout=15, what="the pinned note")
+    wait_until(lambda: cluster.scalar(pins, id=number) >= 1, timeout=60, what="the pinned note")
     time.sleep(1.0)  # the other delivery, if it were to add a second note, has landed by now
     assert cluster.scalar(pins, id=number) == 1
