@@ -18,7 +18,8 @@ reference's standard deviation (on a grid of 100 reference quantiles, the same g
 two-sample Kolmogorov-Smirnov test (the Kolmogorov distribution at the effective size with Stephens'
 correction, conservative under ties). Categorical: a chi-square statistic and PSI over the categories;
 categories the reference never saw are one bin of their own, expected at the reference's Good-Turing
-missing mass (the share of its values seen once), and named in the signal. All
+missing mass (the share of its values seen once), unless what is left of the rare known ones is too
+thin to tell apart (then they are one tail bin); either way they are named in the signal. All
 binned statistics have a multinomial null (counts drawn with the reference's shares), so calibrating costs
 the same whatever n is; calibrations are cached per reference, method and size bucket.
 """
@@ -429,12 +430,11 @@ def categorical(
     rare = sum(found.pop(name, 0) for name in reference.categories if name in found)
     unseen = sorted(found.items(), key=lambda item: (-item[1], item[0]))  # what is left: never seen
     # The reference's own shares overstate the categories it happened to hold; what the missing mass
-    # stands for comes out of its rarest ones first (the ones seen once are what it is counted from).
+    # stands for comes out of its rarest ones (the ones seen once are what it is counted from).
     missing = reference.missing
     rare_share = max(0.0, float(1.0 - reference.shares[kept].sum()))
-    taken = min(rare_share, missing)
     new_count = sum(found.values())
-    if (rare_share - taken) * size < 5:
+    if (rare_share - missing) * size < 5:
         # What is left of the rare bin is too thin to judge apart (it would be mostly the estimate's
         # noise): the rare and the unseen categories are one tail bin, at the reference's own share.
         expected = np.concatenate([reference.shares[kept], [rare_share]])
@@ -443,8 +443,7 @@ def categorical(
             m: _binned_null(m, expected, size, draws, f"{reference.digest}:tail") for m in ("chi2", "psi")
         }
     else:
-        common_shares = reference.shares[kept] * (1 - (missing - taken) / max(1e-12, 1 - rare_share))
-        expected = np.concatenate([common_shares, [rare_share - taken, missing]])
+        expected = np.concatenate([reference.shares[kept], [rare_share - missing, missing]])
         observed = np.asarray([*known, rare, new_count], dtype=float)
         nulls = {m: _categorical_null(m, expected, reference, size, draws) for m in ("chi2", "psi")}
     shares = observed / n
@@ -454,29 +453,13 @@ def categorical(
     psi = float(_psi(shares, expected))
     named = tuple((str(name), int(count)) for name, count in unseen[:UNSEEN_NAMED])
     new_share = new_count / n
-    return [
-        replace(
-            _decide(
-                feature,
-                "chi2",
-                chi2,
-                nulls["chi2"],
-                None,
-                alpha,
-                n,
-                min_effect["chi2"],
-                "categorical",
-                variation,
-            ),
-            unseen=named,
-            unseen_share=new_share,
+    judged = [
+        _decide(
+            feature, "chi2", chi2, nulls["chi2"], None, alpha, n, min_effect["chi2"], "categorical", variation
         ),
-        replace(
-            _decide(feature, "psi", psi, nulls["psi"], None, alpha, n, min_effect["psi"], "categorical"),
-            unseen=named,
-            unseen_share=new_share,
-        ),
+        _decide(feature, "psi", psi, nulls["psi"], None, alpha, n, min_effect["psi"], "categorical"),
     ]
+    return [replace(signal, unseen=named, unseen_share=new_share) for signal in judged]
 
 
 def psi(reference: Sequence[float], current: Sequence[float]) -> float:
